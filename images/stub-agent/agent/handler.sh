@@ -1,0 +1,16 @@
+#!/bin/sh
+# One HTTP/1.0 exchange per connection (nc -ll -e). Every path answers with the agent's health.
+read -r method path proto
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+done
+mode=$(cat /run/agent/mode 2>/dev/null || echo healthy)
+latency=$(cat /run/agent/latency_ms 2>/dev/null || echo 0)
+[ "$latency" -gt 0 ] 2>/dev/null && usleep $((latency * 1000))
+if [ "$mode" = healthy ] || [ "$mode" = slow ]; then
+  status="200 OK"; body="{\"status\":\"ok\",\"version\":\"$AGENT_VERSION\",\"path\":\"$path\"}"
+else
+  status="503 Service Unavailable"; body="{\"status\":\"$mode\",\"version\":\"$AGENT_VERSION\"}"
+fi
+printf 'HTTP/1.0 %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' "$status" "${#body}" "$body"

@@ -1,0 +1,281 @@
+/**
+ * The inventory: hosts, services, agents and batches, in YAML.
+ *
+ * The vocabulary follows docker-compose where it fits (image, build, command, environment, ports,
+ * volumes, healthcheck, depends_on, deploy.resources.reservations.devices) so that operators' compose
+ * files can be imported. Everything here is shape validation only; cross-references (unknown
+ * dependency, cycles, port clashes, placement) are checked by `src/plan/validate.ts`.
+ *
+ * Pure: no I/O.
+ */
+import { z } from 'zod';
+
+/** Names that reach Docker (container names, labels) and Temporal (task queues). */
+export const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
+export const HOST_NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const name = z.string().regex(NAME_RE, {
+  message: 'must start with a letter and contain only letters, digits, "_", "." or "-" (at most 63 characters)',
+});
+const hostName = z.string().regex(HOST_NAME_RE, {
+  message: 'must be lowercase letters, digits and "-", starting with a letter (at most 31 characters); it becomes the task queue "host-<name>"',
+});
+
+/** "1m30s", "500ms", "10s", or a number of milliseconds → milliseconds. */
+export function parseDuration(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of value.matchAll(re)) {
+    const n = Number(m[1]);
+    total += n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+    consumed += m[0].length;
+  }
+  return consumed === value.length && consumed > 0 ? Math.round(total) : undefined;
+}
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration: write it like "500ms", "10s" or "1m30s"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const port = z.number().int().min(1).max(65535);
+
+// ---------------------------------------------------------------------------------------------
+// Hosts
+
+const dockerEndpoint = z.union([
+  z.strictObject({ socket: z.string().min(1) }),
+  z.strictObject({
+    host: z.string().regex(/^tcp:\/\/[^:/]+:\d+$/, { message: 'must look like tcp://HOST:PORT' }),
+    /** Paths to PEM files on the worker host. */
+    tls: z.strictObject({ ca: z.string(), cert: z.string(), key: z.string() }).optional(),
+  }),
+]);
+
+const gpuSchema = z.strictObject({
+  model: z.string().min(1),
+  vram_gb: z.number().positive(),
+});
+
+export const hostSchema = z.strictObject({
+  /** How the worker on this host reaches its Docker engine. */
+  docker: dockerEndpoint.default({ socket: '/var/run/docker.sock' }),
+  /** Address on which published ports are bound and probed (loopback unless you expose them). */
+  address: z.string().default('127.0.0.1'),
+  gpus: z.array(gpuSchema).default([]),
+  /** Whether the NVIDIA container runtime is installed, so GPU device requests can be honoured. */
+  gpu_runtime: z.enum(['nvidia', 'none']).default('none'),
+  labels: z.record(z.string(), z.string()).default({}),
+  description: z.string().optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Services and agents
+
+/** A secret is never written in the inventory: only where the worker host finds it. */
+const secretRef = z.union([
+  z.strictObject({ from_env: z.string().regex(ENV_NAME_RE, { message: 'must be an environment variable name' }) }),
+  z.strictObject({ from_file: z.string().min(1) }),
+]);
+export type SecretRef = z.infer<typeof secretRef>;
+
+const envValue = z.union([z.string(), z.number(), z.boolean(), secretRef]);
+/** compose: a map, or a list of "KEY=VALUE". */
+const environment = z
+  .union([z.record(z.string(), envValue), z.array(z.string())])
+  .transform((env, ctx) => {
+    if (!Array.isArray(env)) {
+      return Object.fromEntries(
+        Object.entries(env).map(([k, v]) => [k, typeof v === 'object' ? v : String(v)]),
+      ) as Record<string, string | SecretRef>;
+    }
+    const out: Record<string, string | SecretRef> = {};
+    env.forEach((entry, i) => {
+      const eq = entry.indexOf('=');
+      if (eq <= 0) {
+        ctx.addIssue({ code: 'custom', path: [i], message: `"${entry}" is not KEY=VALUE` });
+        return;
+      }
+      out[entry.slice(0, eq)] = entry.slice(eq + 1);
+    });
+    return out;
+  });
+
+export interface PortMapping {
+  hostIp?: string;
+  published: number;
+  target: number;
+  protocol: 'tcp' | 'udp';
+}
+
+/** compose short syntax ("8080", "8080:80", "127.0.0.1:8080:80", ".../udp") or long syntax. */
+const portMapping = z.union([
+  z.union([z.string(), z.number()]).transform((raw, ctx): PortMapping => {
+    const text = String(raw);
+    const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(?:(\d+):)?(\d+)(?:\/(tcp|udp))?$/.exec(text);
+    const published = m ? Number(m[2] ?? m[3]) : NaN;
+    const target = m ? Number(m[3]) : NaN;
+    if (!m || published < 1 || published > 65535 || target < 1 || target > 65535) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a port mapping: write "HOST:CONTAINER" (e.g. "7140:7140"), optionally "IP:HOST:CONTAINER" or with "/udp"` });
+      return z.NEVER;
+    }
+    return { hostIp: m[1], published, target, protocol: (m[4] as 'tcp' | 'udp' | undefined) ?? 'tcp' };
+  }),
+  z
+    .strictObject({
+      target: port,
+      published: z.union([port, z.string().regex(/^\d+$/).transform(Number)]).optional(),
+      host_ip: z.string().optional(),
+      protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    })
+    .transform((p): PortMapping => ({ hostIp: p.host_ip, published: p.published ?? p.target, target: p.target, protocol: p.protocol })),
+]);
+
+export interface VolumeMount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+  /** A named volume (managed by Docker) or a bind mount of a host path. */
+  type: 'volume' | 'bind';
+}
+
+const volumeMount = z.string().transform((text, ctx): VolumeMount => {
+  const parts = text.split(':');
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]?.startsWith('/')) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a volume: write "NAME:/container/path" or "/host/path:/container/path[:ro]"` });
+    return z.NEVER;
+  }
+  const [source, target, mode] = parts as [string, string, string | undefined];
+  if (mode !== undefined && mode !== 'ro' && mode !== 'rw') {
+    ctx.addIssue({ code: 'custom', message: `"${text}": the mode must be "ro" or "rw"` });
+    return z.NEVER;
+  }
+  const type = source.startsWith('/') || source.startsWith('.') ? 'bind' : 'volume';
+  return { source, target, readOnly: mode === 'ro', type };
+});
+
+/** Exactly one probe kind, plus compose's timing fields. */
+export const healthcheckSchema = z
+  .strictObject({
+    /** HTTP GET must answer 2xx. A path, or {path, port} where port is the container port. */
+    http: z.union([z.string().startsWith('/'), z.strictObject({ path: z.string().startsWith('/'), port: port.optional() })]).optional(),
+    /** A TCP connect to this container port must succeed. `true` takes the first published port. */
+    tcp: z.union([port, z.literal(true)]).optional(),
+    /** A command run inside the container (docker exec) must exit 0. */
+    exec: z.array(z.string()).min(1).optional(),
+    /** compose's own healthcheck test: handed to Docker, readiness read from the container's health status. */
+    test: z.union([z.array(z.string()).min(1), z.string()]).optional(),
+    interval: duration.default(1000),
+    timeout: duration.default(2000),
+    retries: z.number().int().min(1).default(3),
+    start_period: duration.default(0),
+  })
+  .superRefine((h, ctx) => {
+    const kinds = (['http', 'tcp', 'exec', 'test'] as const).filter((k) => h[k] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: kinds.length === 0
+          ? 'a health check needs one probe: http, tcp, exec or test'
+          : `a health check takes one probe, found ${kinds.join(' and ')}: keep one`,
+      });
+    }
+  });
+
+const dependsOn = z.union([
+  z.array(name),
+  z.record(name, z.strictObject({
+    condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']).default('service_healthy'),
+  })),
+]).transform((d): Record<string, { condition: 'service_started' | 'service_healthy' | 'service_completed_successfully' }> =>
+  Array.isArray(d) ? Object.fromEntries(d.map((n) => [n, { condition: 'service_healthy' as const }])) : d,
+);
+
+/** compose's GPU reservation; translated into `gpu.count`. */
+const composeDeploy = z.strictObject({
+  resources: z.strictObject({
+    reservations: z.strictObject({
+      devices: z.array(z.strictObject({
+        driver: z.string().optional(),
+        count: z.union([z.number().int().min(1), z.literal('all')]).optional(),
+        device_ids: z.array(z.string()).optional(),
+        capabilities: z.array(z.string()).default([]),
+      })).optional(),
+    }).optional(),
+  }).optional(),
+});
+
+export const serviceSchema = z
+  .strictObject({
+    image: z.string().min(1).optional(),
+    build: z.union([
+      z.string().min(1).transform((context) => ({ context, dockerfile: undefined as string | undefined, args: {} as Record<string, string> })),
+      z.strictObject({ context: z.string().min(1), dockerfile: z.string().optional(), args: z.record(z.string(), z.string()).default({}) }),
+    ]).optional(),
+    command: z.union([z.string().transform((s) => ['/bin/sh', '-c', s]), z.array(z.string())]).optional(),
+    environment: environment.default({}),
+    ports: z.array(portMapping).default([]),
+    volumes: z.array(volumeMount).default([]),
+    healthcheck: healthcheckSchema.optional(),
+    depends_on: dependsOn.default({}),
+    gpu: z.strictObject({ count: z.number().int().min(1).default(1), min_vram_gb: z.number().positive().default(1) }).optional(),
+    deploy: composeDeploy.optional(),
+    placement: z.union([
+      z.strictObject({ host: z.string() }),
+      z.strictObject({ labels: z.record(z.string(), z.string()) }),
+    ]).optional(),
+    criticality: z.enum(['critical', 'high', 'medium', 'low']).default('medium'),
+    /** Free text shown in plans and the Web UI (the stack's tier, the agent's role). */
+    tier: z.string().optional(),
+    description: z.string().optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (!s.image && !s.build) {
+      ctx.addIssue({ code: 'custom', message: 'needs an image or a build context: add `image: NAME:TAG` or `build: ./path`' });
+    }
+  })
+  .transform((s) => {
+    // compose GPU reservations become our explicit GPU need.
+    const device = s.deploy?.resources?.reservations?.devices?.find((d) => d.driver === 'nvidia' || d.capabilities.includes('gpu'));
+    const gpu = s.gpu ?? (device ? { count: typeof device.count === 'number' ? device.count : 1, min_vram_gb: 1 } : undefined);
+    const { deploy: _deploy, ...rest } = s;
+    return { ...rest, gpu };
+  });
+
+export const batchSchema = z.strictObject({
+  name,
+  description: z.string().optional(),
+  agents: z.array(z.string()).min(1, { message: 'a batch needs at least one agent' }),
+  /** How many agents of the batch migrate at once. */
+  concurrency: z.number().int().min(1).default(1),
+  /** More failures than this roll back the whole batch (seed 001: "multiple failures" → 1). */
+  max_failures: z.number().int().min(0).default(1),
+  /** Allowed p95 latency of the new version, as a multiple of the baseline's. */
+  latency_tolerance: z.number().min(1).default(1.5),
+  /** Wait for an operator's approval before cutting over. */
+  approval: z.boolean().default(false),
+});
+
+export const inventorySchema = z.strictObject({
+  version: z.literal(1, { message: 'only inventory format version 1 exists: write `version: 1`' }),
+  /** Prefix of every container, network and volume the tool creates; keeps several systems apart on one engine. */
+  project: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, { message: 'must be lowercase letters, digits and "-", starting with a letter' }),
+  hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, { message: 'declare at least one host' }),
+  services: z.record(name, serviceSchema).default({}),
+  agents: z.record(name, serviceSchema).default({}),
+  batches: z.array(batchSchema).default([]),
+});
+
+export type Inventory = z.infer<typeof inventorySchema>;
+export type InventoryInput = z.input<typeof inventorySchema>;
+export type Host = z.infer<typeof hostSchema>;
+export type Service = z.infer<typeof serviceSchema>;
+export type Healthcheck = z.infer<typeof healthcheckSchema>;
+export type Batch = z.infer<typeof batchSchema>;

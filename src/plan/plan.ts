@@ -1,0 +1,405 @@
+/**
+ * Inventory → plan. Pure: no I/O, deterministic for a given inventory.
+ *
+ * `buildPlan` checks everything the schema cannot see on its own (cross-references, cycles, port
+ * clashes, placement, GPU needs, batches, literal secrets) and either returns a plan or throws an
+ * InventoryError listing every problem with the field's path and a fix. Nothing is started.
+ */
+import { createHash } from 'node:crypto';
+import { InventoryError, type Problem } from '../inventory/load.js';
+import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '../inventory/schema.js';
+import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
+import { hostQueue } from './queues.js';
+
+export type UnitKind = 'service' | 'agent';
+
+/** How readiness is judged, resolved to concrete addresses on the unit's host. */
+export type Probe =
+  | { kind: 'http'; address: string; port: number; path: string }
+  | { kind: 'tcp'; address: string; port: number }
+  | { kind: 'exec'; command: string[] }
+  | { kind: 'docker' }
+  | { kind: 'running' };
+
+export interface ProbeTiming {
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+}
+
+/** Everything a host's activities need to run one unit. Secrets stay references. */
+export interface UnitSpec {
+  name: string;
+  kind: UnitKind;
+  host: string;
+  image: string;
+  build?: { context: string; dockerfile?: string; args: Record<string, string> };
+  command?: string[];
+  environment: Record<string, string | SecretRef>;
+  ports: Required<PortMapping>[];
+  volumes: VolumeMount[];
+  /** compose-style test handed to Docker as the container's own HEALTHCHECK. */
+  dockerHealthcheck?: { test: string[]; intervalMs: number; timeoutMs: number; retries: number; startPeriodMs: number };
+  probe: Probe;
+  timing: ProbeTiming;
+  gpu?: { count: number; minVramGb: number };
+  /** Add the NVIDIA device request (the host declares a GPU runtime). */
+  gpuDeviceRequest: boolean;
+  dependsOn: Record<string, 'service_started' | 'service_healthy' | 'service_completed_successfully'>;
+  criticality: 'critical' | 'high' | 'medium' | 'low';
+  tier?: string;
+  /** Hash of everything that defines the container: a changed hash means the container is replaced. */
+  specHash: string;
+}
+
+export interface PlannedHost {
+  name: string;
+  queue: string;
+  address: string;
+  gpus: { model: string; vramGb: number }[];
+  gpuRuntime: 'nvidia' | 'none';
+  labels: Record<string, string>;
+}
+
+export interface PlannedBatch {
+  name: string;
+  index: number;
+  description?: string;
+  agents: string[];
+  concurrency: number;
+  maxFailures: number;
+  latencyTolerance: number;
+  approval: boolean;
+}
+
+export interface Plan {
+  project: string;
+  hosts: PlannedHost[];
+  units: Record<string, UnitSpec>;
+  /** The stack's services in waves: a wave may start once every earlier wave it depends on is healthy. */
+  serviceWaves: string[][];
+  batches: PlannedBatch[];
+  warnings: Problem[];
+}
+
+export interface PlanOptions {
+  /** Folder that relative build contexts and bind mounts resolve against (the inventory's folder). */
+  baseDir?: string;
+}
+
+const SECRET_KEY_RE = /(PASS(WORD)?|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
+const URL_CREDENTIALS_RE = /:\/\/[^:/@\s]+:[^@\s]+@/;
+const SECRET_FLAG_RE = /^--?(requirepass|password|pass|token|secret)$/i;
+
+function joinPath(base: string | undefined, p: string): string {
+  if (!base || p.startsWith('/')) return p;
+  const parts = `${base}/${p}`.split('/');
+  const out: string[] = [];
+  for (const part of parts) {
+    if (part === '..') out.pop();
+    else if (part !== '.' && part !== '') out.push(part);
+  }
+  return `${base.startsWith('/') ? '/' : ''}${out.join('/')}`;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function hashSpec(spec: Omit<UnitSpec, 'specHash'>): string {
+  // Only what defines the running container; placement bookkeeping (criticality, tier, deps) is left out.
+  const { name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuDeviceRequest } = spec;
+  return createHash('sha256')
+    .update(canonicalJson({ name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuDeviceRequest }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+function describeGpus(inv: Inventory): string {
+  const all = Object.entries(inv.hosts).flatMap(([h, host]) => host.gpus.map((g) => `${h}: ${g.model} ${g.vram_gb} GB`));
+  return all.length ? all.join(', ') : 'no host declares a GPU';
+}
+
+export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
+  const problems: Problem[] = [];
+  const warnings: Problem[] = [];
+  const hostNames = Object.keys(inv.hosts);
+
+  // --- One namespace for services and agents ------------------------------------------------
+  const units = new Map<string, { kind: UnitKind; spec: Service; path: string }>();
+  for (const [name, spec] of Object.entries(inv.services)) units.set(name, { kind: 'service', spec, path: `services.${name}` });
+  for (const [name, spec] of Object.entries(inv.agents)) {
+    const lower = name.toLowerCase();
+    const clash = [...units.keys()].find((n) => n.toLowerCase() === lower);
+    if (clash !== undefined) {
+      problems.push({
+        path: `agents.${name}`,
+        message: `duplicate service: "${name}" is also declared as services.${clash} (container names are case-insensitive on some hosts)`,
+        fix: 'give one of them another name, or declare it once',
+      });
+      continue;
+    }
+    units.set(name, { kind: 'agent', spec, path: `agents.${name}` });
+  }
+
+  // --- Dependencies -----------------------------------------------------------------------------
+  const graph: Graph = new Map();
+  for (const [name, { spec, path }] of units) {
+    const deps: string[] = [];
+    for (const dep of Object.keys(spec.depends_on)) {
+      if (!units.has(dep)) {
+        const hint = closest(dep, units.keys());
+        problems.push({
+          path: `${path}.depends_on.${dep}`,
+          message: `unknown dependency "${dep}"${hint ? ` (did you mean "${hint}"?)` : ''}`,
+          fix: hint ? `write "${hint}", or declare "${dep}" under services or agents` : `declare "${dep}" under services or agents, or remove the dependency`,
+        });
+        continue;
+      }
+      deps.push(dep);
+    }
+    graph.set(name, deps);
+  }
+  const cycle = findCycle(graph);
+  if (cycle) {
+    problems.push({
+      path: `${units.get(cycle[0]!)!.path}.depends_on`,
+      message: `dependency cycle: ${cycle.join(' → ')}`,
+      fix: 'remove one of these depends_on entries: nothing in a cycle could ever start',
+    });
+  }
+
+  // --- Placement ----------------------------------------------------------------------------
+  const placed = new Map<string, string>();
+  for (const [name, { spec, path }] of units) {
+    let candidates = hostNames;
+    if (spec.placement && 'host' in spec.placement) {
+      const wanted = spec.placement.host;
+      if (!inv.hosts[wanted]) {
+        const hint = closest(wanted, hostNames);
+        problems.push({
+          path: `${path}.placement.host`,
+          message: `unknown host "${wanted}"${hint ? ` (did you mean "${hint}"?)` : ''}`,
+          fix: `use one of the declared hosts: ${hostNames.join(', ')}`,
+        });
+        continue;
+      }
+      candidates = [wanted];
+    } else if (spec.placement && 'labels' in spec.placement) {
+      const want = Object.entries(spec.placement.labels);
+      candidates = hostNames.filter((h) => want.every(([k, v]) => inv.hosts[h]!.labels[k] === v));
+      if (candidates.length === 0) {
+        problems.push({
+          path: `${path}.placement.labels`,
+          message: `no host has the labels ${want.map(([k, v]) => `${k}=${v}`).join(', ')}`,
+          fix: 'add the labels to a host, or change the constraint',
+        });
+        continue;
+      }
+    }
+    if (spec.gpu) {
+      const { count, min_vram_gb: minVram } = spec.gpu;
+      const fits = (h: string) => inv.hosts[h]!.gpus.filter((g) => g.vram_gb >= minVram).length >= count;
+      const fitting = candidates.filter(fits);
+      if (fitting.length === 0) {
+        const where = candidates.length === hostNames.length ? 'no host' : `host ${candidates.join(', ')}`;
+        problems.push({
+          path: `${path}.gpu`,
+          message: `needs ${count} GPU(s) with at least ${minVram} GB of VRAM, which ${where} can meet (${describeGpus(inv)})`,
+          fix: 'lower gpu.min_vram_gb or gpu.count, place it on a host with such a GPU, or declare that GPU on its host',
+        });
+        continue;
+      }
+      // Best fit: the smallest GPU that is big enough, so the big one stays free for heavy work.
+      const smallestFit = (h: string) => Math.min(...inv.hosts[h]!.gpus.filter((g) => g.vram_gb >= minVram).map((g) => g.vram_gb));
+      candidates = [...fitting].sort((a, b) => smallestFit(a) - smallestFit(b) || hostNames.indexOf(a) - hostNames.indexOf(b));
+    }
+    placed.set(name, candidates[0]!);
+  }
+
+  // --- Per-unit checks and normalised specs -----------------------------------------------------
+  const specs: Record<string, UnitSpec> = {};
+  const published = new Map<string, { ip: string; path: string; unit: string }[]>(); // host/proto/port → users
+  for (const [name, { kind, spec, path }] of units) {
+    const host = placed.get(name);
+    // Literal secrets never enter the inventory (nor, therefore, any workflow input).
+    for (const [key, value] of Object.entries(spec.environment)) {
+      if (typeof value !== 'string' || value === '') continue;
+      if (SECRET_KEY_RE.test(key) || URL_CREDENTIALS_RE.test(value)) {
+        problems.push({
+          path: `${path}.environment.${key}`,
+          message: URL_CREDENTIALS_RE.test(value) ? 'a credential is written into this URL' : 'a secret is written here as a literal value',
+          fix: `write { from_env: ${key} } or { from_file: /path/on/the/host }: the worker reads it on its host, so it never enters the inventory or Temporal's history`,
+        });
+      }
+    }
+    spec.command?.forEach((arg, i, all) => {
+      if (SECRET_FLAG_RE.test(arg) && all[i + 1] !== undefined) {
+        problems.push({
+          path: `${path}.command[${i + 1}]`,
+          message: `a secret follows "${arg}" on the command line`,
+          fix: 'pass it through an environment variable set { from_env: … } and refer to it from the command',
+        });
+      }
+    });
+
+    if (kind === 'agent' && !spec.healthcheck) {
+      problems.push({
+        path: `${path}.healthcheck`,
+        message: 'an agent needs a health check: its migration is validated against its own baseline',
+        fix: 'add healthcheck: { http: /health } with a published port, or healthcheck: { exec: [...] }',
+      });
+    }
+    if (!host) continue;
+    const hostSpec = inv.hosts[host]!;
+
+    const ports: Required<PortMapping>[] = spec.ports.map((p) => ({ ...p, hostIp: p.hostIp ?? hostSpec.address }));
+    ports.forEach((p, i) => {
+      const key = `${host}/${p.protocol}/${p.published}`;
+      const users = published.get(key) ?? [];
+      const clash = users.find((u) => u.ip === p.hostIp || u.ip === '0.0.0.0' || p.hostIp === '0.0.0.0');
+      if (clash) {
+        problems.push({
+          path: `${path}.ports[${i}]`,
+          message: `host port ${p.published}/${p.protocol} on ${host} is already published by ${clash.path}`,
+          fix: `publish another host port (e.g. "${p.published + 1000}:${p.target}"), or move one of them to another host`,
+        });
+      }
+      users.push({ ip: p.hostIp, path: `${path}.ports[${i}]`, unit: name });
+      published.set(key, users);
+    });
+
+    const hc = spec.healthcheck;
+    const timing: ProbeTiming = hc
+      ? { intervalMs: hc.interval, timeoutMs: hc.timeout, retries: hc.retries, startPeriodMs: hc.start_period }
+      : { intervalMs: 500, timeoutMs: 2000, retries: 3, startPeriodMs: 0 };
+    let probe: Probe = { kind: 'running' };
+    let dockerHealthcheck: UnitSpec['dockerHealthcheck'];
+    const probeAddress = (p: Required<PortMapping>) => (p.hostIp === '0.0.0.0' ? '127.0.0.1' : p.hostIp);
+    if (hc?.http !== undefined || hc?.tcp !== undefined) {
+      const field = hc.http !== undefined ? 'http' : 'tcp';
+      const wantedTarget = hc.http !== undefined ? (typeof hc.http === 'string' ? undefined : hc.http.port) : hc.tcp === true ? undefined : hc.tcp;
+      const mapping = wantedTarget === undefined ? ports.find((p) => p.protocol === 'tcp') : ports.find((p) => p.target === wantedTarget && p.protocol === 'tcp');
+      if (!mapping) {
+        problems.push({
+          path: `${path}.healthcheck.${field}`,
+          message: wantedTarget === undefined
+            ? `has an ${field} health check but publishes no port (${kind === 'agent' ? 'the seeds list some agents without ports' : 'nothing to probe'})`
+            : `probes container port ${wantedTarget}, which is not published`,
+          fix: `publish the port (ports: ["HOST:${wantedTarget ?? 'CONTAINER'}"]) or probe inside the container with healthcheck.exec`,
+        });
+      } else if (hc.http !== undefined) {
+        probe = { kind: 'http', address: probeAddress(mapping), port: mapping.published, path: typeof hc.http === 'string' ? hc.http : hc.http.path };
+      } else {
+        probe = { kind: 'tcp', address: probeAddress(mapping), port: mapping.published };
+      }
+    } else if (hc?.exec) {
+      probe = { kind: 'exec', command: hc.exec };
+    } else if (hc?.test !== undefined) {
+      probe = { kind: 'docker' };
+      const test = typeof hc.test === 'string' ? ['CMD-SHELL', hc.test] : hc.test;
+      dockerHealthcheck = { test, intervalMs: hc.interval, timeoutMs: hc.timeout, retries: hc.retries, startPeriodMs: hc.start_period };
+    }
+
+    for (const [dep, cond] of Object.entries(spec.depends_on)) {
+      const depSpec = units.get(dep)?.spec;
+      if (depSpec && cond.condition === 'service_healthy' && !depSpec.healthcheck) {
+        warnings.push({
+          path: `${path}.depends_on.${dep}`,
+          message: `waits for "${dep}" to be healthy, but "${dep}" has no health check: running counts as healthy`,
+          fix: `give ${dep} a healthcheck`,
+        });
+      }
+    }
+
+    const image = spec.image ?? `${inv.project}/${name.toLowerCase()}:build`;
+    const unit: Omit<UnitSpec, 'specHash'> = {
+      name,
+      kind,
+      host,
+      image,
+      build: spec.build ? { context: joinPath(options.baseDir, spec.build.context), dockerfile: spec.build.dockerfile, args: spec.build.args } : undefined,
+      command: spec.command,
+      environment: spec.environment,
+      ports,
+      volumes: spec.volumes.map((v) => (v.type === 'bind' ? { ...v, source: joinPath(options.baseDir, v.source) } : v)),
+      dockerHealthcheck,
+      probe,
+      timing,
+      gpu: spec.gpu ? { count: spec.gpu.count, minVramGb: spec.gpu.min_vram_gb } : undefined,
+      gpuDeviceRequest: Boolean(spec.gpu) && hostSpec.gpu_runtime === 'nvidia',
+      dependsOn: Object.fromEntries(Object.entries(spec.depends_on).map(([d, c]) => [d, c.condition])),
+      criticality: spec.criticality,
+      tier: spec.tier,
+    };
+    specs[name] = { ...unit, specHash: hashSpec(unit) };
+  }
+
+  // --- Batches ------------------------------------------------------------------------------
+  const seenBatch = new Map<string, number>();
+  const inBatch = new Map<string, { batch: string; path: string }>();
+  inv.batches.forEach((b, bi) => {
+    if (seenBatch.has(b.name)) {
+      problems.push({ path: `batches[${bi}].name`, message: `duplicate batch "${b.name}" (also batches[${seenBatch.get(b.name)}])`, fix: 'give each batch its own name' });
+    }
+    seenBatch.set(b.name, bi);
+    b.agents.forEach((agent, ai) => {
+      const here = `batches[${bi}].agents[${ai}]`;
+      const unit = units.get(agent);
+      if (!unit || unit.kind !== 'agent') {
+        const hint = closest(agent, Object.keys(inv.agents));
+        problems.push({
+          path: here,
+          message: unit ? `"${agent}" is a service, not an agent: batches migrate agents` : `unknown agent "${agent}"${hint ? ` (did you mean "${hint}"?)` : ''}`,
+          fix: unit ? 'declare it under agents, or leave it out of the batch' : `declare it under agents${hint ? `, or write "${hint}"` : ''}`,
+        });
+        return;
+      }
+      const earlier = inBatch.get(agent);
+      if (earlier) {
+        problems.push({
+          path: here,
+          message: `agent "${agent}" is in two batches: already in ${earlier.batch} (${earlier.path})`,
+          fix: 'an agent migrates once: remove it from one of the batches',
+        });
+        return;
+      }
+      inBatch.set(agent, { batch: b.name, path: here });
+    });
+  });
+  for (const name of Object.keys(inv.agents)) {
+    if (inv.batches.length > 0 && !inBatch.has(name)) {
+      warnings.push({ path: `agents.${name}`, message: 'is in no batch: `migrate start` will never migrate it', fix: 'add it to a batch' });
+    }
+  }
+
+  if (problems.length > 0) throw new InventoryError(problems);
+
+  const serviceGraph: Graph = new Map([...graph].filter(([n]) => units.get(n)!.kind === 'service').map(([n, deps]) => [n, deps.filter((d) => units.get(d)!.kind === 'service')]));
+  return {
+    project: inv.project,
+    hosts: hostNames.map((h) => {
+      const host = inv.hosts[h]!;
+      return { name: h, queue: hostQueue(h), address: host.address, gpus: host.gpus.map((g) => ({ model: g.model, vramGb: g.vram_gb })), gpuRuntime: host.gpu_runtime, labels: host.labels };
+    }),
+    units: specs,
+    serviceWaves: topologicalWaves(serviceGraph),
+    batches: inv.batches.map((b, index) => ({
+      name: b.name,
+      index,
+      description: b.description,
+      agents: b.agents,
+      concurrency: b.concurrency,
+      maxFailures: b.max_failures,
+      latencyTolerance: b.latency_tolerance,
+      approval: b.approval,
+    })),
+    warnings,
+  };
+}
