@@ -1,0 +1,12 @@
+/** Every activity a host's worker offers, built from that host's clients. */
+import type { HostContext } from './context.js';
+import { createHostInfoActivities } from './host-info.js';
+
+export function createHostActivities(ctx: HostContext) {
+  return {
+    ...createHostInfoActivities(ctx),
+  };
+}
+
+export type HostActivities = ReturnType<typeof createHostActivities>;
+export type { HostContext };

@@ -1,0 +1,52 @@
+/** `migrate worker --host NAME`: this machine is host NAME; poll its task queue (and run workflows). */
+import type { Command } from 'commander';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { z } from 'zod';
+import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } from '../../workers/workers.js';
+import { loadInventoryFiles } from '../../inventory/load.js';
+import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
+import { action, collect, commonOptions, CommandFailed, parseOptions, UsageError } from '../common.js';
+
+const workerOptions = commonOptions.extend({
+  host: z.string({ message: 'name this machine\'s host: --host NAME (one of the inventory\'s hosts)' }).min(1),
+  workflows: z.boolean().default(true),
+});
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run the worker of one host: its activities on host-<NAME>, and workflow tasks on the orchestrator queue')
+    .requiredOption('--host <name>', 'which inventory host this machine is')
+    .option('-i, --inventory <file>', 'inventory file (repeatable)', collect)
+    .option('--address <host:port>', 'Temporal frontend address (default $TEMPORAL_ADDRESS or 127.0.0.1:7233)')
+    .option('--namespace <ns>', 'Temporal namespace')
+    .option('--no-workflows', 'poll only this host\'s activity queue')
+    .action(action(async (raw: unknown) => {
+      const opts = parseOptions(workerOptions, raw);
+      const { inventory } = await loadInventoryFiles(opts.inventory);
+      if (!inventory.hosts[opts.host]) {
+        throw new UsageError('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
+      }
+      let connection: NativeConnection;
+      try {
+        connection = await NativeConnection.connect({ address: opts.address });
+      } catch (err) {
+        throw new CommandFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address`);
+      }
+      const context = hostContext(inventory, opts.host);
+      await context.docker.ping().catch((err: Error) => {
+        throw new CommandFailed(`host ${opts.host}: its Docker engine does not answer (${err.message}); check hosts.${opts.host}.docker in the inventory`);
+      });
+      const workers: Worker[] = [await createHostWorker({ connection, namespace: opts.namespace, context })];
+      if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: opts.namespace }));
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      process.once('SIGTERM', () => abort.abort());
+      process.stderr.write(`worker ${context.identity}: polling ${hostQueue(opts.host)}${opts.workflows ? ` and ${ORCHESTRATOR_QUEUE}` : ''} on ${opts.address}\n`);
+      try {
+        await runWorkers(workers, abort.signal);
+      } finally {
+        await connection.close();
+      }
+    }));
+}

@@ -1,0 +1,26 @@
+/** The `migrate` CLI. One file per command under ./commands. */
+import { Command } from 'commander';
+import { registerPlan } from './commands/plan.js';
+import { registerWorker } from './commands/worker.js';
+import { registerDev } from './commands/dev.js';
+import { registerDemo } from './commands/demo.js';
+
+const program = new Command('migrate')
+  .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // commander's own usage errors (unknown option, missing argument) are bad input: exit 2.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    throw err;
+  });
+
+registerPlan(program);
+registerWorker(program);
+registerDev(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (!(err && typeof err === 'object' && 'code' in err && String((err as { code: string }).code).startsWith('commander.'))) throw err;
+}

@@ -1,0 +1,89 @@
+/**
+ * Worker wiring. A host's worker polls `host-<name>` with that host's activities (Docker at the
+ * host's own endpoint); the orchestrator worker runs the workflows. `migrate worker --host NAME`
+ * starts both in one process by default, so every host can also carry workflow tasks.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createHostActivities } from '../activities/index.js';
+import type { HostContext } from '../activities/context.js';
+import { dockerClient } from '../activities/docker-client.js';
+import type { Inventory } from '../inventory/schema.js';
+import { hostQueue, ORCHESTRATOR_QUEUE } from '../plan/queues.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const WORKFLOWS_PATH = path.resolve(here, '../workflows/index.ts');
+
+let bundle: Promise<WorkflowBundleWithSourceMap | { codePath: string }> | undefined;
+
+/** Bundle the workflow code once per process (or reuse MIGRATE_WORKFLOW_BUNDLE, a prebuilt file). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap | { codePath: string }> {
+  const prebuilt = process.env.MIGRATE_WORKFLOW_BUNDLE;
+  if (prebuilt) return Promise.resolve({ codePath: prebuilt });
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  return bundle;
+}
+
+const quietBundlerLogger = {
+  log() {}, trace() {}, debug() {}, info() {},
+  warn(message: string, meta?: Record<string, unknown>) { console.warn(message, meta ?? ''); },
+  error(message: string, meta?: Record<string, unknown>) { console.error(message, meta ?? ''); },
+};
+
+export function dataDirFor(host: string): string {
+  return path.resolve(process.env.MIGRATE_DATA_DIR ?? '.data', 'hosts', host);
+}
+
+export function hostContext(inventory: Inventory, host: string, identity?: string): HostContext {
+  const spec = inventory.hosts[host];
+  if (!spec) throw new Error(`unknown host "${host}": the inventory declares ${Object.keys(inventory.hosts).join(', ')}`);
+  return {
+    host,
+    spec,
+    project: inventory.project,
+    docker: dockerClient(spec.docker),
+    identity: identity ?? `${host}@${os.hostname()}:${process.pid}`,
+    dataDir: dataDirFor(host),
+  };
+}
+
+export interface WorkerOptions {
+  connection: NativeConnection;
+  namespace?: string;
+}
+
+export async function createHostWorker(opts: WorkerOptions & { context: HostContext }): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace ?? 'default',
+    taskQueue: hostQueue(opts.context.host),
+    identity: opts.context.identity,
+    activities: createHostActivities(opts.context),
+    // A host runs a few long Docker and database calls at once, not hundreds.
+    maxConcurrentActivityTaskExecutions: 16,
+  });
+}
+
+export async function createOrchestratorWorker(opts: WorkerOptions & { identity?: string }): Promise<Worker> {
+  const code = await workflowBundle();
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace ?? 'default',
+    taskQueue: ORCHESTRATOR_QUEUE,
+    identity: opts.identity ?? `orchestrator@${os.hostname()}:${process.pid}`,
+    workflowBundle: code,
+  });
+}
+
+/** Run workers until `signal` aborts, then shut them down gracefully. */
+export async function runWorkers(workers: Worker[], signal?: AbortSignal): Promise<void> {
+  const onAbort = () => workers.forEach((w) => { if (w.getState() === 'RUNNING') w.shutdown(); });
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,2 @@
+// Every workflow the orchestrator queue runs. One module per runbook.
+export { probeHosts, gpuStep } from './routing.js';

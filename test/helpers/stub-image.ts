@@ -1,0 +1,1 @@
+export { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
