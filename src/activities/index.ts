@@ -1,10 +1,14 @@
 /** Every activity a host's worker offers, built from that host's clients. */
 import type { HostContext } from './context.js';
 import { createHostInfoActivities } from './host-info.js';
+import { createDockerActivities } from './docker.js';
+import { createHealthActivities } from './health.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
     ...createHostInfoActivities(ctx),
+    ...createDockerActivities(ctx),
+    ...createHealthActivities(ctx),
   };
 }
 

@@ -34,3 +34,8 @@ export const LABELS = {
   specHash: 'io.agent-migrate.spec-hash',
   role: 'io.agent-migrate.role',
 } as const;
+
+/** Where a replaced container is kept, stopped, until its release is confirmed (instant rollback). */
+export function previousName(container: string): string {
+  return `${container}.prev`;
+}

@@ -1,0 +1,181 @@
+/**
+ * Health probes on one host: HTTP, TCP, a command inside the container, the container's own Docker
+ * health status, or plain "running". Probes decide readiness themselves — they poll quickly
+ * (no 30-second healthcheck-interval floor) — and heartbeat while they wait.
+ */
+import net from 'node:net';
+import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Probe, UnitSpec } from '../plan/plan.js';
+import { containerName } from '../plan/queues.js';
+import type { HostContext } from './context.js';
+
+export interface ProbeResult {
+  ok: boolean;
+  latencyMs: number;
+  detail?: string;
+}
+
+export interface HealthyResult {
+  unit: string;
+  attempts: number;
+  /** From the start of waiting until the first passing probe. */
+  elapsedMs: number;
+  /** Wall-clock time the unit was first seen healthy (ms since epoch). */
+  healthyAt: number;
+}
+
+export interface LatencySample {
+  unit: string;
+  samples: number;
+  successRate: number;
+  p50Ms: number;
+  p95Ms: number;
+  errors: string[];
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason as Error); }, { once: true });
+  });
+
+export function createHealthActivities(ctx: HostContext) {
+  const { docker, project, host } = ctx;
+
+  async function http(p: Extract<Probe, { kind: 'http' }>, timeoutMs: number): Promise<ProbeResult> {
+    const started = performance.now();
+    try {
+      const res = await fetch(`http://${p.address}:${p.port}${p.path}`, { signal: AbortSignal.timeout(timeoutMs) });
+      await res.arrayBuffer();
+      const latencyMs = performance.now() - started;
+      return res.ok ? { ok: true, latencyMs } : { ok: false, latencyMs, detail: `HTTP ${res.status}` };
+    } catch (err) {
+      return { ok: false, latencyMs: performance.now() - started, detail: (err as Error).cause ? String((err as Error & { cause: Error }).cause.message ?? (err as Error).cause) : (err as Error).message };
+    }
+  }
+
+  function tcp(p: Extract<Probe, { kind: 'tcp' }>, timeoutMs: number): Promise<ProbeResult> {
+    const started = performance.now();
+    return new Promise((resolve) => {
+      const socket = net.connect({ host: p.address, port: p.port });
+      const done = (r: ProbeResult) => { socket.destroy(); resolve(r); };
+      socket.setTimeout(timeoutMs, () => done({ ok: false, latencyMs: performance.now() - started, detail: 'timeout' }));
+      socket.once('connect', () => done({ ok: true, latencyMs: performance.now() - started }));
+      socket.once('error', (err) => done({ ok: false, latencyMs: performance.now() - started, detail: err.message }));
+    });
+  }
+
+  async function exec(name: string, command: string[], timeoutMs: number): Promise<ProbeResult> {
+    const started = performance.now();
+    try {
+      const e = await docker.getContainer(name).exec({ Cmd: command, AttachStdout: true, AttachStderr: true });
+      const stream = await e.start({ Detach: false, Tty: false });
+      await Promise.race([
+        new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); stream.resume(); }),
+        sleep(timeoutMs).then(() => { throw new Error(`timed out after ${timeoutMs} ms`); }),
+      ]);
+      const { ExitCode } = await e.inspect();
+      return { ok: ExitCode === 0, latencyMs: performance.now() - started, detail: ExitCode === 0 ? undefined : `exit code ${ExitCode}` };
+    } catch (err) {
+      return { ok: false, latencyMs: performance.now() - started, detail: (err as Error).message };
+    }
+  }
+
+  async function probeOnce(unit: UnitSpec): Promise<ProbeResult & { crashed?: string }> {
+    const name = containerName(project, host, unit.name);
+    let state;
+    try {
+      state = await docker.getContainer(name).inspect();
+    } catch {
+      return { ok: false, latencyMs: 0, crashed: `container ${name} does not exist` };
+    }
+    if (state.State.Status === 'exited' || state.State.Status === 'dead' || state.RestartCount > 0) {
+      return { ok: false, latencyMs: 0, crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
+    }
+    if (!state.State.Running) return { ok: false, latencyMs: 0, detail: `container is ${state.State.Status}` };
+    const p = unit.probe;
+    switch (p.kind) {
+      case 'http': return http(p, unit.timing.timeoutMs);
+      case 'tcp': return tcp(p, unit.timing.timeoutMs);
+      case 'exec': return exec(name, p.command, unit.timing.timeoutMs);
+      case 'docker': {
+        const status = state.State.Health?.Status;
+        return { ok: status === 'healthy', latencyMs: 0, detail: `docker health ${status ?? 'none'}` };
+      }
+      case 'running': return { ok: true, latencyMs: 0 };
+    }
+  }
+
+  return {
+    /** One probe, now. */
+    async probeUnit(unit: UnitSpec): Promise<ProbeResult> {
+      const { crashed, ...r } = await probeOnce(unit);
+      return crashed ? { ok: false, latencyMs: 0, detail: crashed } : r;
+    },
+
+    /**
+     * Wait until the unit passes its probe. Fails (non-retryable) when the container crashes, or
+     * when it is still failing after start_period + retries × interval.
+     */
+    async waitHealthy(unit: UnitSpec): Promise<HealthyResult> {
+      const signal = Context.current().cancellationSignal;
+      const started = Date.now();
+      const { intervalMs, retries, startPeriodMs } = unit.timing;
+      const budgetMs = startPeriodMs + retries * intervalMs + unit.timing.timeoutMs;
+      // Poll faster than the declared interval: readiness is noticed within ~100 ms.
+      const pollMs = Math.max(50, Math.min(intervalMs, 100));
+      let attempts = 0;
+      let last: ProbeResult & { crashed?: string } = { ok: false, latencyMs: 0 };
+      for (;;) {
+        attempts++;
+        last = await probeOnce(unit);
+        if (last.ok) {
+          const healthyAt = Date.now();
+          log.info('unit healthy', { unit: unit.name, host, attempts, elapsedMs: healthyAt - started });
+          return { unit: unit.name, attempts, elapsedMs: healthyAt - started, healthyAt };
+        }
+        if (last.crashed) {
+          throw ApplicationFailure.nonRetryable(`${unit.name} on ${host} crashed while starting: ${last.crashed}`, 'UnitCrashed');
+        }
+        if (Date.now() - started > budgetMs) {
+          throw ApplicationFailure.nonRetryable(
+            `${unit.name} on ${host} is not healthy after ${Math.round((Date.now() - started) / 1000)} s (${unit.probe.kind} probe: ${last.detail ?? 'failing'})`,
+            'Unhealthy',
+          );
+        }
+        Context.current().heartbeat({ attempts, last: last.detail });
+        await sleep(pollMs, signal);
+      }
+    },
+
+    /** `count` probes in a row: success rate and latency percentiles (baselines and validation). */
+    async sampleLatency(unit: UnitSpec, count = 20): Promise<LatencySample> {
+      const latencies: number[] = [];
+      const errors: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const r = await probeOnce(unit);
+        if (r.ok) latencies.push(r.latencyMs);
+        else errors.push(r.crashed ?? r.detail ?? 'failed');
+        if (i % 5 === 0) Context.current().heartbeat({ sampled: i });
+      }
+      latencies.sort((a, b) => a - b);
+      return {
+        unit: unit.name,
+        samples: count,
+        successRate: latencies.length / count,
+        p50Ms: percentile(latencies, 50),
+        p95Ms: percentile(latencies, 95),
+        errors: [...new Set(errors)].slice(0, 5),
+      };
+    },
+  };
+}
+
+export type HealthActivities = ReturnType<typeof createHealthActivities>;
