@@ -1,0 +1,131 @@
+/**
+ * The Docker and health activities against the real engine, run through Temporal's activity test
+ * environment (real Context: heartbeats, cancellation). The stub image is told to be healthy,
+ * unhealthy, slow to start, or to crash, and the probes must tell which.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import Dockerode from 'dockerode';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure } from '@temporalio/common';
+import { parseInventory } from '../../src/inventory/load.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import { stubPlan } from '../../src/plan/stub.js';
+import { containerName, LABELS } from '../../src/plan/queues.js';
+import { createDockerActivities } from '../../src/activities/docker.js';
+import { createHealthActivities } from '../../src/activities/health.js';
+import type { HostContext } from '../../src/activities/context.js';
+import { STUB_IMAGE } from '../helpers/stub-image.js';
+
+const project = `dockeract${process.pid}`;
+const docker = new Dockerode();
+const inventory = parseInventory({
+  version: 1,
+  project,
+  hosts: { edge: { address: '127.0.0.61' } },
+  agents: Object.fromEntries(
+    ['Healthy', 'Sick', 'Slow', 'Crashy'].map((name, i) => [name, {
+      image: 'placeholder', ports: [`${17100 + i}:8080`],
+      healthcheck: { http: '/health', interval: '100ms', retries: 5, start_period: name === 'Slow' ? '4s' : '0s' },
+    }]),
+  ),
+});
+const plan = stubPlan(buildPlan(inventory), {
+  image: STUB_IMAGE,
+  env: { Sick: { AGENT_MODE: 'unhealthy' }, Slow: { AGENT_START_DELAY: '2' }, Crashy: { AGENT_MODE: 'crash', AGENT_CRASH_AFTER: '0' } },
+});
+const ctx: HostContext = { host: 'edge', spec: inventory.hosts.edge!, project, docker, identity: 'test', dataDir: '/tmp' };
+const dockerActs = createDockerActivities(ctx);
+const health = createHealthActivities(ctx);
+const run = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: A) => new MockActivityEnvironment().run(fn, ...args);
+
+async function projectContainers() {
+  return docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+}
+
+afterAll(async () => {
+  for (const c of await projectContainers()) await docker.getContainer(c.Id).remove({ force: true });
+  await docker.getNetwork(`${project}-edge`).remove().catch(() => undefined);
+});
+
+describe('docker activities (real engine)', () => {
+  it('ensureContainer is idempotent: a second call reuses, never duplicates', async () => {
+    const unit = plan.units.Healthy!;
+    const first = await run(dockerActs.ensureContainer, unit, 'r1');
+    const second = await run(dockerActs.ensureContainer, unit, 'r1');
+    expect(first.reused).toBe(false);
+    expect(second).toMatchObject({ id: first.id, reused: true });
+    const mine = (await projectContainers()).filter((c) => c.Labels[LABELS.unit] === 'Healthy');
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.specHash]: unit.specHash, [LABELS.host]: 'edge' });
+  });
+
+  it('a stopped container is started again; stopping twice is success', async () => {
+    const name = containerName(project, 'edge', 'Healthy');
+    await run(dockerActs.stopContainer, name, 1);
+    expect(await run(dockerActs.stopContainer, name, 1)).toEqual({ existed: true });
+    const again = await run(dockerActs.ensureContainer, plan.units.Healthy!, 'r1');
+    expect(again.reused).toBe(true);
+    expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
+    expect(await run(dockerActs.removeContainer, 'no-such-container-anywhere')).toEqual({ existed: false });
+  });
+
+  it('refuses to replace a container silently; retire keeps it, restore brings back the very same one', async () => {
+    const unit = plan.units.Healthy!;
+    const v2 = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '2' }).units.Healthy!;
+    const name = containerName(project, 'edge', 'Healthy');
+    const before = await docker.getContainer(name).inspect();
+    await expect(run(dockerActs.ensureContainer, v2, 'r2')).rejects.toMatchObject({ type: 'ContainerConflict' });
+
+    await run(dockerActs.retireContainer, 'Healthy');
+    expect(await run(dockerActs.retireContainer, 'Healthy')).toMatchObject({ name: `${name}.prev` }); // idempotent
+    const created = await run(dockerActs.ensureContainer, v2, 'r2');
+    expect(created.id).not.toBe(before.Id);
+    await run(health.waitHealthy, v2);
+
+    await run(dockerActs.restorePrevious, 'Healthy');
+    const after = await docker.getContainer(name).inspect();
+    expect(after.Id).toBe(before.Id);
+    expect(after.State.Running).toBe(true);
+    expect((await projectContainers()).filter((c) => c.Labels[LABELS.unit] === 'Healthy')).toHaveLength(1);
+    await run(health.waitHealthy, unit);
+  });
+});
+
+describe('the stub image and the probes', () => {
+  it('healthy: passes at once', async () => {
+    const r = await run(health.waitHealthy, plan.units.Healthy!);
+    expect(r.elapsedMs).toBeLessThan(5000);
+  });
+
+  it('unhealthy: listens but fails its HTTP probe, and the wait gives up with the reason', async () => {
+    await run(dockerActs.ensureContainer, plan.units.Sick!, 'r1');
+    const err = await run(health.waitHealthy, plan.units.Sick!).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: 'Unhealthy', nonRetryable: true });
+    expect((err as Error).message).toMatch(/HTTP 503/);
+  });
+
+  it('slow to start: healthy only after its start delay, within its start period', async () => {
+    const started = Date.now();
+    await run(dockerActs.ensureContainer, plan.units.Slow!, 'r1');
+    const r = await run(health.waitHealthy, plan.units.Slow!);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(r.attempts).toBeGreaterThan(1);
+  });
+
+  it('crash: detected as a crash, not waited out', async () => {
+    await run(dockerActs.ensureContainer, plan.units.Crashy!, 'r1');
+    const err = await run(health.waitHealthy, plan.units.Crashy!).catch((e: unknown) => e);
+    expect(err).toMatchObject({ type: 'UnitCrashed' });
+  });
+
+  it('a healthy agent turned unhealthy at run time is seen as such', async () => {
+    const name = containerName(project, 'edge', 'Healthy');
+    const exec = await docker.getContainer(name).exec({ Cmd: ['/agent/set', 'mode', 'unhealthy'] });
+    await exec.start({ Detach: true });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await run(health.probeUnit, plan.units.Healthy!)).toMatchObject({ ok: false, detail: 'HTTP 503' });
+    const sample = await run(health.sampleLatency, plan.units.Healthy!, 5);
+    expect(sample.successRate).toBe(0);
+  });
+});
