@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
@@ -79,5 +81,12 @@ describe('routing to host workers (real Temporal dev server, real Docker engine)
     await expect(run).rejects.toBeInstanceOf(WorkflowFailedError);
     const identities = await activityIdentities(world.client, workflowId);
     expect(identities).toEqual(['worker-of-pc2']); // one attempt, on pc2's worker, refused
+  });
+
+  it('replays its own recorded histories deterministically', async () => {
+    const workflowId = `probe-hosts-replay-${process.pid}`;
+    await world.client.workflow.execute('probeHosts', { taskQueue: ORCHESTRATOR_QUEUE, workflowId, args: [['pc2', 'mainpc']] });
+    const history = await world.client.workflow.getHandle(workflowId).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundle') } }, history, workflowId);
   });
 });
