@@ -1,10 +1,18 @@
 /** Every activity a host's worker offers, built from that host's clients. */
 import type { HostContext } from './context.js';
 import { createHostInfoActivities } from './host-info.js';
+import { createBackupStoreActivities } from './backup-store.js';
+import { createPostgresActivities } from './postgres.js';
+import { createRedisActivities } from './redis.js';
+import { createInfluxActivities } from './influx.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
     ...createHostInfoActivities(ctx),
+    ...createBackupStoreActivities(ctx),
+    ...createPostgresActivities(ctx),
+    ...createRedisActivities(ctx),
+    ...createInfluxActivities(ctx),
   };
 }
 

@@ -306,7 +306,7 @@ export const influxBackupSchema = z.strictObject({
 });
 
 export const backupsSchema = z.strictObject({
-  /** Folder on each host that keeps its backups (default: the host's data folder + /backups). */
+  /** Folder on each host that keeps its backups, in a subfolder named after the host (default: the host's data folder + /backups). */
   directory: z.string().min(1).optional(),
   retention: z.strictObject({
     /** The newest N verified backups. */
