@@ -17,6 +17,7 @@ import type { BackupPlan } from '../../src/plan/backups.js';
 import type { Manifest } from '../../src/activities/backup-store.js';
 import type { BackupResult, RestoreResult } from '../../src/workflows/backup.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { upsertBackupSchedule } from '../../src/client/commands/backup.js';
 
 const pid = process.pid;
 const database = `migrate_bk_${pid}`;
@@ -209,6 +210,37 @@ describe('backupDatabases / verifyBackup / restoreBackup (real PostgreSQL, Redis
     expect(result.status).toBe('verified');
     expect(result.retention.mainpc).toEqual({ kept: [result.id, 'old-2'], removed: ['old-failed', 'old-1'] });
     expect((await readdir(hostDir)).sort()).toEqual([result.id, 'old-2'].sort()); // files and manifest gone together
+  });
+
+  it('a schedule every 2 s (overlap skip) fires and yields a verified backup; re-running updates it in place', async () => {
+    const scheduleId = `backup-sched-${pid}`;
+    const splan = buildPlan(inventoryFor(path.join(dir, 'scheduled'), undefined, false)).backups!;
+    expect(await upsertBackupSchedule(world.client, { scheduleId, every: '1 hour', input: { backups: splan } })).toBe('created');
+    expect(await upsertBackupSchedule(world.client, { scheduleId, every: '2s', input: { backups: splan }, catchupWindow: '1 minute' })).toBe('updated');
+    const handle = world.client.schedule.getHandle(scheduleId);
+    try {
+      const described = await handle.describe();
+      expect(described.policies.overlap).toBe('SKIP');
+      expect(described.spec.intervals?.[0]?.every).toBe(2000);
+      let result: BackupResult | undefined;
+      for (let i = 0; i < 60 && !result; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        for (const action of (await handle.describe()).info.recentActions) {
+          const run = world.client.workflow.getHandle(action.action.workflow.workflowId);
+          if ((await run.describe()).status.name === 'COMPLETED') {
+            result = await run.result();
+            workflowIds.push(action.action.workflow.workflowId);
+            break;
+          }
+        }
+      }
+      expect(result?.status).toBe('verified');
+      expect(result!.id).toMatch(/^backup-scheduled-\d{4}-\d\d-\d\dT/);
+      const manifest = JSON.parse(await readFile(path.join(dir, 'scheduled', 'mainpc', result!.id, 'manifest.json'), 'utf8')) as Manifest;
+      expect(manifest.status).toBe('verified');
+    } finally {
+      await handle.delete();
+    }
   });
 
   it('never writes the credential into a workflow history, a manifest or a result', async () => {
