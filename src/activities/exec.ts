@@ -5,7 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { PassThrough, Writable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Dockerode from 'dockerode';
 
@@ -21,6 +22,9 @@ export interface ToolResult {
   /** Captured stdout (when not written to a file), at most 4 MiB. */
   stdout: string;
   stderr: string;
+  /** With stdoutFile: the file's sha256 and size, computed while it was written (no second read). */
+  sha256?: string;
+  bytes?: number;
 }
 
 const CAPTURE_LIMIT = 4 << 20;
@@ -43,7 +47,17 @@ export async function runTool(docker: Dockerode, container: string | undefined, 
   const env = Object.fromEntries(Object.entries(opts.env ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
   const out = opts.stdoutFile ? undefined : capture();
   const err = capture();
-  const stdoutSink = opts.stdoutFile ? createWriteStream(opts.stdoutFile) : out!.sink;
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const hashing = () => new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const toFile = (from: NodeJS.ReadableStream) => pipeline(from, hashing(), createWriteStream(opts.stdoutFile!, { highWaterMark: 1 << 20 }));
+  const digest = () => (opts.stdoutFile ? { sha256: hash.digest('hex'), bytes } : {});
 
   if (!container) {
     const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: [opts.stdinFile ? 'pipe' : 'ignore', 'pipe', 'pipe'], signal: opts.signal });
@@ -51,10 +65,10 @@ export async function runTool(docker: Dockerode, container: string | undefined, 
       child.once('error', reject);
       child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
     });
-    const flows = [pipeline(child.stdout!, stdoutSink), pipeline(child.stderr!, err.sink)];
+    const flows = [opts.stdoutFile ? toFile(child.stdout!) : pipeline(child.stdout!, out!.sink), pipeline(child.stderr!, err.sink)];
     if (opts.stdinFile) flows.push(pipeline(createReadStream(opts.stdinFile), child.stdin!).catch(() => undefined));
     const [code] = await Promise.all([exited, ...flows]);
-    return { code: code as number, stdout: out?.text() ?? '', stderr: err.text() };
+    return { code: code as number, stdout: out?.text() ?? '', stderr: err.text(), ...digest() };
   }
 
   const exec = await docker.getContainer(container).exec({
@@ -80,12 +94,12 @@ export async function runTool(docker: Dockerode, container: string | undefined, 
       const input = createReadStream(opts.stdinFile);
       input.pipe(stream, { end: true });
     }
-    await Promise.all([ended, pipeline(stdout, stdoutSink), pipeline(stderr, err.sink)]);
+    await Promise.all([ended, opts.stdoutFile ? toFile(stdout) : pipeline(stdout, out!.sink), pipeline(stderr, err.sink)]);
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
   const info = await exec.inspect();
-  return { code: info.ExitCode ?? 1, stdout: out?.text() ?? '', stderr: err.text() };
+  return { code: info.ExitCode ?? 1, stdout: out?.text() ?? '', stderr: err.text(), ...digest() };
 }
 
 /** Heartbeat every few seconds while `work` runs (long dumps, restores). */

@@ -154,7 +154,7 @@ export function createPostgresActivities(ctx: HostContext) {
             : await tableStats((sql) => query(c)(c.database!, sql));
         }
         await rename(partial, file);
-        const { sha256, bytes } = await sha256File(file);
+        const { sha256, bytes } = res.sha256 !== undefined ? { sha256: res.sha256, bytes: res.bytes! } : await sha256File(file);
         log.info('pg_dump done', { backupId: req.backupId, component: c.name, bytes, dumpMs });
         return { name: c.name, kind: 'postgres', host: ctx.host, file: fileName, bytes, sha256, tables, dumpMs, statsMs: tables ? Date.now() - t1 : undefined };
       } finally {
