@@ -3,12 +3,20 @@ import type { HostContext } from './context.js';
 import { createHostInfoActivities } from './host-info.js';
 import { createDockerActivities } from './docker.js';
 import { createHealthActivities } from './health.js';
+import { createBackupStoreActivities } from './backup-store.js';
+import { createPostgresActivities } from './postgres.js';
+import { createRedisActivities } from './redis.js';
+import { createInfluxActivities } from './influx.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
     ...createHostInfoActivities(ctx),
     ...createDockerActivities(ctx),
     ...createHealthActivities(ctx),
+    ...createBackupStoreActivities(ctx),
+    ...createPostgresActivities(ctx),
+    ...createRedisActivities(ctx),
+    ...createInfluxActivities(ctx),
   };
 }
 

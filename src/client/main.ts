@@ -4,6 +4,8 @@ import { registerPlan } from './commands/plan.js';
 import { registerWorker } from './commands/worker.js';
 import { registerDev } from './commands/dev.js';
 import { registerDemo } from './commands/demo.js';
+import { registerBackup } from './commands/backup.js';
+import { registerRestore } from './commands/restore.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -18,6 +20,8 @@ registerPlan(program);
 registerWorker(program);
 registerDev(program);
 registerDemo(program);
+registerBackup(program);
+registerRestore(program);
 
 try {
   await program.parseAsync(process.argv);

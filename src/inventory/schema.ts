@@ -263,6 +263,64 @@ export const batchSchema = z.strictObject({
   approval: z.boolean().default(false),
 });
 
+// ---------------------------------------------------------------------------------------------
+// Backups (seed 000 §6.1: PostgreSQL, Redis and InfluxDB on mainpc)
+
+/**
+ * How the worker reaches a database: `tcp` runs the client tools on the worker host against
+ * address:port; `docker-exec` runs them inside the database's own container (the inventory unit
+ * named by `unit`), as the owners' backup script does.
+ */
+const backupVia = z.enum(['tcp', 'docker-exec']);
+
+const backupTargetBase = {
+  name,
+  /** The host that holds the data: its worker takes the backup and keeps the files. */
+  host: z.string(),
+  via: backupVia.default('tcp'),
+  /** The service whose container runs the database (docker-exec only). */
+  unit: name.optional(),
+  address: z.string().default('127.0.0.1'),
+};
+
+export const postgresBackupSchema = z.strictObject({
+  ...backupTargetBase,
+  port: port.default(5432),
+  database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, { message: 'must be a PostgreSQL database name' }),
+  user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, { message: 'must be a PostgreSQL role name' }).default('postgres'),
+  password: secretRef.optional(),
+});
+
+export const redisBackupSchema = z.strictObject({
+  ...backupTargetBase,
+  port: port.default(6379),
+  password: secretRef.optional(),
+  /** Where the server writes dump.rdb inside its container (docker-exec only). */
+  data_dir: z.string().startsWith('/').default('/data'),
+});
+
+export const influxBackupSchema = z.strictObject({
+  ...backupTargetBase,
+  via: z.literal('docker-exec', { message: 'InfluxDB is backed up with `influx backup` inside its container: write `via: docker-exec`' }).default('docker-exec'),
+  token: secretRef.optional(),
+});
+
+export const backupsSchema = z.strictObject({
+  /** Folder on each host that keeps its backups, in a subfolder named after the host (default: the host's data folder + /backups). */
+  directory: z.string().min(1).optional(),
+  retention: z.strictObject({
+    /** The newest N verified backups. */
+    keep_last: z.number().int().min(1).default(7),
+    /** The newest verified backup of each of the last N days that have one. */
+    keep_daily: z.number().int().min(0).default(7),
+    /** The newest verified backup of each of the last N weeks that have one. */
+    keep_weekly: z.number().int().min(0).default(4),
+  }).default({ keep_last: 7, keep_daily: 7, keep_weekly: 4 }),
+  postgres: z.array(postgresBackupSchema).default([]),
+  redis: z.array(redisBackupSchema).default([]),
+  influxdb: z.array(influxBackupSchema).default([]),
+});
+
 export const inventorySchema = z.strictObject({
   version: z.literal(1, { message: 'only inventory format version 1 exists: write `version: 1`' }),
   /** Prefix of every container, network and volume the tool creates; keeps several systems apart on one engine. */
@@ -271,6 +329,7 @@ export const inventorySchema = z.strictObject({
   services: z.record(name, serviceSchema).default({}),
   agents: z.record(name, serviceSchema).default({}),
   batches: z.array(batchSchema).default([]),
+  backups: backupsSchema.optional(),
 });
 
 export type Inventory = z.infer<typeof inventorySchema>;
@@ -279,3 +338,4 @@ export type Host = z.infer<typeof hostSchema>;
 export type Service = z.infer<typeof serviceSchema>;
 export type Healthcheck = z.infer<typeof healthcheckSchema>;
 export type Batch = z.infer<typeof batchSchema>;
+export type Backups = z.infer<typeof backupsSchema>;

@@ -10,6 +10,7 @@ import { InventoryError, type Problem } from '../inventory/load.js';
 import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '../inventory/schema.js';
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
+import { planBackups, type BackupPlan } from './backups.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -80,6 +81,8 @@ export interface Plan {
   /** The stack's services in waves: a wave may start once every earlier wave it depends on is healthy. */
   serviceWaves: string[][];
   batches: PlannedBatch[];
+  /** What `backupDatabases` takes, from the inventory's `backups:` section (absent: none declared). */
+  backups?: BackupPlan;
   warnings: Problem[];
 }
 
@@ -379,6 +382,8 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     }
   }
 
+  const backups = planBackups(inv, placed, problems);
+
   if (problems.length > 0) throw new InventoryError(problems);
 
   const serviceGraph: Graph = new Map([...graph].filter(([n]) => units.get(n)!.kind === 'service').map(([n, deps]) => [n, deps.filter((d) => units.get(d)!.kind === 'service')]));
@@ -400,6 +405,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       latencyTolerance: b.latency_tolerance,
       approval: b.approval,
     })),
+    backups,
     warnings,
   };
 }

@@ -1,0 +1,214 @@
+/**
+ * PostgreSQL: take a custom-format dump, prove it restorable, restore it.
+ *
+ * - dump: `pg_dump -Fc` (on this host over tcp, or inside the database's container via docker
+ *   exec), streamed to the backup folder. Over tcp the dump reads a snapshot exported by a
+ *   REPEATABLE READ transaction that stays open, and the per-table row counts and checksums are
+ *   read from that same snapshot: the manifest describes exactly what the dump holds.
+ * - verify: the file's sha256, `pg_restore --list`, then a full restore into a scratch database
+ *   whose tables' row counts and checksums must equal the manifest's; the scratch database is dropped.
+ * - restore: `pg_restore --clean --if-exists` into the original (or a target) database, then the
+ *   same comparison.
+ */
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { ApplicationFailure } from '@temporalio/common';
+import { cancellationSignal, heartbeat, log } from '@temporalio/activity';
+import type { BackupComponent } from '../plan/backups.js';
+import type { HostContext } from './context.js';
+import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification, type TableStats } from './backup-store.js';
+import { runTool, withHeartbeat } from './exec.js';
+import { readSecret } from './secrets.js';
+
+export interface PostgresRequest {
+  directory?: string;
+  backupId: string;
+  component: BackupComponent;
+}
+
+const TABLES_SQL = `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables
+  WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`;
+/** Order-independent: count and the sum of a 64-bit hash of every row's text. */
+const statsSql = (table: string) => `SELECT count(*)::text, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM ${table} t`;
+
+/** A database name safe to create: derived from the backup id, at most 63 bytes. */
+export function scratchDatabase(backupId: string, component: string): string {
+  return `migrate_verify_${createHash('sha256').update(`${backupId}/${component}`).digest('hex').slice(0, 16)}`;
+}
+
+type Query = (database: string, sql: string) => Promise<string[][]>;
+
+export function createPostgresActivities(ctx: HostContext) {
+  const signal = () => {
+    try {
+      return cancellationSignal();
+    } catch {
+      return undefined;
+    }
+  };
+  const beat = (details?: unknown) => {
+    try {
+      heartbeat(details);
+    } catch { /* outside an activity (the bench) */ }
+  };
+
+  async function connect(c: BackupComponent, database: string): Promise<pg.Client> {
+    const client = new pg.Client({ host: c.address, port: c.port, user: c.user, database, password: await readSecret(c.password, `backups ${c.name}.password`) });
+    await client.connect().catch((err: Error) => {
+      throw new Error(`cannot connect to PostgreSQL ${c.name} at ${c.address}:${c.port}/${database} as ${c.user}: ${err.message}`);
+    });
+    return client;
+  }
+
+  /** Runs SQL over tcp (pg) or through psql inside the container. Rows as text. */
+  function query(c: BackupComponent): Query {
+    if (c.via === 'tcp') {
+      return async (database, sql) => {
+        const client = await connect(c, database);
+        try {
+          const res = await client.query({ text: sql, rowMode: 'array' });
+          return res.rows.map((r: unknown[]) => r.map((v) => (v === null ? '' : String(v))));
+        } finally {
+          await client.end();
+        }
+      };
+    }
+    return async (database, sql) => {
+      const res = await runTool(ctx.docker, c.container, ['psql', '-X', '-v', 'ON_ERROR_STOP=1', '-U', c.user!, '-d', database, '-tA', '-F', '\t', '-c', sql], { env: await toolEnv(c), signal: signal() });
+      if (res.code !== 0) throw new Error(`psql in ${c.container} failed: ${res.stderr.trim()}`);
+      return res.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+    };
+  }
+
+  async function toolEnv(c: BackupComponent): Promise<Record<string, string | undefined>> {
+    return { PGPASSWORD: await readSecret(c.password, `backups ${c.name}.password`), PGCONNECT_TIMEOUT: '10' };
+  }
+
+  /** argv for a tool: connection flags over tcp; inside the container the local socket. */
+  function connArgs(c: BackupComponent, database: string): string[] {
+    return c.via === 'tcp' ? ['-h', c.address, '-p', String(c.port), '-U', c.user!, '-d', database] : ['-U', c.user!, '-d', database];
+  }
+
+  async function tableStats(run: (sql: string) => Promise<string[][]>): Promise<Record<string, TableStats>> {
+    const out: Record<string, TableStats> = {};
+    for (const [table] of await run(TABLES_SQL)) {
+      const [[rows, sum]] = (await run(statsSql(table!))) as [[string, string]];
+      out[table!] = { rows: Number(rows), checksum: sum };
+      beat({ table });
+    }
+    return out;
+  }
+
+  function compareTables(expected: Record<string, TableStats> | undefined, got: Record<string, TableStats>): string | undefined {
+    if (!expected) return undefined;
+    const diffs: string[] = [];
+    for (const [t, e] of Object.entries(expected)) {
+      const g = got[t];
+      if (!g) diffs.push(`table ${t} is missing`);
+      else if (g.rows !== e.rows) diffs.push(`table ${t} has ${g.rows} rows, the backup recorded ${e.rows}`);
+      else if (g.checksum !== e.checksum) diffs.push(`table ${t} has the recorded ${e.rows} rows but different contents (checksum)`);
+    }
+    return diffs.length ? diffs.join('; ') : undefined;
+  }
+
+  async function pgRestore(c: BackupComponent, file: string, args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
+    // Inside a container the dump arrives on stdin; on this host pg_restore reads the file.
+    const local = c.via === 'tcp';
+    return withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_restore', ...args, ...(local ? [file] : [])], { env: await toolEnv(c), stdinFile: local ? undefined : file, signal: signal() }));
+  }
+
+  return {
+    /** Dump one database into the backup's folder. `stats: false` skips the table statistics (the bench's "dump only"). */
+    async dumpPostgres(req: PostgresRequest & { stats?: boolean }): Promise<ComponentEntry> {
+      const c = req.component;
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      await mkdir(folder, { recursive: true });
+      const fileName = `${c.name}.dump`;
+      const file = path.join(folder, fileName);
+      const partial = `${file}.partial`;
+      const env = await toolEnv(c);
+      log.info('pg_dump starting', { backupId: req.backupId, component: c.name, via: c.via, database: c.database });
+      let snapshotClient: pg.Client | undefined;
+      let snapshot: string[] = [];
+      if (c.via === 'tcp') {
+        snapshotClient = await connect(c, c.database!);
+        await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const res = await snapshotClient.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
+        snapshot = [`--snapshot=${res.rows[0]!.s}`];
+      }
+      try {
+        const t0 = Date.now();
+        const res = await withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_dump', '-Fc', ...snapshot, ...connArgs(c, c.database!)], { env, stdoutFile: partial, signal: signal() }));
+        if (res.code !== 0) {
+          await rm(partial, { force: true });
+          throw ApplicationFailure.retryable(`pg_dump of ${c.name} (${c.database}) failed with exit code ${res.code}: ${res.stderr.trim()}`, 'DumpFailed');
+        }
+        const dumpMs = Date.now() - t0;
+        const t1 = Date.now();
+        let tables: Record<string, TableStats> | undefined;
+        if (req.stats !== false) {
+          tables = snapshotClient
+            ? await tableStats(async (sql) => (await snapshotClient!.query({ text: sql, rowMode: 'array' })).rows.map((r: unknown[]) => r.map(String)))
+            : await tableStats((sql) => query(c)(c.database!, sql));
+        }
+        await rename(partial, file);
+        const { sha256, bytes } = res.sha256 !== undefined ? { sha256: res.sha256, bytes: res.bytes! } : await sha256File(file);
+        log.info('pg_dump done', { backupId: req.backupId, component: c.name, bytes, dumpMs });
+        return { name: c.name, kind: 'postgres', host: ctx.host, file: fileName, bytes, sha256, tables, dumpMs, statsMs: tables ? Date.now() - t1 : undefined };
+      } finally {
+        await snapshotClient?.query('COMMIT').catch(() => undefined);
+        await snapshotClient?.end();
+      }
+    },
+
+    /** Prove the dump restorable: checksum, table of contents, full restore into a scratch database. */
+    async verifyPostgres(req: PostgresRequest & { entry: ComponentEntry }): Promise<ComponentVerification> {
+      const c = req.component;
+      const t0 = Date.now();
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      const file = path.join(folder, req.entry.file);
+      const fail = (detail: string): ComponentVerification => ({ name: c.name, ok: false, detail, ms: Date.now() - t0 });
+      const fileProblem = await checkFile(folder, req.entry);
+      if (fileProblem) return fail(fileProblem);
+      const list = await pgRestore(c, file, ['--list']);
+      if (list.code !== 0) return fail(`pg_restore --list cannot read ${req.entry.file}: ${list.stderr.trim()}`);
+      const scratch = scratchDatabase(req.backupId, c.name);
+      const sql = query(c);
+      await sql(c.database!, `DROP DATABASE IF EXISTS ${scratch}`);
+      await sql(c.database!, `CREATE DATABASE ${scratch}`);
+      try {
+        const restored = await pgRestore(c, file, ['--no-owner', '--no-privileges', '--exit-on-error', ...connArgs(c, scratch)]);
+        if (restored.code !== 0) return fail(`restoring ${req.entry.file} into a scratch database failed: ${restored.stderr.trim()}`);
+        const got = await tableStats((q) => sql(scratch, q));
+        const diff = compareTables(req.entry.tables, got);
+        if (diff) return fail(`the restored copy differs from the backup: ${diff}`);
+        return { name: c.name, ok: true, detail: `restored into a scratch database: ${Object.keys(got).length} tables, ${Object.values(got).reduce((n, t) => n + t.rows, 0)} rows, counts and checksums match`, ms: Date.now() - t0 };
+      } finally {
+        await sql(c.database!, `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).catch((err: Error) => log.warn('scratch database not dropped', { scratch, error: err.message }));
+      }
+    },
+
+    /** Restore the dump into the component's database (or `targetDatabase`), then compare with the manifest. */
+    async restorePostgres(req: PostgresRequest & { entry: ComponentEntry; targetDatabase?: string }): Promise<ComponentVerification> {
+      const c = req.component;
+      const t0 = Date.now();
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      const fileProblem = await checkFile(folder, req.entry);
+      if (fileProblem) throw ApplicationFailure.nonRetryable(`refusing to restore ${c.name}: ${fileProblem}`, 'BackupCorrupt');
+      const target = req.targetDatabase ?? c.database!;
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(target)) throw ApplicationFailure.nonRetryable(`"${target}" is not a database name`, 'InvalidTarget');
+      const sql = query(c);
+      const exists = await sql(c.database!, `SELECT 1 FROM pg_database WHERE datname = '${target}'`);
+      if (exists.length === 0) await sql(c.database!, `CREATE DATABASE ${target}`);
+      log.info('pg_restore starting', { backupId: req.backupId, component: c.name, target });
+      const res = await pgRestore(c, path.join(folder, req.entry.file), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '--single-transaction', '--exit-on-error', ...connArgs(c, target)]);
+      if (res.code !== 0) throw ApplicationFailure.nonRetryable(`pg_restore of ${c.name} into ${target} failed: ${res.stderr.trim()}`, 'RestoreFailed');
+      const got = await tableStats((q) => sql(target, q));
+      const diff = compareTables(req.entry.tables, got);
+      log.info('pg_restore done', { backupId: req.backupId, component: c.name, target, matches: !diff });
+      return { name: c.name, ok: !diff, detail: diff ?? `restored into ${target}: ${Object.keys(got).length} tables, counts and checksums match the backup`, ms: Date.now() - t0 };
+    },
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * Redis: snapshot (BGSAVE, wait until INFO persistence shows it finished), copy the RDB file,
+ * verify it (sha256, "REDIS" + version header, redis-check-rdb when installed), restore it.
+ *
+ * Over tcp the server's own dump.rdb is on its disk, not ours: the copy is fetched with
+ * `redis-cli --rdb FILE`, which asks the server for a fresh point-in-time RDB (as a replica
+ * would). Via docker-exec, dump.rdb is copied out of the container (docker cp). BGSAVE snapshots
+ * the whole instance, every database.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { ApplicationFailure } from '@temporalio/common';
+import { cancellationSignal, heartbeat, log, sleep } from '@temporalio/activity';
+import type { BackupComponent } from '../plan/backups.js';
+import type { HostContext } from './context.js';
+import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification } from './backup-store.js';
+import { runTool } from './exec.js';
+import { readSecret } from './secrets.js';
+import { firstFileOfTar, oneFileTar } from './tar.js';
+
+export interface RedisRequest {
+  directory?: string;
+  backupId: string;
+  component: BackupComponent;
+}
+
+export function parseInfo(text: string): Record<string, string> {
+  return Object.fromEntries(text.split(/\r?\n/).filter((l) => l.includes(':') && !l.startsWith('#')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+}
+
+/** "REDIS0011…": the magic and a 4-digit version, else why not. */
+export function rdbHeaderProblem(head: Buffer): string | undefined {
+  const text = head.subarray(0, 9).toString('latin1');
+  return /^REDIS\d{4}$/.test(text) ? undefined : `does not start with an RDB header ("REDIS" + 4-digit version), found ${JSON.stringify(text)}`;
+}
+
+export function createRedisActivities(ctx: HostContext) {
+  /** A Redis command: over tcp with ioredis, or redis-cli inside the container. */
+  async function command(c: BackupComponent, args: string[]): Promise<string> {
+    const password = await readSecret(c.password, `backups ${c.name}.password`);
+    if (c.via === 'tcp') {
+      const redis = new Redis({ host: c.address, port: c.port, password, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+      try {
+        await redis.connect();
+        return String(await redis.call(args[0]!, ...args.slice(1)));
+      } finally {
+        redis.disconnect();
+      }
+    }
+    const res = await runTool(ctx.docker, c.container, ['redis-cli', ...args], { env: { REDISCLI_AUTH: password } });
+    if (res.code !== 0 || /^(ERR|NOAUTH|WRONGPASS)/.test(res.stdout)) throw new Error(`redis-cli ${args[0]} in ${c.container}: ${(res.stdout + res.stderr).trim()}`);
+    return res.stdout;
+  }
+
+  return {
+    async snapshotRedis(req: RedisRequest): Promise<ComponentEntry> {
+      const c = req.component;
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      await mkdir(folder, { recursive: true });
+      const fileName = `${c.name}.rdb`;
+      const file = path.join(folder, fileName);
+      const partial = `${file}.partial`;
+      const t0 = Date.now();
+      const before = parseInfo(await command(c, ['INFO', 'persistence']));
+      log.info('redis BGSAVE', { backupId: req.backupId, component: c.name, lastSave: before.rdb_last_save_time });
+      try {
+        await command(c, ['BGSAVE']);
+      } catch (err) {
+        if (!/in progress/i.test((err as Error).message)) throw err; // one already running counts too
+      }
+      for (;;) {
+        await sleep(200);
+        heartbeat();
+        const now = parseInfo(await command(c, ['INFO', 'persistence']));
+        if (now.rdb_bgsave_in_progress === '0' && Number(now.rdb_last_save_time) > Number(before.rdb_last_save_time)) {
+          if (now.rdb_last_bgsave_status !== 'ok') throw ApplicationFailure.retryable(`Redis ${c.name}: BGSAVE finished with status ${now.rdb_last_bgsave_status}`, 'SnapshotFailed');
+          break;
+        }
+        // rdb_last_save_time has one-second resolution: a save in the same second as the last one still counts once finished.
+        if (now.rdb_bgsave_in_progress === '0' && Date.now() - t0 > 2500) break;
+      }
+      if (c.via === 'tcp') {
+        const password = await readSecret(c.password, `backups ${c.name}.password`);
+        const res = await runTool(ctx.docker, undefined, ['redis-cli', '-h', c.address, '-p', String(c.port), '--rdb', partial], { env: { REDISCLI_AUTH: password }, signal: cancellationSignal() });
+        if (res.code !== 0) throw ApplicationFailure.retryable(`redis-cli --rdb from ${c.name} failed: ${(res.stdout + res.stderr).trim()}`, 'SnapshotFailed');
+      } else {
+        const archive = await ctx.docker.getContainer(c.container!).getArchive({ path: path.posix.join(c.dataDir ?? '/data', 'dump.rdb') });
+        const chunks: Buffer[] = [];
+        for await (const chunk of archive as AsyncIterable<Buffer>) chunks.push(chunk);
+        const entry = firstFileOfTar(Buffer.concat(chunks));
+        if (!entry) throw ApplicationFailure.retryable(`no dump.rdb in ${c.container}:${c.dataDir}`, 'SnapshotFailed');
+        await writeFile(partial, entry.data);
+      }
+      await rename(partial, file);
+      const { sha256, bytes } = await sha256File(file);
+      log.info('redis snapshot copied', { backupId: req.backupId, component: c.name, bytes });
+      return { name: c.name, kind: 'redis', host: ctx.host, file: fileName, bytes, sha256, dumpMs: Date.now() - t0 };
+    },
+
+    async verifyRedis(req: RedisRequest & { entry: ComponentEntry }): Promise<ComponentVerification> {
+      const t0 = Date.now();
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      const fail = (detail: string): ComponentVerification => ({ name: req.component.name, ok: false, detail, ms: Date.now() - t0 });
+      const fileProblem = await checkFile(folder, req.entry);
+      if (fileProblem) return fail(fileProblem);
+      const file = path.join(folder, req.entry.file);
+      const fh = await open(file, 'r');
+      const head = Buffer.alloc(9);
+      await fh.read(head, 0, 9, 0).finally(() => fh.close());
+      const headProblem = rdbHeaderProblem(head);
+      if (headProblem) return fail(`${req.entry.file} ${headProblem}`);
+      try {
+        const { stdout } = await promisify(execFile)('redis-check-rdb', [file], { timeout: 120_000 });
+        return { name: req.component.name, ok: true, detail: `RDB header ok; redis-check-rdb: ${/RDB looks OK/i.test(stdout) ? 'RDB looks OK' : stdout.trim().split('\n').pop()}`, ms: Date.now() - t0 };
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException & { stdout?: string };
+        if (e.code === 'ENOENT') return { name: req.component.name, ok: true, detail: 'RDB header ok (redis-check-rdb is not installed on this host: contents not checked)', ms: Date.now() - t0 };
+        return fail(`redis-check-rdb rejects ${req.entry.file}: ${(e.stdout ?? e.message).trim().split('\n').filter((l) => /error|invalid|unexpected|wrong/i.test(l)).slice(0, 3).join(' / ') || e.message}`);
+      }
+    },
+
+    /**
+     * Put the RDB back: stop the container, replace dump.rdb, start it (Redis loads it at start).
+     * Over tcp the server's files are not ours to replace: refused, with the manual steps.
+     */
+    async restoreRedis(req: RedisRequest & { entry: ComponentEntry }): Promise<ComponentVerification> {
+      const c = req.component;
+      const t0 = Date.now();
+      const folder = backupFolder(ctx, req.directory, req.backupId);
+      const fileProblem = await checkFile(folder, req.entry);
+      if (fileProblem) throw ApplicationFailure.nonRetryable(`refusing to restore ${c.name}: ${fileProblem}`, 'BackupCorrupt');
+      const file = path.join(folder, req.entry.file);
+      if (c.via === 'tcp') {
+        return { name: c.name, ok: false, detail: `not restored: over tcp this worker cannot replace the server's files; stop Redis ${c.address}:${c.port}, copy ${file} to its dir as dump.rdb (appendonly off), start it`, ms: Date.now() - t0 };
+      }
+      const container = ctx.docker.getContainer(c.container!);
+      await container.stop({ t: 10 }).catch((err: { statusCode?: number }) => { if (err.statusCode !== 304) throw err; });
+      await container.putArchive(oneFileTar('dump.rdb', await readFile(file)), { path: c.dataDir ?? '/data' });
+      await container.start();
+      await rm(`${file}.partial`, { force: true });
+      return { name: c.name, ok: true, detail: `dump.rdb replaced in ${c.container}:${c.dataDir} and Redis restarted`, ms: Date.now() - t0 };
+    },
+  };
+}

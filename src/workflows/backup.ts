@@ -1,0 +1,176 @@
+/**
+ * Backups proven restorable (seed 000 §6.1, made safe):
+ *   take every component on the worker of the host that holds its data, in parallel →
+ *   record a manifest on each host → verify (restore into a scratch copy, compare) →
+ *   mark verified or failed → apply retention.
+ * The inputs hold the plan's backup targets, whose secrets are references: the workers read them.
+ */
+import { ApplicationFailure, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { HostActivities } from '../activities/index.js';
+import type { BackupSummary, ComponentEntry, ComponentVerification } from '../activities/backup-store.js';
+import type { BackupComponent, BackupPlan } from '../plan/backups.js';
+import { SA } from '../common/search-attributes.js';
+import { hostQueue } from '../plan/queues.js';
+
+const NON_RETRYABLE = ['BackupNotFound', 'BackupCorrupt', 'InvalidBackupId', 'InvalidTarget', 'SecretMissing', 'RestoreFailed'];
+
+/** Dumps and restores are long: they heartbeat, and a host that is gone fails them after 3 hours. */
+function onHost(host: string) {
+  return proxyActivities<HostActivities>({
+    taskQueue: hostQueue(host),
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: '1 minute',
+    scheduleToCloseTimeout: '3 hours',
+    retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+}
+
+function hostsOf(components: BackupComponent[]): string[] {
+  return [...new Set(components.map((c) => c.host))];
+}
+
+function phase(value: string): void {
+  upsertSearchAttributes([{ key: SA.kind, value: 'backup' }, { key: SA.phase, value }]);
+}
+
+/** A backup's id is its workflow id (a schedule's runs get a timestamp appended), made file-safe. */
+export function backupIdOf(workflowId: string): string {
+  return workflowId.replace(/[^A-Za-z0-9_.-]/g, '-');
+}
+
+export interface BackupInput {
+  backups: BackupPlan;
+}
+
+export interface BackupResult {
+  id: string;
+  createdAt: string;
+  status: 'verified' | 'failed';
+  hosts: BackupSummary[];
+  retention: Record<string, { kept: string[]; removed: string[] }>;
+}
+
+function take(dir: string | undefined, id: string, c: BackupComponent): Promise<ComponentEntry> {
+  const req = { directory: dir, backupId: id, component: c };
+  const acts = onHost(c.host);
+  if (c.kind === 'postgres') return acts.dumpPostgres(req);
+  if (c.kind === 'redis') return acts.snapshotRedis(req);
+  return acts.backupInflux(req);
+}
+
+function check(dir: string | undefined, id: string, c: BackupComponent, entry: ComponentEntry): Promise<ComponentVerification> {
+  const req = { directory: dir, backupId: id, component: c, entry };
+  const acts = onHost(c.host);
+  if (c.kind === 'postgres') return acts.verifyPostgres(req);
+  if (c.kind === 'redis') return acts.verifyRedis(req);
+  return acts.verifyInflux(req);
+}
+
+async function verifyOnHosts(plan: BackupPlan, id: string, extra: Record<string, ComponentVerification[]> = {}): Promise<BackupSummary[]> {
+  return Promise.all(hostsOf(plan.components).map(async (host) => {
+    const manifest = await onHost(host).readBackupManifest(plan.directory, id);
+    const results = await Promise.all(manifest.components.map((entry) => {
+      const component = plan.components.find((c) => c.name === entry.name && c.host === host);
+      if (!component) return { name: entry.name, ok: false, detail: `component "${entry.name}" is no longer in the inventory's backups: cannot verify it`, ms: 0 };
+      return check(plan.directory, id, component, entry);
+    }));
+    return onHost(host).markBackup(plan.directory, id, [...results, ...(extra[host] ?? [])]);
+  }));
+}
+
+export async function backupDatabases(input: BackupInput): Promise<BackupResult> {
+  const plan = input.backups;
+  if (plan.components.length === 0) throw ApplicationFailure.nonRetryable('the inventory declares no backups: add a `backups:` section', 'NothingToBackUp');
+  const info = workflowInfo();
+  const id = backupIdOf(info.workflowId);
+  const createdAt = info.startTime.toISOString();
+  const hosts = hostsOf(plan.components);
+
+  // 1. Take every component, each on its own host, in parallel.
+  phase('taking');
+  const taken = await Promise.allSettled(plan.components.map((c) => take(plan.directory, id, c)));
+  const failedTakes: Record<string, ComponentVerification[]> = {};
+  taken.forEach((t, i) => {
+    if (t.status === 'rejected') {
+      const c = plan.components[i]!;
+      (failedTakes[c.host] ??= []).push({ name: c.name, ok: false, detail: `not taken: ${(t.reason as Error).cause instanceof Error ? ((t.reason as Error).cause as Error).message : (t.reason as Error).message}`, ms: 0 });
+    }
+  });
+
+  // 2. Record what each host holds.
+  const entries = taken.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+  await Promise.all(hosts.map((h) => onHost(h).recordBackup(plan.directory, id, createdAt, entries.filter((e) => e.host === h))));
+
+  // 3. Prove it restorable; mark it verified or failed.
+  phase('verifying');
+  const summaries = await verifyOnHosts(plan, id, failedTakes);
+
+  // 4. Retention: never touches the newest verified backup.
+  phase('retention');
+  const retention: BackupResult['retention'] = {};
+  for (const h of hosts) retention[h] = await onHost(h).applyBackupRetention(plan.directory, plan.retention);
+
+  const status = summaries.every((s) => s.status === 'verified') ? 'verified' : 'failed';
+  phase(status);
+  return { id, createdAt, status, hosts: summaries, retention };
+}
+
+export interface VerifyInput {
+  id: string;
+  backups: BackupPlan;
+}
+
+export async function verifyBackup(input: VerifyInput): Promise<{ id: string; status: 'verified' | 'failed'; hosts: BackupSummary[] }> {
+  phase('verifying');
+  const summaries = await verifyOnHosts(input.backups, input.id);
+  const status = summaries.every((s) => s.status === 'verified') ? 'verified' : 'failed';
+  phase(status);
+  return { id: input.id, status, hosts: summaries };
+}
+
+export interface RestoreInput {
+  id: string;
+  backups: BackupPlan;
+  /** Restore only these components (default: all). */
+  components?: string[];
+  /** PostgreSQL: restore into this database instead of the original one. */
+  targetDatabase?: string;
+  /** Restore even if the backup was never verified, or failed verification. */
+  force?: boolean;
+}
+
+export interface RestoreResult {
+  id: string;
+  ok: boolean;
+  components: ComponentVerification[];
+}
+
+export async function restoreBackup(input: RestoreInput): Promise<RestoreResult> {
+  const plan = input.backups;
+  const wanted = plan.components.filter((c) => !input.components || input.components.includes(c.name));
+  if (wanted.length === 0) throw ApplicationFailure.nonRetryable(`no component named ${input.components?.join(', ')} in the inventory's backups`, 'InvalidTarget');
+
+  // 1. Read the manifests; refuse a backup that was not proven restorable.
+  phase('checking');
+  const manifests = new Map(await Promise.all(hostsOf(wanted).map(async (h) => [h, await onHost(h).readBackupManifest(plan.directory, input.id)] as const)));
+  for (const [h, m] of manifests) {
+    if (m.status !== 'verified' && !input.force) {
+      throw ApplicationFailure.nonRetryable(`backup ${input.id} on ${h} is ${m.status}, not verified: verify it (\`migrate backup verify ${input.id}\`) or pass --force`, 'BackupNotVerified');
+    }
+  }
+
+  // 2. Restore each component on its host, and compare with what the backup recorded.
+  phase('restoring');
+  const results = await Promise.all(wanted.map((c) => {
+    const entry = manifests.get(c.host)!.components.find((e) => e.name === c.name);
+    if (!entry) return { name: c.name, ok: false, detail: `backup ${input.id} holds no "${c.name}"`, ms: 0 };
+    const req = { directory: plan.directory, backupId: input.id, component: c, entry };
+    const acts = onHost(c.host);
+    if (c.kind === 'postgres') return acts.restorePostgres({ ...req, targetDatabase: input.targetDatabase });
+    if (c.kind === 'redis') return acts.restoreRedis(req);
+    return acts.restoreInflux(req);
+  }));
+  const ok = results.every((r) => r.ok);
+  phase(ok ? 'restored' : 'restore-incomplete');
+  return { id: input.id, ok, components: results };
+}
