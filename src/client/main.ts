@@ -4,6 +4,9 @@ import { registerPlan } from './commands/plan.js';
 import { registerWorker } from './commands/worker.js';
 import { registerDev } from './commands/dev.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDeploy } from './commands/deploy.js';
+import { registerStatus } from './commands/status.js';
+import { registerRollback } from './commands/rollback.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -18,6 +21,9 @@ registerPlan(program);
 registerWorker(program);
 registerDev(program);
 registerDemo(program);
+registerDeploy(program);
+registerStatus(program);
+registerRollback(program);
 
 try {
   await program.parseAsync(process.argv);
