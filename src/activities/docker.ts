@@ -155,15 +155,34 @@ export function createDockerActivities(ctx: HostContext) {
     }
   }
 
-  async function ensureNetwork(): Promise<string> {
+  // Docker does not make network names unique (CheckDuplicate is best effort): parallel creates on
+  // one host are serialised here, and duplicates left by a race elsewhere are collapsed to the oldest.
+  let networkReady: Promise<string> | undefined;
+  function ensureNetwork(): Promise<string> {
+    networkReady ??= createNetworkOnce().catch((err: unknown) => {
+      networkReady = undefined;
+      throw err;
+    });
+    return networkReady;
+  }
+
+  async function createNetworkOnce(): Promise<string> {
     const name = networkName(project, host);
-    const existing = await docker.listNetworks({ filters: { name: [name] } });
-    if (existing.some((n) => n.Name === name)) return name;
-    try {
-      await docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: { [LABELS.project]: project, [LABELS.host]: host } });
-      log.info('network created', { network: name });
-    } catch (err) {
-      if (statusCode(err) !== 409) throw err; // created concurrently: fine
+    const matching = async () => (await docker.listNetworks({ filters: { name: [name] } })).filter((n) => n.Name === name);
+    let existing = await matching();
+    if (existing.length === 0) {
+      try {
+        await docker.createNetwork({ Name: name, Driver: 'bridge', CheckDuplicate: true, Labels: { [LABELS.project]: project, [LABELS.host]: host } });
+        log.info('network created', { network: name });
+      } catch (err) {
+        if (statusCode(err) !== 409) throw err; // created concurrently: fine
+      }
+      existing = await matching();
+    }
+    if (existing.length > 1) {
+      const [keep, ...extra] = [...existing].sort((a, b) => a.Created.localeCompare(b.Created) || a.Id.localeCompare(b.Id));
+      for (const n of extra) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+      log.warn('duplicate networks removed', { network: name, kept: keep!.Id });
     }
     return name;
   }

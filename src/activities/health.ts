@@ -42,8 +42,9 @@ function percentile(sorted: number[], p: number): number {
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason as Error); }, { once: true });
+    const onAbort = () => { clearTimeout(t); reject(signal!.reason as Error); };
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 export function createHealthActivities(ctx: HostContext) {

@@ -6,6 +6,9 @@ import { registerDev } from './commands/dev.js';
 import { registerDemo } from './commands/demo.js';
 import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
+import { registerDeploy } from './commands/deploy.js';
+import { registerStatus } from './commands/status.js';
+import { registerRollback } from './commands/rollback.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -22,6 +25,9 @@ registerDev(program);
 registerDemo(program);
 registerBackup(program);
 registerRestore(program);
+registerDeploy(program);
+registerStatus(program);
+registerRollback(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,3 +1,4 @@
 // Every workflow the orchestrator queue runs. One module per runbook.
 export { probeHosts, gpuStep } from './routing.js';
 export { backupDatabases, verifyBackup, restoreBackup } from './backup.js';
+export { deployStack, deployLock } from './deploy.js';

@@ -1,0 +1,200 @@
+/**
+ * `deployStack` on a real Temporal dev server and the real Docker engine, with small stubbed
+ * inventories (the stub image stands in for every service). Each test has its own project (and so
+ * its own containers, labels and network) and its own loopback addresses; all assertions are on
+ * the containers themselves and on the workflow's own record.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import Dockerode from 'dockerode';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { parseInventory } from '../../src/inventory/load.js';
+import { buildPlan, type Plan } from '../../src/plan/plan.js';
+import { stubPlan, type StubOptions } from '../../src/plan/stub.js';
+import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
+import type { DeployInput, DeployProgress, deployStack } from '../../src/workflows/deploy.js';
+import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { STUB_IMAGE } from '../helpers/stub-image.js';
+
+const docker = new Dockerode();
+const projects: string[] = [];
+const hc = { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '2s' };
+
+/** db and cache on mainpc; api after both; web (on pc2) after api. */
+function inventory(project: string, octet: number, extra: Record<string, unknown> = {}) {
+  projects.push(project);
+  return parseInventory({
+    version: 1,
+    project,
+    hosts: { mainpc: { address: `127.0.0.${octet}` }, pc2: { address: `127.0.0.${octet + 1}` } },
+    services: {
+      db: { image: 'db:15', placement: { host: 'mainpc' }, ports: ['5432:5432'], healthcheck: hc },
+      cache: { image: 'cache:7', placement: { host: 'mainpc' }, ports: ['6379:6379'], healthcheck: { tcp: 6379, interval: '200ms', timeout: '1s', retries: 3, start_period: '2s' } },
+      api: { image: 'api:1', placement: { host: 'mainpc' }, ports: ['8001:8001'], healthcheck: hc, depends_on: { db: { condition: 'service_healthy' }, cache: { condition: 'service_healthy' } } },
+      web: { image: 'web:1', placement: { host: 'pc2' }, ports: ['8051:8051'], healthcheck: hc, depends_on: ['api'] },
+      ...extra,
+    },
+  });
+}
+
+function stubbed(plan: Plan, options: Omit<StubOptions, 'image'> = {}): Plan {
+  return stubPlan(plan, { image: STUB_IMAGE, ...options });
+}
+
+function input(plan: Plan, release: string, extra: Partial<DeployInput> = {}): DeployInput {
+  return { release, project: plan.project, units: Object.values(plan.units).filter((u) => u.kind === 'service'), ...extra };
+}
+
+async function startDeploy(world: TestWorld, args: DeployInput): Promise<WorkflowHandle<typeof deployStack>> {
+  return world.client.workflow.start<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-${args.release}`, args: [args] });
+}
+
+async function waitPhase(handle: WorkflowHandle<typeof deployStack>, done: (p: DeployProgress) => boolean, timeoutMs = 60_000): Promise<DeployProgress> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const p = await handle.query<DeployProgress>('progress');
+    if (done(p)) return p;
+    if (p.phase === 'failed' || Date.now() > until) throw new Error(`deploy is ${p.phase}: ${JSON.stringify(p, null, 1)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const pendingConfirmation = (p: DeployProgress) => p.phase === 'pending-confirmation';
+
+/** Every container of the project, as the engine sees it (current and `.prev`). */
+async function containers(project: string) {
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+  return list
+    .map((c) => ({ name: c.Names[0]!.slice(1), id: c.Id, image: c.Image, specHash: c.Labels[LABELS.specHash], running: c.State === 'running' }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function startedAt(iso: string): number {
+  // Docker gives nanoseconds; keep milliseconds (truncating never moves a start earlier than it was… by more than 1 ms).
+  return Date.parse(iso.replace(/(\.\d{3})\d*Z$/, '$1Z'));
+}
+
+async function cleanup(project: string) {
+  for (const c of await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } })) {
+    await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  }
+  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) {
+    await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  }
+}
+
+async function withWorld<T>(inv: ReturnType<typeof inventory>, fn: (world: TestWorld) => Promise<T>): Promise<T> {
+  const world = await startWorld(inv);
+  try {
+    return await fn(world);
+  } finally {
+    await world.close();
+  }
+}
+
+afterAll(async () => {
+  for (const p of projects) await cleanup(p);
+});
+
+describe('deployStack (real Temporal, real Docker, stub images)', () => {
+  it('starts each service only after its dependencies are healthy; refuses a second deploy meanwhile; confirm drops nothing it needs', async () => {
+    const inv = inventory(`dep${process.pid}a`, 41);
+    const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '1' } } });
+    await withWorld(inv, async (world) => {
+      const release = `order-${process.pid}`;
+      const handle = await startDeploy(world, input(plan, release));
+      const progress = await waitPhase(handle, pendingConfirmation);
+
+      const live = await containers(plan.project);
+      expect(live.map((c) => c.name)).toEqual([`${plan.project}-mainpc-api`, `${plan.project}-mainpc-cache`, `${plan.project}-mainpc-db`, `${plan.project}-pc2-web`]);
+      for (const [name, unit] of Object.entries(plan.units)) {
+        const info = await docker.getContainer(`${plan.project}-${unit.host}-${name}`).inspect();
+        expect(progress.units[name]!.phase).toBe('healthy');
+        for (const dep of Object.keys(unit.dependsOn)) {
+          // The dependent's container started after the dependency was seen healthy.
+          expect(startedAt(info.State.StartedAt)).toBeGreaterThanOrEqual(progress.units[dep]!.healthyAt!);
+        }
+      }
+      // Independent services ran in parallel: cache did not wait for the slow db.
+      expect(progress.units.cache!.healthyAt!).toBeLessThan(progress.units.db!.healthyAt!);
+
+      // A second deploy of the same project while this one waits for confirmation is refused.
+      const second = await startDeploy(world, input(plan, `second-${process.pid}`));
+      const refused = await second.result().catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(WorkflowFailedError);
+      expect(String((refused as WorkflowFailedError).cause?.message)).toMatch(/another deploy of project .* is running or waiting for confirmation/);
+
+      expect(await handle.executeUpdate('confirm')).toMatchObject({ phase: 'confirmed' });
+      const result = await handle.result();
+      expect(result.phase).toBe('confirmed');
+      expect((await containers(plan.project)).every((c) => c.running && !c.name.endsWith('.prev'))).toBe(true);
+    });
+  });
+
+  it('a service that never becomes healthy fails the deploy and rolls every host back to exactly what ran before', async () => {
+    const inv1 = inventory(`dep${process.pid}b`, 43);
+    const plan1 = stubbed(buildPlan(inv1));
+    // Release 2 breaks api (it answers 503 forever) and adds a new service.
+    const inv2 = inventory(`dep${process.pid}b`, 43, { worker: { image: 'worker:1', placement: { host: 'pc2' }, depends_on: ['db'] } });
+    const plan2 = stubbed(buildPlan(inv2), { version: '2', env: { api: { AGENT_MODE: 'unhealthy' } } });
+    await withWorld(inv1, async (world) => {
+      await startDeploy(world, input(plan1, `good-${process.pid}`, { autoConfirm: true })).then((h) => h.result());
+      const before = await containers(plan1.project);
+      expect(before).toHaveLength(4);
+
+      const handle = await startDeploy(world, input(plan2, `bad-${process.pid}`));
+      const err = await handle.result().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/api.*not healthy.*rolled back: every host runs exactly what it ran before/s);
+
+      // The world: same containers (same ids: the previous ones were brought back), same images and hashes, all running.
+      expect(await containers(plan1.project)).toEqual(before);
+      const progress = await handle.query<DeployProgress>('progress');
+      expect(progress.exact).toBe(true);
+      expect(progress.after).toEqual(progress.before);
+      expect(progress.units.api!.phase).toBe('failed');
+      expect(progress.units.web!.phase).toBe('skipped'); // never started: its dependency failed
+    });
+  });
+
+  it('survives its host worker being stopped mid-deploy: completes with no duplicate and no orphan container', async () => {
+    const inv = inventory(`dep${process.pid}c`, 45);
+    const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '3' } } });
+    await withWorld(inv, async (world) => {
+      const handle = await startDeploy(world, input(plan, `restart-${process.pid}`));
+      // db's container exists and its health wait is under way: kill mainpc's worker now.
+      await waitPhase(handle, (p) => p.units.db!.containerId !== undefined && p.units.db!.phase === 'starting');
+      await world.stopHost('mainpc');
+      await new Promise((r) => setTimeout(r, 1000));
+      await world.startHost('mainpc');
+      const progress = await waitPhase(handle, pendingConfirmation);
+      expect(Object.values(progress.units).map((u) => u.phase)).toEqual(['healthy', 'healthy', 'healthy', 'healthy']);
+
+      const live = await containers(plan.project);
+      expect(live.map((c) => c.name)).toEqual([`${plan.project}-mainpc-api`, `${plan.project}-mainpc-cache`, `${plan.project}-mainpc-db`, `${plan.project}-pc2-web`]);
+      expect(live.every((c) => c.running)).toBe(true);
+      expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(progress.units.db!.containerId);
+      await handle.executeUpdate('confirm');
+    });
+  });
+
+  it('a release that changes one service replaces only that one; rollback brings the previous release back exactly', async () => {
+    const inv = inventory(`dep${process.pid}d`, 47);
+    const plan1 = stubbed(buildPlan(inv));
+    const plan2 = stubbed(buildPlan(inv), { env: { web: { AGENT_VERSION: '2' } } });
+    await withWorld(inv, async (world) => {
+      await startDeploy(world, input(plan1, `v1-${process.pid}`, { autoConfirm: true })).then((h) => h.result());
+      const before = await containers(plan1.project);
+
+      const handle = await startDeploy(world, input(plan2, `v2-${process.pid}`));
+      const progress = await waitPhase(handle, pendingConfirmation);
+      expect(Object.fromEntries(Object.entries(progress.units).map(([n, u]) => [n, u.phase]))).toEqual({ api: 'unchanged', cache: 'unchanged', db: 'unchanged', web: 'healthy' });
+      const after = await containers(plan1.project);
+      const id = (list: typeof after, suffix: string) => list.find((c) => c.name.endsWith(suffix))?.id;
+      for (const unit of ['-db', '-cache', '-api']) expect(id(after, unit)).toBe(id(before, unit)); // not restarted
+      expect(id(after, '-web')).not.toBe(id(before, '-web'));
+      expect(id(after, '-web.prev')).toBe(id(before, '-web')); // kept for rollback
+
+      expect(await handle.executeUpdate('rollback')).toEqual({ phase: 'rolled-back', exact: true });
+      expect(await containers(plan1.project)).toEqual(before);
+    });
+  });
+});
