@@ -36,7 +36,7 @@ const plan = stubPlan(buildPlan(inventory), {
 const ctx: HostContext = { host: 'edge', spec: inventory.hosts.edge!, project, docker, identity: 'test', dataDir: '/tmp' };
 const dockerActs = createDockerActivities(ctx);
 const health = createHealthActivities(ctx);
-const run = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: A) => new MockActivityEnvironment().run(fn, ...args);
+const run = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: A): Promise<R> => new MockActivityEnvironment().run(fn, ...args) as Promise<R>;
 
 async function projectContainers() {
   return docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
