@@ -3,12 +3,14 @@ import type { HostContext } from './context.js';
 import { createHostInfoActivities } from './host-info.js';
 import { createDockerActivities } from './docker.js';
 import { createHealthActivities } from './health.js';
+import { createRecordActivities } from './records.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
     ...createHostInfoActivities(ctx),
     ...createDockerActivities(ctx),
     ...createHealthActivities(ctx),
+    ...createRecordActivities(),
   };
 }
 

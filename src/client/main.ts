@@ -4,6 +4,10 @@ import { registerPlan } from './commands/plan.js';
 import { registerWorker } from './commands/worker.js';
 import { registerDev } from './commands/dev.js';
 import { registerDemo } from './commands/demo.js';
+import { registerStart } from './commands/start.js';
+import { registerControl } from './commands/control.js';
+import { registerBatchStatus } from './commands/batch-status.js';
+import { registerBatchRollback } from './commands/batch-rollback.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -18,6 +22,10 @@ registerPlan(program);
 registerWorker(program);
 registerDev(program);
 registerDemo(program);
+registerStart(program);
+registerControl(program);
+registerBatchStatus(program);
+registerBatchRollback(program);
 
 try {
   await program.parseAsync(process.argv);

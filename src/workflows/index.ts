@@ -1,2 +1,3 @@
 // Every workflow the orchestrator queue runs. One module per runbook.
 export { probeHosts, gpuStep } from './routing.js';
+export { migrateBatch, migrateAgent, rollbackBatch, confirmBatch } from './batch.js';
