@@ -9,6 +9,10 @@ import { registerRestore } from './commands/restore.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerStatus } from './commands/status.js';
 import { registerRollback } from './commands/rollback.js';
+import { registerStart } from './commands/start.js';
+import { registerControl } from './commands/control.js';
+import { registerBatchStatus } from './commands/batch-status.js';
+import { registerBatchRollback } from './commands/batch-rollback.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -28,6 +32,10 @@ registerRestore(program);
 registerDeploy(program);
 registerStatus(program);
 registerRollback(program);
+registerStart(program);
+registerControl(program);
+registerBatchStatus(program);
+registerBatchRollback(program);
 
 try {
   await program.parseAsync(process.argv);
