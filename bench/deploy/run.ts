@@ -1,0 +1,135 @@
+/**
+ * Deploy benchmark: the seed 000 stack (the services of inventory/agentsys.yaml, from seed 000,
+ * placed on this machine's two loopback "hosts"), every image the stub, the same health checks —
+ * ours (deployStack on a Temporal dev server, in-process host workers) against
+ * `docker-compose up -d` with `depends_on: condition: service_healthy` (Debian's compose v1.29 has
+ * no `--wait`: the clock stops when every container reports healthy). Same machine, one run.
+ *
+ *   npx tsx bench/deploy/run.ts [--keep-compose-file]
+ *
+ * Writes bench/deploy/docker-compose.generated.yml (the compose side, generated from the same plan).
+ */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Dockerode from 'dockerode';
+import { stringify } from 'yaml';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { loadInventoryFiles } from '../../src/inventory/load.js';
+import { buildPlan, type Plan, type UnitSpec } from '../../src/plan/plan.js';
+import { stubPlan } from '../../src/plan/stub.js';
+import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
+import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
+import { startDevServer } from '../../src/dev/temporal-server.js';
+import { quietRuntime } from '../../src/dev/environment.js';
+import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
+import type { DeployInput, deployStack } from '../../src/workflows/deploy.js';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const docker = new Dockerode();
+const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
+
+/** The shipped inventory, moved to bench-only loopback addresses and its own project name. */
+async function benchPlan(project: string, octet: number): Promise<{ plan: Plan; inventory: Awaited<ReturnType<typeof loadInventoryFiles>>['inventory'] }> {
+  const { inventory } = await loadInventoryFiles([path.join(root, 'inventory/agentsys.yaml'), path.join(root, 'inventory/local.yaml')]);
+  inventory.project = project;
+  inventory.hosts.mainpc!.address = `127.0.0.${octet}`;
+  inventory.hosts.pc2!.address = `127.0.0.${octet + 1}`;
+  inventory.agents = {};
+  inventory.batches = [];
+  const plan = stubPlan(buildPlan(inventory), { image: STUB_IMAGE });
+  return { plan, inventory };
+}
+
+const services = (plan: Plan) => Object.values(plan.units).filter((u) => u.kind === 'service');
+
+/** The same units as a compose file: same image, env, ports, and a health check doing what our probe does. */
+function composeFile(plan: Plan): string {
+  const svc = (u: UnitSpec) => {
+    const probe = u.probe;
+    const port = probe.kind === 'http' || probe.kind === 'tcp' ? u.ports.find((p) => p.published === probe.port) : undefined;
+    // The stub answers HTTP on every port, and busybox's nc has no -z: a TCP check is a wget too.
+    const test = port ? ['CMD', 'wget', '-q', '-O-', `http://127.0.0.1:${port.target}${probe.kind === 'http' ? probe.path : '/'}`] : undefined;
+    return {
+      image: u.image,
+      container_name: `${plan.project}-${u.host}-${u.name}`,
+      environment: u.environment,
+      ports: u.ports.map((p) => `${p.hostIp}:${p.published}:${p.target}/${p.protocol}`),
+      labels: { [LABELS.project]: plan.project },
+      ...(test ? { healthcheck: { test, interval: ms(u.timing.intervalMs), timeout: ms(u.timing.timeoutMs), retries: u.timing.retries, start_period: ms(u.timing.startPeriodMs) } } : {}),
+      ...(Object.keys(u.dependsOn).length
+        ? { depends_on: Object.fromEntries(Object.entries(u.dependsOn).map(([d, c]) => [d, { condition: plan.units[d]!.probe.kind === 'running' && c === 'service_healthy' ? 'service_started' : c }])) }
+        : {}),
+    };
+  };
+  return stringify({ services: Object.fromEntries(services(plan).map((u) => [u.name, svc(u)])) });
+}
+
+async function removeProject(project: string) {
+  for (const c of await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getContainer(c.Id).remove({ force: true });
+  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+}
+
+async function benchOurs(): Promise<number> {
+  const { plan, inventory } = await benchPlan(`benchours${process.pid}`, 61);
+  quietRuntime();
+  const server = await startDevServer({ ui: false });
+  const connection = await NativeConnection.connect({ address: server.address });
+  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  const workers = [await createOrchestratorWorker({ connection }), ...(await Promise.all(Object.keys(inventory.hosts).map((h) => createHostWorker({ connection, context: hostContext(inventory, h) }))))];
+  const running = Promise.all(workers.map((w) => w.run()));
+  try {
+    const input: DeployInput = { release: `bench-${process.pid}`, project: plan.project, units: services(plan), autoConfirm: true, concurrency: 16 };
+    // Warm-up of the workflow bundle and the workers' pollers: a no-op deploy of another project.
+    await client.workflow.execute<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-warmup-${process.pid}`, args: [{ ...input, release: `warmup-${process.pid}`, project: `benchwarm${process.pid}`, units: [] }] });
+    const started = performance.now();
+    const result = await client.workflow.execute<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-${input.release}`, args: [input] });
+    const elapsed = performance.now() - started;
+    if (!Object.values(result.units).every((u) => u.phase === 'healthy')) throw new Error(`ours: not every service healthy: ${JSON.stringify(result.units)}`);
+    return elapsed;
+  } finally {
+    workers.forEach((w) => w.shutdown());
+    await running;
+    await client.connection.close();
+    await connection.close();
+    await server.stop();
+    await removeProject(plan.project);
+  }
+}
+
+async function benchCompose(): Promise<number> {
+  const { plan } = await benchPlan(`benchcompose${process.pid}`, 63);
+  const file = path.join(here, 'docker-compose.generated.yml');
+  await writeFile(file, `# Generated by bench/deploy/run.ts from inventory/agentsys.yaml + local.yaml (stub images).\n${composeFile(plan)}`);
+  const args = ['-p', plan.project, '-f', file];
+  const names = services(plan).map((u) => `${plan.project}-${u.host}-${u.name}`);
+  try {
+    const started = performance.now();
+    await run('docker-compose', [...args, 'up', '-d'], { maxBuffer: 1 << 24 });
+    // compose v1 has no --wait: done when every container with a health check is healthy.
+    for (;;) {
+      const states = await Promise.all(names.map((n) => docker.getContainer(n).inspect().then((c) => c.State.Health?.Status ?? (c.State.Running ? 'healthy' : c.State.Status))));
+      if (states.every((s) => s === 'healthy')) break;
+      if (performance.now() - started > 300_000) throw new Error(`compose: not healthy after 5 min: ${states.join(',')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return performance.now() - started;
+  } finally {
+    await run('docker-compose', [...args, 'down', '-t', '1']).catch(() => undefined);
+    await removeProject(plan.project);
+  }
+}
+
+await ensureStubImage(docker);
+const { plan } = await benchPlan('x', 61);
+process.stdout.write(`seed 000 stack: ${services(plan).length} services in ${plan.serviceWaves.length} dependency waves, stub image ${STUB_IMAGE}\n`);
+const compose = await benchCompose();
+process.stdout.write(`docker-compose up -d (depends_on: service_healthy) until all healthy: ${(compose / 1000).toFixed(2)} s\n`);
+const ours = await benchOurs();
+process.stdout.write(`migrate deployStack (Temporal, health-gated graph) until all healthy:   ${(ours / 1000).toFixed(2)} s\n`);
+process.stdout.write(`ratio ours / docker-compose: ${(ours / compose).toFixed(2)}× (target ≤ 0.70×)\n`);
