@@ -37,8 +37,13 @@ registerControl(program);
 registerBatchStatus(program);
 registerBatchRollback(program);
 
+// `migrate status|rollback|confirm batch-N` and `… RELEASE` share a verb; a batch name (or `all`)
+// goes to the batch commands, anything else is a release.
+const argv = [...process.argv];
+if (['status', 'rollback', 'confirm'].includes(argv[2] ?? '') && /^(batch-\d+|all)$/.test(argv[3] ?? '')) argv[2] = `batch-${argv[2]}`;
+
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(argv);
 } catch (err) {
   if (!(err && typeof err === 'object' && 'code' in err && String((err as { code: string }).code).startsWith('commander.'))) throw err;
 }
