@@ -155,7 +155,16 @@ export function createDockerActivities(ctx: HostContext) {
     }
   }
 
-  async function ensureNetwork(): Promise<string> {
+  // Docker does not refuse a second network of the same name created concurrently (CheckDuplicate
+  // is best effort), and a name that matches two networks can no longer be used: create one at a
+  // time in this worker.
+  let creatingNetwork: Promise<string> | undefined;
+  function ensureNetwork(): Promise<string> {
+    creatingNetwork ??= ensureNetworkOnce().finally(() => { creatingNetwork = undefined; });
+    return creatingNetwork;
+  }
+
+  async function ensureNetworkOnce(): Promise<string> {
     const name = networkName(project, host);
     const existing = await docker.listNetworks({ filters: { name: [name] } });
     if (existing.some((n) => n.Name === name)) return name;
