@@ -15,6 +15,7 @@ import { startDevEnvironment } from '../../dev/environment.js';
 import type { HostReport, GpuGrant } from '../../activities/host-info.js';
 import { action, collect, parseOptions } from '../common.js';
 import { DEV_INVENTORY, devOptions } from './dev.js';
+import { batchDemoStep } from '../demo/batch-step.js';
 
 const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233) });
 
@@ -55,6 +56,9 @@ export function registerDemo(program: Command): void {
           });
           say(`  ${unit.name.padEnd(24)} needs ≥${unit.gpu!.minVramGb} GB → ${grant.host} (${grant.gpus.map((g) => g.model).join(', ')}), run by ${grant.identity}`);
         }
+        say();
+        say('== 5. Batch migration: per-agent validation and rollback ==');
+        await batchDemoStep(client, plan, say);
         await client.connection.close();
         say();
         say(`Every step above is a workflow in the Web UI: ${env.server.uiUrl}/namespaces/default/workflows`);
