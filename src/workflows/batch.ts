@@ -144,8 +144,6 @@ function onHost(host: string) {
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
-class Aborted extends Error {}
-
 // ---------------------------------------------------------------------------------------------
 // One agent: seed 001's "migration procedure per agent"
 
@@ -172,7 +170,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     setCurrentDetails(`**${unit.name}** on ${unit.host}: ${phase}${progress.reason ? ` — ${progress.reason}` : ''}`);
     if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(agentProgressSignal, { ...progress });
   };
-  const checkAbort = () => { if (abortReason !== undefined) throw new Aborted(abortReason); };
+  const checkAbort = () => { if (abortReason !== undefined) throw ApplicationFailure.nonRetryable(`aborted: ${abortReason}`, 'Aborted'); };
 
   // 1. Pre-migration health check and performance baseline (of the container running now).
   await report('baseline');
@@ -192,9 +190,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   } else {
     progress.firstInstall = true;
   }
-  checkAbort();
 
   try {
+    checkAbort();
     // 2. Deploy the new version; the old container is kept, stopped, as `.prev` for instant rollback.
     await report('deploying');
     await images.ensureImage(unit);
@@ -223,7 +221,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     return progress;
   } catch (err) {
     // Rollback: this agent alone, back to its exact previous container (or none, on a first install).
-    const reason = err instanceof Aborted ? `aborted: ${err.message}` : failureMessage(err);
+    const reason = failureMessage(err);
     await CancellationScope.nonCancellable(async () => {
       await report('rolling-back', { reason });
       await rollbackAgent(project, progress);
@@ -413,9 +411,10 @@ export async function rollbackBatch(input: AfterBatchInput): Promise<AgentProgre
 export async function confirmBatch(input: AfterBatchInput): Promise<AgentProgress[]> {
   upsertSearchAttributes([{ key: SA.kind, value: 'batch-confirm' }, { key: SA.batch, value: input.batch }]);
   const out: AgentProgress[] = [];
+  // Every agent of the batch: an "unchanged" one may still hold the .prev of an earlier, unconfirmed run.
   for (const agent of input.agents) {
-    if (agent.phase === 'migrated' && !agent.firstInstall) await onHost(agent.host).undo.discardPrevious(agent.agent);
-    out.push(agent.phase === 'migrated' ? { ...agent, phase: 'confirmed' } : agent);
+    await onHost(agent.host).undo.discardPrevious(agent.agent);
+    out.push(agent.phase === 'migrated' || agent.phase === 'unchanged' ? { ...agent, phase: 'confirmed' } : agent);
   }
   return out;
 }

@@ -16,6 +16,7 @@ import type { HostReport, GpuGrant } from '../../activities/host-info.js';
 import { action, collect, parseOptions } from '../common.js';
 import { DEV_INVENTORY, devOptions } from './dev.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
+import { batchDemoStep } from '../demo/batch-step.js';
 
 const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233) });
 
@@ -59,6 +60,9 @@ export function registerDemo(program: Command): void {
         say();
         say('== 5. Deploy: the stack in dependency order, health-gated (migrate deploy --stub --wait) ==');
         await deployDemoStep(client, plan, say);
+        say();
+        say('== 6. Batch migration: batch-1, one agent made to fail and rolled back alone ==');
+        await batchDemoStep(client, plan, say);
         await client.connection.close();
         say();
         say(`Every step above is a workflow in the Web UI: ${env.server.uiUrl}/namespaces/default/workflows`);

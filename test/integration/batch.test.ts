@@ -1,0 +1,230 @@
+/**
+ * The batch migrations on a real Temporal dev server and the real Docker engine, with the stub image
+ * standing in for the agents (version 1 installed, then version 2 migrated in). Every test has its own
+ * project (containers, networks) and loopback address; assertions are on the containers themselves.
+ */
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import Dockerode from 'dockerode';
+import { WorkflowFailedError } from '@temporalio/client';
+import { parseInventory } from '../../src/inventory/load.js';
+import { buildPlan, type Plan } from '../../src/plan/plan.js';
+import { stubPlan } from '../../src/plan/stub.js';
+import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
+import { STUB_IMAGE } from '../../src/dev/stub-image.js';
+import { batchProgressQuery, abortUpdate, approveUpdate, type BatchResult } from '../../src/workflows/batch.js';
+import { startBatch } from '../../src/client/commands/start.js';
+import { confirmCompletedBatch, rollbackCompletedBatch } from '../../src/client/commands/batch-rollback.js';
+import { startWorld, type TestWorld } from '../helpers/temporal.js';
+
+const docker = new Dockerode();
+const worlds: TestWorld[] = [];
+const projects: string[] = [];
+let nextAddress = 51;
+
+interface Setup { plan: Plan; project: string; agents: string[]; batches: string[]; world: TestWorld }
+
+async function setup(tag: string, opts: { agents?: number; maxFailures?: number; concurrency?: number; batches?: number; approval?: boolean; dependency?: boolean } = {}): Promise<Setup> {
+  const project = `bt${tag}${process.pid}`;
+  const address = `127.0.0.${nextAddress++}`;
+  const agents = Array.from({ length: opts.agents ?? 3 }, (_, i) => `Agent${i + 1}`);
+  const nb = opts.batches ?? 1;
+  const per = Math.ceil(agents.length / nb);
+  const inventory = parseInventory({
+    version: 1,
+    project,
+    hosts: { pc2: { address } },
+    services: opts.dependency ? { edgehub: { placement: { host: 'pc2' }, image: 'agentsys/edgehub:1', ports: ['9100:8080'], healthcheck: { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' } } } : {},
+    agents: Object.fromEntries(agents.map((a, i) => [a, {
+      placement: { host: 'pc2' },
+      image: `agentsys/${a.toLowerCase()}:2.0`,
+      ports: [`${7100 + i}:8080`],
+      depends_on: opts.dependency && i === 0 ? ['edgehub'] : [],
+      healthcheck: { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' },
+    }])),
+    batches: Array.from({ length: nb }, (_, b) => ({
+      name: `${tag}-batch-${b + 1}`,
+      agents: agents.slice(b * per, (b + 1) * per),
+      concurrency: opts.concurrency ?? 2,
+      max_failures: opts.maxFailures ?? 1,
+      approval: opts.approval ?? false,
+    })),
+  });
+  projects.push(project);
+  const world = await startWorld(inventory);
+  worlds.push(world);
+  return { plan: buildPlan(inventory), project, agents, batches: Array.from({ length: nb }, (_, b) => `${tag}-batch-${b + 1}`), world };
+}
+
+const version = (s: Setup, v: string, env?: Record<string, Record<string, string>>) => stubPlan(s.plan, { image: STUB_IMAGE, version: v, env });
+
+async function run(s: Setup, plan: Plan, batch: string, options = {}): Promise<BatchResult> {
+  const handle = await startBatch(s.world.client, plan, batch, { samples: 5, ...options });
+  return (await handle.result()) as BatchResult;
+}
+
+/** Install version 1 (first install) and confirm it, as the state before a migration. */
+async function installV1(s: Setup): Promise<void> {
+  for (const b of s.batches) {
+    const r = await run(s, version(s, '1'), b, { force: true });
+    if (r.outcome !== 'migrated') console.log(JSON.stringify(r, null, 1));
+    expect(r.outcome).toBe('migrated');
+    await confirmCompletedBatch(s.world.client, s.project, b);
+  }
+}
+
+async function inspect(name: string) {
+  try {
+    const c = await docker.getContainer(name).inspect();
+    return { id: c.Id, running: c.State.Running, version: c.Config.Env.find((e) => e.startsWith('AGENT_VERSION='))?.split('=')[1] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The project's containers: name → id and state, for "exactly as before". */
+async function snapshot(project: string) {
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+  return Object.fromEntries(list.map((c) => [c.Names[0]!.slice(1), `${c.Id} ${c.State} ${c.Labels[LABELS.specHash]}`]).sort());
+}
+
+const name = (s: Setup, agent: string) => containerName(s.project, 'pc2', agent);
+
+afterEach(async () => {
+  while (worlds.length) await worlds.pop()!.close();
+});
+afterAll(async () => {
+  for (const project of projects) {
+    const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+    await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    const nets = await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } });
+    await Promise.all(nets.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
+  }
+});
+
+describe('batch migrations (real Temporal dev server, real Docker engine, stub agents)', () => {
+  it('migrates every agent of a healthy batch; the old containers are kept as .prev until confirmed', async () => {
+    const s = await setup('healthy');
+    await installV1(s);
+    const before = Object.fromEntries(await Promise.all(s.agents.map(async (a) => [a, (await inspect(name(s, a)))!.id] as const)));
+    const r = await run(s, version(s, '2'), s.batches[0]!);
+    expect(r.outcome).toBe('migrated');
+    expect(r.agents.map((a) => a.phase)).toEqual(['migrated', 'migrated', 'migrated']);
+    for (const a of s.agents) {
+      const now = await inspect(name(s, a));
+      expect(now).toMatchObject({ running: true, version: '2' });
+      const prev = await inspect(previousName(name(s, a)));
+      expect(prev).toMatchObject({ id: before[a], running: false, version: '1' });
+      const p = r.agents.find((x) => x.agent === a)!;
+      expect(p.baseline?.successRate).toBe(1);
+      expect(p.now?.successRate).toBe(1);
+    }
+    // Migrating again to the same version changes nothing.
+    const again = await run(s, version(s, '2'), s.batches[0]!);
+    expect(again.agents.map((a) => a.phase)).toEqual(['unchanged', 'unchanged', 'unchanged']);
+    // Confirm drops the kept containers.
+    await confirmCompletedBatch(s.world.client, s.project, s.batches[0]!);
+    for (const a of s.agents) expect(await inspect(previousName(name(s, a)))).toBeUndefined();
+  });
+
+  it('rolls back alone an agent that fails validation, to its exact old container', async () => {
+    const s = await setup('one', { maxFailures: 1 });
+    await installV1(s);
+    const oldId = (await inspect(name(s, 'Agent2')))!.id;
+    const r = await run(s, version(s, '2', { Agent2: { AGENT_MODE: 'unhealthy' } }), s.batches[0]!);
+    expect(r.outcome).toBe('migrated');
+    expect(r.failures).toBe(1);
+    const a2 = r.agents.find((a) => a.agent === 'Agent2')!;
+    expect(a2.phase).toBe('rolled-back');
+    expect(a2.reason).toMatch(/not healthy/);
+    expect(await inspect(name(s, 'Agent2'))).toEqual({ id: oldId, running: true, version: '1' });
+    expect(await inspect(previousName(name(s, 'Agent2')))).toBeUndefined();
+    for (const a of ['Agent1', 'Agent3']) expect(await inspect(name(s, a))).toMatchObject({ running: true, version: '2' });
+  });
+
+  it('rolls the whole batch back to the exact pre-state when failures exceed the threshold; and a completed batch on request', async () => {
+    const s = await setup('all', { maxFailures: 0 });
+    await installV1(s);
+    const before = await snapshot(s.project);
+    const r = await run(s, version(s, '2', { Agent3: { AGENT_MODE: 'unhealthy' } }), s.batches[0]!);
+    expect(r.outcome).toBe('rolled-back');
+    expect(r.agents.map((a) => a.phase)).toEqual(['rolled-back', 'rolled-back', 'rolled-back']);
+    expect(await snapshot(s.project)).toEqual(before);
+
+    // migrate batch-rollback: a completed, healthy migration put back as it was, timed.
+    const ok = await run(s, version(s, '2'), s.batches[0]!);
+    expect(ok.outcome).toBe('migrated');
+    const started = Date.now();
+    await rollbackCompletedBatch(s.world.client, s.project, s.batches[0]!);
+    expect(Date.now() - started).toBeLessThan(30_000); // seed 001: "within 30 seconds"
+    expect(await snapshot(s.project)).toEqual(before);
+  });
+
+  it('aborts mid-batch: the agents in flight and those already migrated are rolled back', async () => {
+    const s = await setup('abort', { concurrency: 1 });
+    await installV1(s);
+    const before = await snapshot(s.project);
+    const handle = await startBatch(s.world.client, version(s, '2', { Agent1: { AGENT_START_DELAY: '1' }, Agent2: { AGENT_START_DELAY: '1' }, Agent3: { AGENT_START_DELAY: '1' } }), s.batches[0]!, { samples: 5 });
+    for (;;) {
+      const p = await handle.query(batchProgressQuery);
+      if (p.agents[0]!.phase === 'migrated' && p.agents[1]!.phase !== 'pending') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await handle.executeUpdate(abortUpdate, { args: ['test abort'] });
+    const r = (await handle.result()) as BatchResult;
+    expect(r.outcome).toBe('rolled-back');
+    expect(r.reason).toMatch(/test abort/);
+    expect(await snapshot(s.project)).toEqual(before);
+  });
+
+  it('refuses a second start of a running batch, and holds cutover for approval', async () => {
+    const s = await setup('double', { approval: true });
+    const plan = version(s, '1');
+    const handle = await startBatch(s.world.client, plan, s.batches[0]!, { samples: 5 });
+    await expect(startBatch(s.world.client, plan, s.batches[0]!)).rejects.toThrow(/already running/);
+    for (;;) {
+      if ((await handle.query(batchProgressQuery)).phase === 'awaiting-approval') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await snapshot(s.project)).toEqual({}); // nothing changes before approval
+    await handle.executeUpdate(approveUpdate);
+    await expect(handle.executeUpdate(approveUpdate)).rejects.toSatisfy((e: Error) => /not waiting for approval/.test(String((e.cause as Error).message)));
+    expect(((await handle.result()) as BatchResult).outcome).toBe('migrated');
+  });
+
+  it('resumes after the host worker is killed mid-batch, with no duplicate containers', async () => {
+    const s = await setup('kill', { concurrency: 1 });
+    await installV1(s);
+    const handle = await startBatch(s.world.client, version(s, '2', { Agent2: { AGENT_START_DELAY: '2' } }), s.batches[0]!, { samples: 5 });
+    for (;;) {
+      if ((await handle.query(batchProgressQuery)).agents[1]!.phase === 'validating') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await s.world.stopHost('pc2');
+    await new Promise((r) => setTimeout(r, 1000));
+    await s.world.startHost('pc2');
+    const r = (await handle.result()) as BatchResult;
+    expect(r.outcome).toBe('migrated');
+    expect(r.agents.map((a) => a.phase)).toEqual(['migrated', 'migrated', 'migrated']);
+    const snap = await snapshot(s.project);
+    expect(Object.keys(snap).sort()).toEqual(s.agents.flatMap((a) => [name(s, a), previousName(name(s, a))]).sort());
+    for (const a of s.agents) expect(await inspect(name(s, a))).toMatchObject({ running: true, version: '2' });
+  });
+
+  it('refuses an out-of-order start (gate) before any change; the next batch goes once the previous one completed', async () => {
+    const s = await setup('gate', { agents: 2, batches: 2 });
+    const run2 = run(s, version(s, '1'), s.batches[1]!);
+    await expect(run2).rejects.toBeInstanceOf(WorkflowFailedError);
+    await expect(run2).rejects.toSatisfy((e: WorkflowFailedError) => /gate-batch-1 has not completed \(never started\)/.test(String((e.cause as Error).message)));
+    expect(await snapshot(s.project)).toEqual({});
+    // Batch 1 done: batch 2 may go.
+    expect((await run(s, version(s, '1'), s.batches[0]!)).outcome).toBe('migrated');
+    expect((await run(s, version(s, '1'), s.batches[1]!)).outcome).toBe('migrated');
+  });
+
+  it('refuses a batch whose agents\' dependency is not healthy, before any change', async () => {
+    const s = await setup('dep', { agents: 1, dependency: true });
+    const r = run(s, version(s, '1'), s.batches[0]!);
+    await expect(r).rejects.toSatisfy((e: WorkflowFailedError) => /dependencies not healthy: edgehub on pc2/.test(String((e.cause as Error).message)));
+    expect(await snapshot(s.project)).toEqual({});
+  });
+});
