@@ -52,7 +52,7 @@ const options = commonOptions.pick({ json: true, address: true, namespace: true,
 export function registerBatchRollback(program: Command): void {
   for (const kind of ['rollback', 'confirm'] as const) {
     program
-      .command(`batch-${kind}`)
+      .command(`batch-${kind}`, { hidden: true })
       .description(kind === 'rollback'
         ? '(temporary; becomes `migrate rollback batch-N`) restore a completed batch\'s agents to their previous containers'
         : 'confirm a completed batch: discard the previous containers it kept for rollback')

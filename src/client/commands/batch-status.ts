@@ -82,7 +82,7 @@ const statusOptions = commonOptions.pick({ json: true, address: true, namespace:
 
 export function registerBatchStatus(program: Command): void {
   program
-    .command('batch-status')
+    .command('batch-status', { hidden: true })
     .description('(temporary; becomes `migrate status batch-N`) progress of a batch: phase, baseline vs now, result per agent')
     .argument('<batch>', 'batch name, e.g. batch-1')
     .option('--watch', 'redraw until the batch finishes')
