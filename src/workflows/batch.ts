@@ -4,7 +4,7 @@
  * left open (the retired `.prev` containers are held until one of them runs).
  *
  * Kept `.prev` containers: a migrated agent's old container stays stopped as `<name>.prev` after the
- * batch completes, so `migrate batch-rollback batch-N` can restore the exact old container (same id)
+ * batch completes, so `migrate rollback batch-N` can restore the exact old container (same id)
  * at any time until `confirmBatch` discards them. The next migration of the same agent replaces an
  * older `.prev` anyway (retireContainer), so nothing piles up.
  */
@@ -285,7 +285,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     validator: () => { if (phase !== 'awaiting-approval') throw new Error(`${batch} is not waiting for approval (it is ${phase}${input.approval ? '' : '; its inventory does not ask for one'})`); },
   });
   setHandler(abortUpdate, (why: string) => { abortReason = why || 'aborted by operator'; return phase; }, {
-    validator: (_why: string) => { if (finished() || phase === 'rolling-back') throw new Error(`${batch} is ${phase}: too late to abort (roll it back with \`migrate batch-rollback ${batch}\`)`); },
+    validator: (_why: string) => { if (finished() || phase === 'rolling-back') throw new Error(`${batch} is ${phase}: too late to abort (roll it back with \`migrate rollback ${batch}\`)`); },
   });
 
   upsertSearchAttributes([{ key: SA.kind, value: 'batch' }, { key: SA.batch, value: batch }, { key: SA.hosts, value: hosts }]);

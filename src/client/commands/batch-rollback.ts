@@ -1,7 +1,7 @@
 /**
- * `migrate batch-rollback batch-N` (temporary name; to be merged into `migrate rollback`): put a
+ * `migrate rollback batch-N` (temporary name; to be merged into `migrate rollback`): put a
  * completed batch's agents back on their exact previous containers (the `.prev` ones it kept), in
- * reverse order. `migrate batch-confirm batch-N` is the other way out: drop the kept containers.
+ * reverse order. `migrate confirm batch-N` is the other way out: drop the kept containers.
  * Both read the agents from the batch's own result, so an agent that did not change is left alone.
  */
 import type { Command } from 'commander';

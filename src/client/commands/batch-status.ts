@@ -1,5 +1,5 @@
 /**
- * `migrate batch-status batch-N` (temporary name; to be merged into `migrate status`): a progress
+ * `migrate status batch-N` (temporary name; to be merged into `migrate status`): a progress
  * bar and one row per agent — phase, baseline vs now (p95), result — from the running batch's query,
  * or from the result of its last run once it has finished.
  */

@@ -67,7 +67,7 @@ export async function startBatch(client: Client, plan: Plan, batchName: string, 
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new CommandFailed(`${input.batch} is already running (workflow ${workflowId}): watch it with \`migrate batch-status ${input.batch}\`, or stop it with \`migrate abort ${input.batch}\``);
+      throw new CommandFailed(`${input.batch} is already running (workflow ${workflowId}): watch it with \`migrate status ${input.batch}\`, or stop it with \`migrate abort ${input.batch}\``);
     }
     throw err;
   }

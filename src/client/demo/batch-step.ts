@@ -31,6 +31,6 @@ export async function batchDemoStep(client: Client, plan: Plan, say: (line?: str
   say(formatBatch(v2));
   const back = v2.agents.find((a) => a.agent === failing);
   say(`${failing}: ${back?.phase} — ${back?.reason ?? ''}; it runs its exact previous container again, the others run version 2.`);
-  say(`(migrate batch-status ${batch.name} shows this table; migrate batch-rollback ${batch.name} would restore the others too; their old containers are kept as .prev until migrate batch-confirm ${batch.name})`);
+  say(`(migrate status ${batch.name} shows this table; migrate rollback ${batch.name} would restore the others too; their old containers are kept as .prev until migrate confirm ${batch.name})`);
   return v2;
 }
