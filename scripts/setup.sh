@@ -39,8 +39,10 @@ TEMPORAL_CLI_PATH="$(find_temporal)"
 export TEMPORAL_CLI_PATH
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  log "installing npm packages"
+  # npm ci refuses this lock file on some npm versions (optional per-platform packages of @swc/core
+  # are not all listed); npm install honours the lock's versions and fills those in.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 if ! docker info >/dev/null 2>&1; then
