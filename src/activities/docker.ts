@@ -3,15 +3,14 @@
  * deterministic name and carries labels (project, host, unit, release, spec hash); `ensure…` looks
  * before it creates; stopping a stopped container, or removing a missing one, is success.
  */
-import { readFile } from 'node:fs/promises';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Dockerode from 'dockerode';
-import type { SecretRef } from '../inventory/schema.js';
 import type { UnitSpec } from '../plan/plan.js';
 import { containerName, LABELS, networkName, previousName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { buildImage } from '../dev/stub-image.js';
+import { readSecret } from './secrets.js';
 
 export interface ContainerRef {
   id: string;
@@ -102,27 +101,10 @@ export function containerCreateOptions(
 }
 
 /** Read secrets on this host: they never travel through Temporal. */
-export async function resolveEnvironment(unit: UnitSpec, source: NodeJS.ProcessEnv = process.env): Promise<Record<string, string>> {
+export async function resolveEnvironment(unit: UnitSpec): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(unit.environment)) {
-    if (typeof value === 'string') {
-      out[key] = value;
-      continue;
-    }
-    const ref = value as SecretRef;
-    if ('from_env' in ref) {
-      const v = source[ref.from_env];
-      if (v === undefined) {
-        throw ApplicationFailure.nonRetryable(`${unit.name}: ${key} comes from the environment variable ${ref.from_env}, which is not set on host ${unit.host}'s worker: set it there and retry`, 'SecretMissing');
-      }
-      out[key] = v;
-    } else {
-      try {
-        out[key] = (await readFile(ref.from_file, 'utf8')).replace(/\n$/, '');
-      } catch (err) {
-        throw ApplicationFailure.nonRetryable(`${unit.name}: ${key} comes from the file ${ref.from_file}, which cannot be read on host ${unit.host} (${(err as Error).message})`, 'SecretMissing');
-      }
-    }
+    out[key] = typeof value === 'string' ? value : (await readSecret(value, `${unit.name} on ${unit.host}: ${key}`))!;
   }
   return out;
 }
