@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Probe, UnitSpec } from '../plan/plan.js';
 import { containerName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
+import { runTool } from './exec.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -76,14 +77,8 @@ export function createHealthActivities(ctx: HostContext) {
   async function exec(name: string, command: string[], timeoutMs: number): Promise<ProbeResult> {
     const started = performance.now();
     try {
-      const e = await docker.getContainer(name).exec({ Cmd: command, AttachStdout: true, AttachStderr: true });
-      const stream = await e.start({ Detach: false, Tty: false });
-      await Promise.race([
-        new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); stream.resume(); }),
-        sleep(timeoutMs).then(() => { throw new Error(`timed out after ${timeoutMs} ms`); }),
-      ]);
-      const { ExitCode } = await e.inspect();
-      return { ok: ExitCode === 0, latencyMs: performance.now() - started, detail: ExitCode === 0 ? undefined : `exit code ${ExitCode}` };
+      const { code } = await runTool(docker, name, command, { signal: AbortSignal.timeout(timeoutMs) });
+      return { ok: code === 0, latencyMs: performance.now() - started, detail: code === 0 ? undefined : `exit code ${code}` };
     } catch (err) {
       return { ok: false, latencyMs: performance.now() - started, detail: (err as Error).message };
     }

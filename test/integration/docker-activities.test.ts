@@ -128,4 +128,16 @@ describe('the stub image and the probes', () => {
     const sample = await run(health.sampleLatency, plan.units.Healthy!, 5);
     expect(sample.successRate).toBe(0);
   });
+
+  it('exec: a command inside the container decides, by its exit code', async () => {
+    const healthy = plan.units.Healthy!;
+    const passing = { ...healthy, probe: { kind: 'exec' as const, command: ['sh', '-c', 'exit 0'] } };
+    const failing = { ...healthy, probe: { kind: 'exec' as const, command: ['sh', '-c', 'exit 3'] } };
+    const hanging = { ...healthy, probe: { kind: 'exec' as const, command: ['sleep', '5'] }, timing: { ...healthy.timing, timeoutMs: 300 } };
+    expect(await run(health.probeUnit, passing)).toMatchObject({ ok: true });
+    expect(await run(health.probeUnit, failing)).toMatchObject({ ok: false, detail: 'exit code 3' });
+    const timedOut = await run(health.probeUnit, hanging);
+    expect(timedOut.ok).toBe(false);
+    expect(timedOut.latencyMs).toBeLessThan(3000);
+  });
 });
