@@ -139,13 +139,12 @@ export function createDockerActivities(ctx: HostContext) {
 
   // Docker does not make network names unique (CheckDuplicate is best effort): parallel creates on
   // one host are serialised here, and duplicates left by a race elsewhere are collapsed to the oldest.
-  let networkReady: Promise<string> | undefined;
+  // Only the call in flight is shared: the next one looks again, so a network removed meanwhile is
+  // recreated rather than remembered.
+  let networkInFlight: Promise<string> | undefined;
   function ensureNetwork(): Promise<string> {
-    networkReady ??= createNetworkOnce().catch((err: unknown) => {
-      networkReady = undefined;
-      throw err;
-    });
-    return networkReady;
+    networkInFlight ??= createNetworkOnce().finally(() => { networkInFlight = undefined; });
+    return networkInFlight;
   }
 
   async function createNetworkOnce(): Promise<string> {
