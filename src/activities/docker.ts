@@ -3,14 +3,38 @@
  * deterministic name and carries labels (project, host, unit, release, spec hash); `ensure…` looks
  * before it creates; stopping a stopped container, or removing a missing one, is success.
  */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Dockerode from 'dockerode';
 import type { UnitSpec } from '../plan/plan.js';
 import { containerName, LABELS, networkName, previousName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
-import { buildImage } from '../dev/stub-image.js';
 import { readSecret } from './secrets.js';
+
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(path.join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** Build `context` into `tag` through the engine; resolves when done, rejects with the build's error. */
+export async function buildImage(docker: Dockerode, context: string, tag: string, options: { dockerfile?: string; buildargs?: Record<string, string> } = {}): Promise<void> {
+  const stream = await docker.buildImage({ context, src: await listFiles(context) }, { t: tag, dockerfile: options.dockerfile, buildargs: options.buildargs, rm: true, forcerm: true });
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(stream, (err: Error | null, output: { error?: string; errorDetail?: { message: string } }[]) => {
+      const failed = output?.find((o) => o.error);
+      if (err) reject(err);
+      else if (failed) reject(new Error(`building ${tag} from ${context} failed: ${failed.errorDetail?.message ?? failed.error}`));
+      else resolve();
+    });
+  });
+}
 
 export interface ContainerRef {
   id: string;

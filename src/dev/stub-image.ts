@@ -2,11 +2,12 @@
  * The stub image that stands in for every service and agent on this machine (no registry can be
  * reached): FROM scratch on Debian's busybox-static, built locally through the Docker engine.
  */
-import { access, copyFile, readdir } from 'node:fs/promises';
+import { access, copyFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Dockerode from 'dockerode';
+import { buildImage } from '../activities/docker.js';
 
 export const STUB_IMAGE = 'agent-migrate/stub-agent:1';
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -20,29 +21,6 @@ async function findBusybox(): Promise<string> {
     } catch { /* next */ }
   }
   throw new Error('busybox was not found: install Debian\'s busybox-static (scripts/setup.sh does), or set BUSYBOX_PATH');
-}
-
-async function listFiles(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(path.join(dir, prefix), { withFileTypes: true })) {
-    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) out.push(...(await listFiles(dir, rel)));
-    else out.push(rel);
-  }
-  return out;
-}
-
-/** Build `context` into `tag` through the engine; resolves when done, rejects with the build's error. */
-export async function buildImage(docker: Dockerode, context: string, tag: string, options: { dockerfile?: string; buildargs?: Record<string, string> } = {}): Promise<void> {
-  const stream = await docker.buildImage({ context, src: await listFiles(context) }, { t: tag, dockerfile: options.dockerfile, buildargs: options.buildargs, rm: true, forcerm: true });
-  await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(stream, (err: Error | null, output: { error?: string; errorDetail?: { message: string } }[]) => {
-      const failed = output?.find((o) => o.error);
-      if (err) reject(err);
-      else if (failed) reject(new Error(`building ${tag} from ${context} failed: ${failed.errorDetail?.message ?? failed.error}`));
-      else resolve();
-    });
-  });
 }
 
 export async function ensureStubImage(docker: Dockerode, options: { rebuild?: boolean } = {}): Promise<string> {
