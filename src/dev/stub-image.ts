@@ -6,7 +6,9 @@ import { access, copyFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type Dockerode from 'dockerode';
+import Dockerode from 'dockerode';
+import type { Plan } from '../plan/plan.js';
+import { stubPlan, type StubOptions } from '../plan/stub.js';
 import { buildImage } from '../activities/docker.js';
 
 export const STUB_IMAGE = 'agent-migrate/stub-agent:1';
@@ -38,4 +40,10 @@ export async function ensureStubImage(docker: Dockerode, options: { rebuild?: bo
   }
   await buildImage(docker, STUB_CONTEXT, STUB_IMAGE);
   return STUB_IMAGE;
+}
+
+/** The plan with the local stub image standing in for every unit; builds the stub first if missing. */
+export async function stubbedPlan(plan: Plan, options: Omit<StubOptions, 'image'> = {}, docker: Dockerode = new Dockerode()): Promise<Plan> {
+  await ensureStubImage(docker);
+  return stubPlan(plan, { ...options, image: STUB_IMAGE });
 }

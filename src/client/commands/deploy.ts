@@ -4,13 +4,11 @@
  * the release is healthy and pending confirmation, confirmed, or failed and rolled back.
  */
 import type { Command } from 'commander';
-import Dockerode from 'dockerode';
 import { z } from 'zod';
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Plan } from '../../plan/plan.js';
-import { stubPlan } from '../../plan/stub.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
-import { ensureStubImage, STUB_IMAGE } from '../../dev/stub-image.js';
+import { stubbedPlan } from '../../dev/stub-image.js';
 import { SA } from '../../common/search-attributes.js';
 import { deployLockId, deployWorkflowId, type DeployInput, type DeployProgress, type deployStack } from '../../workflows/deploy.js';
 import { action, collect, CommandFailed, commonOptions, connectClient, loadPlan, parseOptions, printJson } from '../common.js';
@@ -32,11 +30,6 @@ export function defaultRelease(at = new Date()): string {
   return `r${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
 }
 
-/** The plan with the local stub image standing in for every unit (builds the stub if missing). */
-export async function stubbedPlan(plan: Plan, docker = new Dockerode()): Promise<Plan> {
-  await ensureStubImage(docker);
-  return stubPlan(plan, { image: STUB_IMAGE });
-}
 
 /** Refuse before starting anything when another deploy of the project holds the lock. */
 export async function checkNoDeployRunning(client: Client, project: string): Promise<void> {

@@ -8,8 +8,7 @@ import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } fro
 import { z } from 'zod';
 import type { Plan, UnitSpec } from '../../plan/plan.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
-import { stubPlan } from '../../plan/stub.js';
-import { ensureStubImage, STUB_IMAGE } from '../../dev/stub-image.js';
+import { stubbedPlan } from '../../dev/stub-image.js';
 import { SA } from '../../common/search-attributes.js';
 import { batchWorkflowId, type BatchInput, type BatchResult } from '../../workflows/batch.js';
 import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, UsageError } from '../common.js';
@@ -77,9 +76,7 @@ export async function startBatch(client: Client, plan: Plan, batchName: string, 
 export async function planForRun(files: string[], stub: boolean, version?: string): Promise<Plan> {
   const { plan } = await loadPlan(files);
   if (!stub) return plan;
-  const { default: Dockerode } = await import('dockerode');
-  await ensureStubImage(new Dockerode());
-  return stubPlan(plan, { image: STUB_IMAGE, version });
+  return stubbedPlan(plan, { version });
 }
 
 const startOptions = commonOptions.extend({

@@ -3,11 +3,9 @@
  * with one agent made to fail validation (AGENT_MODE=unhealthy): it alone is rolled back to its old
  * container while the others migrate. Finally the batch is confirmed (the kept containers dropped).
  */
-import Dockerode from 'dockerode';
 import type { Client } from '@temporalio/client';
 import type { Plan } from '../../plan/plan.js';
-import { stubPlan } from '../../plan/stub.js';
-import { ensureStubImage, STUB_IMAGE } from '../../dev/stub-image.js';
+import { stubbedPlan } from '../../dev/stub-image.js';
 import type { BatchResult } from '../../workflows/batch.js';
 import { startBatch } from '../commands/start.js';
 import { formatBatch, watchBatch } from '../commands/batch-status.js';
@@ -16,17 +14,16 @@ import { confirmCompletedBatch } from '../commands/batch-rollback.js';
 export async function batchDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<BatchResult> {
   const batch = plan.batches[0];
   if (!batch) throw new Error('the inventory declares no batch');
-  await ensureStubImage(new Dockerode());
   const failing = batch.agents[Math.min(2, batch.agents.length - 1)]!;
 
   say(`-- ${batch.name}: install version 1 of its ${batch.agents.length} agents (stub image) --`);
-  const v1 = await watchBatch(await startBatch(client, stubPlan(plan, { image: STUB_IMAGE, version: '1' }), batch.name, { force: true, samples: 10 }));
+  const v1 = await watchBatch(await startBatch(client, await stubbedPlan(plan, { version: '1' }), batch.name, { force: true, samples: 10 }));
   say(formatBatch(v1));
   await confirmCompletedBatch(client, plan.project, batch.name);
 
   say();
   say(`-- ${batch.name}: migrate to version 2; ${failing} is made to fail validation (AGENT_MODE=unhealthy) --`);
-  const v2plan = stubPlan(plan, { image: STUB_IMAGE, version: '2', env: { [failing]: { AGENT_MODE: 'unhealthy' } } });
+  const v2plan = await stubbedPlan(plan, { version: '2', env: { [failing]: { AGENT_MODE: 'unhealthy' } } });
   const v2 = await watchBatch(await startBatch(client, v2plan, batch.name, { force: true, samples: 10 }));
   say(formatBatch(v2));
   const back = v2.agents.find((a) => a.agent === failing);

@@ -4,7 +4,8 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Plan } from '../../plan/plan.js';
-import { defaultRelease, followDeploy, startDeploy, stubbedPlan } from '../commands/deploy.js';
+import { defaultRelease, followDeploy, startDeploy } from '../commands/deploy.js';
+import { stubbedPlan } from '../../dev/stub-image.js';
 
 export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<void> {
   const stubbed = await stubbedPlan(plan);
