@@ -26,8 +26,10 @@ import {
 import type { HostActivities } from '../activities/index.js';
 import type { LatencySample } from '../activities/health.js';
 import type { UnitSpec } from '../plan/plan.js';
+import type { BackupPlan } from '../plan/backups.js';
 import { containerName, hostQueue } from '../plan/queues.js';
 import { SA } from '../common/search-attributes.js';
+import { backupFirst, restoreAfterRollback, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names and shapes shared with the client
@@ -87,9 +89,11 @@ export interface BatchInput {
   force?: boolean;
   /** Probes per latency sample (baseline and validation). */
   samples?: number;
+  /** Back up the databases after the gates (refuse if it does not verify), or skip it for a reason. */
+  backup?: BackupGuard;
 }
 
-export type BatchPhase = 'gates' | 'awaiting-approval' | 'migrating' | 'paused' | 'rolling-back' | 'migrated' | 'rolled-back';
+export type BatchPhase = 'gates' | 'awaiting-approval' | 'backing-up' | 'migrating' | 'paused' | 'rolling-back' | 'migrated' | 'rolled-back';
 
 export interface BatchResult {
   batch: string;
@@ -97,6 +101,8 @@ export interface BatchResult {
   reason?: string;
   failures: number;
   agents: AgentProgress[];
+  /** The backup the batch started with (or why there is none): `migrate rollback batch-N --restore-data` restores it. */
+  backup?: BackupOutcome;
 }
 
 export interface BatchProgress extends BatchResult {
@@ -259,8 +265,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   let failures = 0;
   let outcome: BatchResult['outcome'] | undefined;
   let reason: string | undefined;
+  let backup: BackupOutcome | undefined;
 
-  const result = (): BatchResult => ({ batch, outcome: outcome ?? 'migrated', reason, failures, agents: [...agents.values()].map((a) => ({ ...a })) });
+  const result = (): BatchResult => ({ batch, outcome: outcome ?? 'migrated', reason, failures, agents: [...agents.values()].map((a) => ({ ...a })), backup });
   const setPhase = (p: BatchPhase) => {
     phase = p;
     upsertSearchAttributes([{ key: SA.phase, value: p }]);
@@ -297,6 +304,12 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   if (!approved) {
     setPhase('awaiting-approval');
     await condition(() => approved || abortReason !== undefined);
+  }
+
+  // --- A verified backup, as close to the change as possible (after any wait for approval) -------
+  if (abortReason === undefined) {
+    if (input.backup && 'take' in input.backup) setPhase('backing-up');
+    backup = await backupFirst(input.backup, batch);
   }
 
   // --- The agents, a bounded number in flight ---------------------------------------------------
@@ -400,15 +413,31 @@ export interface AfterBatchInput {
   batch: string;
   /** The completed batch's agents, from its result. */
   agents: AgentProgress[];
+  /** Rollback only: then restore this backup (the one the batch started with) on these targets. */
+  restoreData?: { backupId: string; backups: BackupPlan; components?: string[] };
 }
 
-export async function rollbackBatch(input: AfterBatchInput): Promise<AgentProgress[]> {
+export interface AfterBatchResult {
+  agents: AgentProgress[];
+  restore?: DataRestore;
+}
+
+export async function rollbackBatch(input: AfterBatchInput): Promise<AfterBatchResult> {
   upsertSearchAttributes([{ key: SA.kind, value: 'batch-rollback' }, { key: SA.batch, value: input.batch }, { key: SA.hosts, value: [...new Set(input.agents.map((a) => a.host))] }]);
   setCurrentDetails(`rolling back **${input.batch}**`);
-  return CancellationScope.nonCancellable(() => rollbackAgents(input.project, input.agents, (p) => setCurrentDetails(`rolling back **${input.batch}**: ${p.agent} ${p.phase}`)));
+  return CancellationScope.nonCancellable(async () => {
+    const agents = await rollbackAgents(input.project, input.agents, (p) => setCurrentDetails(`rolling back **${input.batch}**: ${p.agent} ${p.phase}`));
+    if (!input.restoreData) return { agents };
+    // The agents are back first; then the data they wrote since the backup is replaced by it.
+    setCurrentDetails(`rolling back **${input.batch}**: restoring backup ${input.restoreData.backupId}`);
+    const { backupId, backups, components } = input.restoreData;
+    const restore = await restoreAfterRollback({ take: backups }, { status: 'verified', id: backupId }, input.batch, components);
+    setCurrentDetails(`rolled back **${input.batch}**; data ${restore.ok ? 'restored' : 'NOT fully restored'} from backup ${backupId}`);
+    return { agents, restore };
+  });
 }
 
-export async function confirmBatch(input: AfterBatchInput): Promise<AgentProgress[]> {
+export async function confirmBatch(input: AfterBatchInput): Promise<AfterBatchResult> {
   upsertSearchAttributes([{ key: SA.kind, value: 'batch-confirm' }, { key: SA.batch, value: input.batch }]);
   const out: AgentProgress[] = [];
   // Every agent of the batch: an "unchanged" one may still hold the .prev of an earlier, unconfirmed run.
@@ -416,5 +445,5 @@ export async function confirmBatch(input: AfterBatchInput): Promise<AgentProgres
     await onHost(agent.host).undo.discardPrevious(agent.agent);
     out.push(agent.phase === 'migrated' || agent.phase === 'unchanged' ? { ...agent, phase: 'confirmed' } : agent);
   }
-  return out;
+  return { agents: out };
 }

@@ -4,16 +4,20 @@
  * The runbook, as `deployStack` runs it:
  *   1. lock      — one deploy per project at a time (a child workflow `deploy-lock-<project>`
  *                  lives exactly as long as this deploy: the server refuses a second one).
- *   2. baseline  — snapshot every host's containers of the project.
- *   3. deploy    — each service starts as soon as all of its dependencies are healthy, on its own
+ *   2. backup    — take a backup of the inventory's databases and prove it restorable (the
+ *                  `backupDatabases` child); one that does not verify refuses the deploy. Skipped
+ *                  only with an operator's reason, recorded in the input and the progress.
+ *   3. baseline  — snapshot every host's containers of the project.
+ *   4. deploy    — each service starts as soon as all of its dependencies are healthy, on its own
  *                  host's worker, at most `concurrency` at once:
  *                  ensureImage → retire the old container (undo: restorePrevious) →
  *                  ensureContainer (undo: removeContainer) → waitHealthy.
  *                  A container with the same spec hash, running, is reused (phase `unchanged`).
- *   4. on failure: undo in reverse dependency order, in a non-cancellable scope, then snapshot
- *                  again: every host is as it was at step 2.
- *   5. on success: "pending confirmation", holding the `.prev` containers, until the `confirm`
- *                  update (drops them) or the `rollback` update (the same undo as step 4).
+ *   5. on failure: undo in reverse dependency order, in a non-cancellable scope, then snapshot
+ *                  again: every host is as it was at step 3. Data is not touched.
+ *   6. on success: "pending confirmation", holding the `.prev` containers, until the `confirm`
+ *                  update (drops them) or the `rollback` update (the same undo as step 5; with
+ *                  `restoreData`, then the step 2 backup is restored).
  *
  * Deterministic: no I/O here; activity types only.
  */
@@ -41,6 +45,7 @@ import type { UnitSpec } from '../plan/plan.js';
 import { containerName, hostQueue } from '../plan/queues.js';
 import { topologicalWaves } from '../plan/graph.js';
 import { SA } from '../common/search-attributes.js';
+import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
 
 // ------------------------------------------------------------------------------------------------
 // Contract
@@ -56,10 +61,12 @@ export interface DeployInput {
   autoConfirm?: boolean;
   /** Confirm by itself after this long pending (ms); default: wait for an operator. */
   confirmAfterMs?: number;
+  /** Back up the databases first (and refuse if that backup does not verify), or skip it for a reason. */
+  backup?: BackupGuard;
 }
 
 export type UnitPhase = 'waiting' | 'starting' | 'healthy' | 'unchanged' | 'failed' | 'skipped' | 'rolled-back';
-export type DeployPhase = 'deploying' | 'rolling-back' | 'pending-confirmation' | 'confirming' | 'confirmed' | 'rolled-back' | 'failed';
+export type DeployPhase = 'backing-up' | 'deploying' | 'rolling-back' | 'pending-confirmation' | 'confirming' | 'confirmed' | 'rolled-back' | 'failed';
 
 export interface UnitProgress {
   host: string;
@@ -87,18 +94,30 @@ export interface DeployProgress {
   after?: HostSnapshot[];
   /** After a rollback: whether `after` equals `before`. */
   exact?: boolean;
+  /** The backup the deploy started with (or why there is none). */
+  backup?: BackupOutcome;
+  /** After `rollback` with `restoreData`: the data restore. */
+  restore?: DataRestore;
 }
 
 export interface DecisionResult {
   phase: DeployPhase;
   exact?: boolean;
+  restore?: DataRestore;
+}
+
+export interface RollbackOptions {
+  /** After the containers are back, restore the backup the deploy started with. */
+  restoreData?: boolean;
+  /** Restore only these backup components (default: all). */
+  components?: string[];
 }
 
 export const progressQuery = defineQuery<DeployProgress>('progress');
 /** Keep this release: drop the `.prev` containers. */
 export const confirmUpdate = defineUpdate<DecisionResult>('confirm');
-/** Back to the release before: restore every replaced container, remove every added one. */
-export const rollbackUpdate = defineUpdate<DecisionResult>('rollback');
+/** Back to the release before: restore every replaced container, remove every added one; optionally the data too. */
+export const rollbackUpdate = defineUpdate<DecisionResult, [RollbackOptions?]>('rollback');
 /** The lock child is told to let go (it also ends when its parent closes). */
 export const releaseLockSignal = defineSignal('release');
 
@@ -204,12 +223,29 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     setPhase('failed');
     throw ApplicationFailure.nonRetryable(progress.error, 'DeployLocked', String(err));
   }
+  // Let go of the lock and wait until it is free (the parent-close policy would also end it).
+  const releaseLock = () => CancellationScope.nonCancellable(async () => {
+    await lock.signal(releaseLockSignal);
+    await lock.result();
+  });
 
-  // 2. Baseline.
+  // 2. A verified backup first: nothing changes until the data is safe.
+  if (input.backup && 'take' in input.backup) setPhase('backing-up');
+  try {
+    progress.backup = await backupFirst(input.backup, `deploy ${release}`);
+  } catch (err) {
+    progress.error = messageOf(err);
+    setPhase('failed');
+    await releaseLock();
+    throw err;
+  }
+  setPhase('deploying');
+
+  // 3. Baseline.
   const snapshot = async () => Promise.all(hosts.map((h) => onHost(h).docker.snapshotHost()));
   progress.before = await snapshot();
 
-  // 3. Deploy, a dependency graph: each service waits for its own dependencies only.
+  // 4. Deploy, a dependency graph: each service waits for its own dependencies only.
   const undo: Undo[] = [];
   const replaced: UnitSpec[] = [];
   let failure: { unit: string; message: string } | undefined;
@@ -282,12 +318,6 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     return p;
   };
 
-  // Let go of the lock and wait until it is free (the parent-close policy would also end it).
-  const releaseLock = () => CancellationScope.nonCancellable(async () => {
-    await lock.signal(releaseLockSignal);
-    await lock.result();
-  });
-
   let cancelled = false;
   await Promise.allSettled(names.map(start));
   if (!failure && Object.values(progress.units).some((u) => u.phase === 'failed' || u.phase === 'skipped')) {
@@ -295,7 +325,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     failure = { unit: '(workflow)', message: 'the deploy was cancelled' };
   }
 
-  // 4. Roll back: reverse dependency order, nothing can cancel it.
+  // 5. Roll back: reverse dependency order, nothing can cancel it.
   const rollBack = async () => {
     setPhase('rolling-back');
     await CancellationScope.nonCancellable(async () => {
@@ -323,18 +353,33 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     await rollBack();
     setPhase('failed');
     progress.error += progress.exact ? ' — rolled back: every host runs exactly what it ran before' : ' — rolled back, but some host differs from before (see progress.before/after)';
+    if (progress.backup?.id) progress.error += `; data untouched (backup ${progress.backup.id} was taken before: \`migrate restore ${progress.backup.id}\` if needed)`;
     await releaseLock();
     throw ApplicationFailure.nonRetryable(`deploy ${release} failed: ${progress.error}`, cancelled ? 'DeployCancelled' : 'DeployFailed');
   }
 
-  // 5. Pending confirmation: the `.prev` containers stay until the release is confirmed.
+  // 6. Pending confirmation: the `.prev` containers stay until the release is confirmed.
   let decision: 'confirm' | 'rollback' | undefined = input.autoConfirm ? 'confirm' : undefined;
+  let restoreData: RollbackOptions | undefined;
   const pending = (): void => {
     if (progress.phase !== 'pending-confirmation') throw new Error(`release ${release} is ${progress.phase}, not pending confirmation`);
   };
   const finished = () => ['confirmed', 'rolled-back'].includes(progress.phase);
   setHandler(confirmUpdate, async () => { decision ??= 'confirm'; await condition(finished); return { phase: progress.phase }; }, { validator: pending });
-  setHandler(rollbackUpdate, async () => { decision ??= 'rollback'; await condition(finished); return { phase: progress.phase, exact: progress.exact }; }, { validator: pending });
+  setHandler(rollbackUpdate, async (options?: RollbackOptions) => {
+    if (decision === undefined) {
+      decision = 'rollback';
+      restoreData = options?.restoreData ? options : undefined;
+    }
+    await condition(finished);
+    return { phase: progress.phase, exact: progress.exact, restore: progress.restore };
+  }, {
+    validator: (options?: RollbackOptions) => {
+      pending();
+      const refusal = options?.restoreData ? restoreRefusal(progress.backup, input.backup, `release ${release}`, options.components) : undefined;
+      if (refusal) throw new Error(refusal);
+    },
+  });
   setPhase('pending-confirmation');
 
   try {
@@ -354,6 +399,8 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     setPhase('confirmed');
   } else {
     await rollBack();
+    // The containers are back first: the database itself may be one of them.
+    if (restoreData) progress.restore = await CancellationScope.nonCancellable(() => restoreAfterRollback(input.backup, progress.backup, `release ${release}`, restoreData?.components));
     setPhase('rolled-back');
   }
   await releaseLock();
