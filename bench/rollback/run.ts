@@ -81,7 +81,7 @@ try {
   const t = performance.now();
   const rolled = await rollbackCompletedBatch(client, project, batch);
   const rollback = performance.now() - t;
-  const restored = rolled.filter((r) => r.phase === 'rolled-back').length;
+  const restored = rolled.agents.filter((r) => r.phase === 'rolled-back').length;
 
   const out = {
     agents: AGENTS,

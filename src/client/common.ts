@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { InventoryError, loadInventoryFiles, zodProblems, formatProblem, type Problem } from '../inventory/load.js';
 import type { Inventory } from '../inventory/schema.js';
 import { buildPlan, type Plan } from '../plan/plan.js';
+import type { BackupGuard } from '../workflows/safeguard.js';
 
 export const DEFAULT_INVENTORY = ['inventory/agentsys.yaml'];
 
@@ -97,4 +98,22 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
 
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/** `--skip-backup REASON`: the reason is required, and recorded in the workflow's input and result. */
+export const skipBackupOption = z.string().trim()
+  .min(3, { message: 'say why the backup is skipped (it is recorded in the workflow), e.g. --skip-backup "nothing writes to the databases yet"' })
+  .max(500)
+  .optional();
+
+/** `--restore-data [NAMES]`: every backup component (no value), or the comma-separated ones named. */
+export const restoreDataOption = z
+  .union([z.boolean(), z.string().regex(/^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$/, { message: 'must be backup component names separated by commas, e.g. postgres,redis (or no value: all of them)' })])
+  .optional()
+  .transform((v) => (v === undefined || v === false ? undefined : { components: v === true ? undefined : v.split(',') }));
+
+/** What a deploy or a batch does about the data first: a verified backup of the plan's targets, or the operator's skip. */
+export function backupGuard(plan: Plan, skipReason: string | undefined): BackupGuard | undefined {
+  if (skipReason !== undefined) return { skip: skipReason };
+  return plan.backups && plan.backups.components.length > 0 ? { take: plan.backups } : undefined;
 }

@@ -6,11 +6,13 @@
  */
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
+import type { BackupPlan } from '../../plan/backups.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { SA } from '../../common/search-attributes.js';
-import { batchWorkflowId, confirmWorkflowId, rollbackWorkflowId, type AgentProgress, type BatchResult } from '../../workflows/batch.js';
-import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson } from '../common.js';
+import { batchWorkflowId, confirmWorkflowId, rollbackWorkflowId, type AfterBatchInput, type AfterBatchResult, type BatchResult } from '../../workflows/batch.js';
+import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, restoreDataOption, UsageError } from '../common.js';
 import { failureText } from './batch-status.js';
+import { formatDataRestore } from '../safeguard-format.js';
 
 async function completedBatch(client: Client, batch: string): Promise<BatchResult> {
   const handle = client.workflow.getHandle(batchWorkflowId(batch));
@@ -20,15 +22,33 @@ async function completedBatch(client: Client, batch: string): Promise<BatchResul
   return (await handle.result()) as BatchResult;
 }
 
-async function afterBatch(client: Client, project: string, batch: string, kind: 'rollback' | 'confirm'): Promise<AgentProgress[]> {
+export interface RollbackBatchOptions {
+  /** After the agents are back, restore the backup the batch started with onto these targets (the inventory's `backups:`). */
+  restoreData?: BackupPlan;
+  /** Only these components of it (default: all). */
+  components?: string[];
+}
+
+async function afterBatch(client: Client, project: string, batch: string, kind: 'rollback' | 'confirm', options: RollbackBatchOptions = {}): Promise<AfterBatchResult> {
   const result = await completedBatch(client, batch);
   if (result.outcome !== 'migrated') throw new CommandFailed(`${batch}'s last run was already rolled back`);
+  const input: AfterBatchInput = { project, batch, agents: result.agents };
+  if (kind === 'rollback' && options.restoreData) {
+    if (result.backup?.status !== 'verified' || !result.backup.id) {
+      const why = result.backup?.status === 'skipped' ? `its backup was skipped ("${result.backup.reason}")` : 'it took no backup (the inventory declared none)';
+      throw new CommandFailed(`${batch} has no backup to restore: ${why}. Roll back without --restore-data, or restore another backup with \`migrate restore ID\``);
+    }
+    const known = options.restoreData.components.map((c) => c.name);
+    const unknown = (options.components ?? []).filter((c) => !known.includes(c));
+    if (unknown.length) throw new UsageError('invalid --restore-data', [{ path: '--restore-data', message: `no backup component ${unknown.map((u) => `"${u}"`).join(', ')}`, fix: `name some of ${known.join(', ')}, or give no value to restore all` }]);
+    input.restoreData = { backupId: result.backup.id, backups: options.restoreData, components: options.components };
+  }
   const workflowId = kind === 'rollback' ? rollbackWorkflowId(batch) : confirmWorkflowId(batch);
   try {
     return await client.workflow.execute(kind === 'rollback' ? 'rollbackBatch' : 'confirmBatch', {
       taskQueue: ORCHESTRATOR_QUEUE,
       workflowId,
-      args: [{ project, batch, agents: result.agents }],
+      args: [input],
       typedSearchAttributes: [{ key: SA.kind, value: `batch-${kind}` }, { key: SA.batch, value: batch }],
       staticSummary: `${kind} ${batch}`,
     });
@@ -37,21 +57,21 @@ async function afterBatch(client: Client, project: string, batch: string, kind: 
   }
 }
 
-/** Restore every agent the batch migrated to its exact previous container, in reverse order. */
-export function rollbackCompletedBatch(client: Client, project: string, batch: string): Promise<AgentProgress[]> {
-  return afterBatch(client, project, batch, 'rollback');
+/** Restore every agent the batch migrated to its exact previous container, in reverse order; optionally the data too. */
+export function rollbackCompletedBatch(client: Client, project: string, batch: string, options: RollbackBatchOptions = {}): Promise<AfterBatchResult> {
+  return afterBatch(client, project, batch, 'rollback', options);
 }
 
 /** Confirm a completed batch: discard the `.prev` containers it kept (no rollback after this). */
-export function confirmCompletedBatch(client: Client, project: string, batch: string): Promise<AgentProgress[]> {
+export function confirmCompletedBatch(client: Client, project: string, batch: string): Promise<AfterBatchResult> {
   return afterBatch(client, project, batch, 'confirm');
 }
 
-const options = commonOptions.pick({ json: true, address: true, namespace: true, inventory: true });
+const options = commonOptions.pick({ json: true, address: true, namespace: true, inventory: true }).extend({ restoreData: restoreDataOption });
 
 export function registerBatchRollback(program: Command): void {
   for (const kind of ['rollback', 'confirm'] as const) {
-    program
+    const command = program
       .command(`batch-${kind}`, { hidden: true })
       .description(kind === 'rollback'
         ? '(temporary; becomes `migrate rollback batch-N`) restore a completed batch\'s agents to their previous containers'
@@ -60,16 +80,25 @@ export function registerBatchRollback(program: Command): void {
       .option('-i, --inventory <file>', 'inventory file (repeatable; names the project)', collect)
       .option('--json', 'machine-readable output')
       .option('--address <host:port>', 'Temporal frontend address')
-      .option('--namespace <ns>', 'Temporal namespace')
+      .option('--namespace <ns>', 'Temporal namespace');
+    if (kind === 'rollback') command.option('--restore-data [components]', 'then restore the backup the batch started with: every component, or those named (comma-separated)');
+    command
       .action(action(async (batch: string, raw: unknown) => {
         const opts = parseOptions(options, raw);
         const { plan } = await loadPlan(opts.inventory);
+        if (opts.restoreData && !plan.backups?.components.length) throw new CommandFailed('--restore-data needs the inventory\'s `backups:` section (it says where the backup lives): pass the inventory the batch ran with');
         const { client, close } = await connectClient(opts);
         try {
-          const agents = kind === 'rollback' ? await rollbackCompletedBatch(client, plan.project, batch) : await confirmCompletedBatch(client, plan.project, batch);
-          if (opts.json) printJson({ ok: true, batch, agents });
-          else for (const a of agents) process.stdout.write(`  ${a.agent.padEnd(32)} ${a.phase}\n`);
-          return 0;
+          const result = kind === 'rollback'
+            ? await rollbackCompletedBatch(client, plan.project, batch, { restoreData: opts.restoreData ? plan.backups : undefined, components: opts.restoreData?.components })
+            : await confirmCompletedBatch(client, plan.project, batch);
+          const ok = !result.restore || result.restore.ok;
+          if (opts.json) printJson({ ok, batch, ...result });
+          else {
+            for (const a of result.agents) process.stdout.write(`  ${a.agent.padEnd(32)} ${a.phase}\n`);
+            if (result.restore) process.stdout.write(`${formatDataRestore(result.restore)}\n`);
+          }
+          return ok ? 0 : 1;
         } finally {
           await close();
         }

@@ -9,6 +9,7 @@ import { Client, WorkflowFailedError, WorkflowNotFoundError, type WorkflowHandle
 import { z } from 'zod';
 import { batchProgressQuery, batchWorkflowId, type AgentProgress, type BatchProgress, type BatchResult } from '../../workflows/batch.js';
 import { action, commonOptions, CommandFailed, connectClient, parseOptions, printJson } from '../common.js';
+import { formatBackupOutcome } from '../safeguard-format.js';
 
 const DONE = new Set(['migrated', 'unchanged', 'rolled-back', 'confirmed', 'failed']);
 
@@ -52,7 +53,8 @@ export function formatBatch(p: BatchResult & { phase?: string; paused?: boolean 
       : a.phase === 'unchanged' ? 'already at this version' : a.reason ?? '';
     table.push([a.agent, a.host, a.phase, ms(a.baseline?.p95Ms), ms(a.now?.p95Ms), result]);
   }
-  const head = `${p.batch}: ${p.phase ?? p.outcome}${p.paused ? ' (paused)' : ''}  ${bar(p.agents)}${p.reason ? `\n${p.reason}` : ''}`;
+  const backup = formatBackupOutcome(p.backup);
+  const head = `${p.batch}: ${p.phase ?? p.outcome}${p.paused ? ' (paused)' : ''}  ${bar(p.agents)}${backup ? `\n${backup}` : ''}${p.reason ? `\n${p.reason}` : ''}`;
   return `${head}\n${table.toString()}`;
 }
 

@@ -17,6 +17,7 @@ import { action, collect, parseOptions } from '../common.js';
 import { DEV_INVENTORY, devOptions } from './dev.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
+import { seedDemoData } from '../demo/data-step.js';
 
 const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233) });
 
@@ -58,11 +59,16 @@ export function registerDemo(program: Command): void {
           say(`  ${unit.name.padEnd(24)} needs ≥${unit.gpu!.minVramGb} GB → ${grant.host} (${grant.gpus.map((g) => g.model).join(', ')}), run by ${grant.identity}`);
         }
         say();
-        say('== 5. Deploy: the stack in dependency order, health-gated (migrate deploy --stub --wait) ==');
+        say('== 5. Deploy: a verified backup first, then the stack in dependency order, health-gated (migrate deploy --stub --wait) ==');
+        const data = await seedDemoData(plan).catch((err: Error) => {
+          say(`  (no demo data: ${err.message}; the backups will say why)`);
+          return undefined;
+        });
+        if (data) say(`  demo data: ${data.component.database}.agent_memory on PostgreSQL ${data.component.address}:${data.component.port}, ${await data.rows()} rows`);
         await deployDemoStep(client, plan, say);
         say();
-        say('== 6. Batch migration: batch-1, one agent made to fail and rolled back alone ==');
-        await batchDemoStep(client, plan, say);
+        say('== 6. Batch migration: batch-1 (backup first), one agent made to fail and rolled back alone; then rollback --restore-data ==');
+        await batchDemoStep(client, plan, say, data);
         await client.connection.close();
         say();
         say(`Every step above is a workflow in the Web UI: ${env.server.uiUrl}/namespaces/default/workflows`);

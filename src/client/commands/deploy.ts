@@ -11,7 +11,8 @@ import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { stubbedPlan } from '../../dev/stub-image.js';
 import { SA } from '../../common/search-attributes.js';
 import { deployLockId, deployWorkflowId, type DeployInput, type DeployProgress, type deployStack } from '../../workflows/deploy.js';
-import { action, collect, CommandFailed, commonOptions, connectClient, loadPlan, parseOptions, printJson } from '../common.js';
+import { action, backupGuard, collect, CommandFailed, commonOptions, connectClient, loadPlan, parseOptions, printJson, skipBackupOption } from '../common.js';
+import { describeBackupStep, formatBackupOutcome, formatDataRestore } from '../safeguard-format.js';
 
 export const RELEASE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 export const releaseName = z.string().regex(RELEASE_RE, { message: 'must be letters, digits, "_", "." or "-" (at most 63), e.g. 2024-06-01 or v42' });
@@ -22,6 +23,7 @@ const deployOptions = commonOptions.extend({
   wait: z.boolean().default(false),
   confirm: z.boolean().default(false),
   concurrency: z.coerce.number().int().min(1).max(64).default(8),
+  skipBackup: skipBackupOption,
 });
 
 const SETTLED = new Set(['pending-confirmation', 'confirmed', 'rolled-back', 'failed']);
@@ -49,12 +51,17 @@ export interface StartDeployOptions {
   release: string;
   concurrency?: number;
   autoConfirm?: boolean;
+  /** Deploy without the verified backup first; the reason is recorded. */
+  skipBackup?: string;
 }
 
 export async function startDeploy(client: Client, plan: Plan, opts: StartDeployOptions): Promise<WorkflowHandle<typeof deployStack>> {
   await checkNoDeployRunning(client, plan.project);
   const units = Object.values(plan.units).filter((u) => u.kind === 'service');
-  const input: DeployInput = { release: opts.release, project: plan.project, units, concurrency: opts.concurrency, autoConfirm: opts.autoConfirm };
+  const input: DeployInput = {
+    release: opts.release, project: plan.project, units, concurrency: opts.concurrency, autoConfirm: opts.autoConfirm,
+    backup: backupGuard(plan, opts.skipBackup),
+  };
   try {
     return await client.workflow.start<typeof deployStack>('deployStack', {
       taskQueue: ORCHESTRATOR_QUEUE,
@@ -80,7 +87,10 @@ export function formatUnitLine(name: string, u: DeployProgress['units'][string])
 
 export function formatProgress(p: DeployProgress): string {
   const lines = [`release ${p.release} of ${p.project}: ${p.phase}`];
+  const backup = formatBackupOutcome(p.backup);
+  if (backup) lines.push(`  ${backup}`);
   for (const [name, u] of Object.entries(p.units)) lines.push(formatUnitLine(name, u));
+  if (p.restore) lines.push(formatDataRestore(p.restore));
   if (p.error) lines.push(`error: ${p.error}`);
   return lines.join('\n');
 }
@@ -126,6 +136,7 @@ export function registerDeploy(program: Command): void {
     .option('--wait', 'show live progress until the release is healthy or rolled back')
     .option('--confirm', 'confirm as soon as everything is healthy (drops the kept previous containers)')
     .option('--concurrency <n>', 'services started at once', '8')
+    .option('--skip-backup <reason>', 'deploy without taking a verified backup first (the reason is recorded in the workflow)')
     .option('--address <host:port>', 'Temporal frontend')
     .option('--namespace <ns>', 'Temporal namespace')
     .option('--json', 'machine-readable output')
@@ -136,9 +147,10 @@ export function registerDeploy(program: Command): void {
       const release = opts.release ?? defaultRelease();
       const { client, close } = await connectClient(opts);
       try {
-        const handle = await startDeploy(client, plan, { release, concurrency: opts.concurrency, autoConfirm: opts.confirm });
+        const handle = await startDeploy(client, plan, { release, concurrency: opts.concurrency, autoConfirm: opts.confirm, skipBackup: opts.skipBackup });
         const say = opts.json ? undefined : (line: string) => process.stdout.write(`${line}\n`);
         say?.(`deploying release ${release} of ${plan.project} (workflow ${handle.workflowId})`);
+        say?.(describeBackupStep(plan, opts.skipBackup));
         if (!opts.wait) {
           if (opts.json) printJson({ ok: true, release, workflowId: handle.workflowId });
           else say?.(`follow it with \`migrate status ${release}\``);

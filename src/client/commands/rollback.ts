@@ -5,13 +5,14 @@
  */
 import type { Command } from 'commander';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { deployWorkflowId, type DecisionResult, type DeployProgress } from '../../workflows/deploy.js';
-import { action, CommandFailed, commonOptions, connectClient, parseOptions, printJson } from '../common.js';
+import { deployWorkflowId, type DecisionResult, type DeployProgress, type RollbackOptions } from '../../workflows/deploy.js';
+import { action, CommandFailed, commonOptions, connectClient, parseOptions, printJson, restoreDataOption } from '../common.js';
 import { releaseName } from './deploy.js';
+import { formatDataRestore } from '../safeguard-format.js';
 
-const decideOptions = commonOptions.pick({ json: true, address: true, namespace: true }).extend({ release: releaseName });
+const decideOptions = commonOptions.pick({ json: true, address: true, namespace: true }).extend({ release: releaseName, restoreData: restoreDataOption });
 
-async function decide(client: Client, release: string, update: 'rollback' | 'confirm'): Promise<DecisionResult> {
+async function decide(client: Client, release: string, update: 'rollback' | 'confirm', options: RollbackOptions = {}): Promise<DecisionResult> {
   const handle = client.workflow.getHandle(deployWorkflowId(release));
   let running: boolean;
   try {
@@ -28,12 +29,19 @@ async function decide(client: Client, release: string, update: 'rollback' | 'con
     }
     throw new CommandFailed(`release ${release} is ${phase}, not pending confirmation: nothing to ${update}`);
   }
-  return handle.executeUpdate<DecisionResult, []>(update);
+  if (update === 'confirm') return handle.executeUpdate<DecisionResult, []>('confirm');
+  try {
+    return await handle.executeUpdate<DecisionResult, [RollbackOptions]>('rollback', { args: [options] });
+  } catch (err) {
+    // The validator's refusal (e.g. --restore-data with no backup) reaches us as the update's failure.
+    const e = err as { message?: string; cause?: { message?: string } };
+    throw new CommandFailed(`rollback of ${release} refused: ${e.cause?.message ?? e.message}`);
+  }
 }
 
-/** Back to the release before: restore each replaced container, remove each added one. */
-export function rollbackReleaseCommand(client: Client, release: string): Promise<DecisionResult> {
-  return decide(client, release, 'rollback');
+/** Back to the release before: restore each replaced container, remove each added one; with restoreData, the data too. */
+export function rollbackReleaseCommand(client: Client, release: string, options: RollbackOptions = {}): Promise<DecisionResult> {
+  return decide(client, release, 'rollback', options);
 }
 
 /** Keep the release: drop the previous containers kept for rollback. */
@@ -41,10 +49,12 @@ export function confirmReleaseCommand(client: Client, release: string): Promise<
   return decide(client, release, 'confirm');
 }
 
-function register(program: Command, name: 'rollback' | 'confirm', description: string, fn: (c: Client, r: string) => Promise<DecisionResult>): void {
-  program
+function register(program: Command, name: 'rollback' | 'confirm', description: string, fn: (c: Client, r: string, o: RollbackOptions) => Promise<DecisionResult>): void {
+  const command = program
     .command(`${name} <release>`)
-    .description(description)
+    .description(description);
+  if (name === 'rollback') command.option('--restore-data [components]', 'then restore the backup the deploy (or batch) started with: every component, or those named (comma-separated)');
+  command
     .option('--address <host:port>', 'Temporal frontend')
     .option('--namespace <ns>', 'Temporal namespace')
     .option('--json', 'machine-readable output')
@@ -52,13 +62,15 @@ function register(program: Command, name: 'rollback' | 'confirm', description: s
       const opts = parseOptions(decideOptions, { ...raw, release });
       const { client, close } = await connectClient(opts);
       try {
-        const result = await fn(client, opts.release);
-        if (opts.json) printJson({ ok: true, release: opts.release, ...result });
+        const result = await fn(client, opts.release, opts.restoreData ? { restoreData: true, components: opts.restoreData.components } : {});
+        const ok = result.exact !== false && (!result.restore || result.restore.ok);
+        if (opts.json) printJson({ ok, release: opts.release, ...result });
         else {
           process.stdout.write(`release ${opts.release}: ${result.phase}${result.exact === true ? ' (every host runs exactly what it ran before)' : ''}\n`);
           if (result.exact === false) process.stdout.write('warning: some host differs from before the deploy: `migrate status` shows before/after\n');
+          if (result.restore) process.stdout.write(`${formatDataRestore(result.restore)}\n`);
         }
-        return result.exact === false ? 1 : 0;
+        return ok ? 0 : 1;
       } finally {
         await close();
       }

@@ -11,13 +11,16 @@ import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { stubbedPlan } from '../../dev/stub-image.js';
 import { SA } from '../../common/search-attributes.js';
 import { batchWorkflowId, type BatchInput, type BatchResult } from '../../workflows/batch.js';
-import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, UsageError } from '../common.js';
+import { action, backupGuard, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, skipBackupOption, UsageError } from '../common.js';
 import { formatBatch, watchBatch } from './batch-status.js';
+import { describeBackupStep } from '../safeguard-format.js';
 
 export interface BatchStartOptions {
   force?: boolean;
   /** Probes per latency sample (default 20). */
   samples?: number;
+  /** Migrate without the verified backup first; the reason is recorded. */
+  skipBackup?: string;
 }
 
 /** The workflow input for one batch of the plan. Pure. */
@@ -42,6 +45,7 @@ export function batchInput(plan: Plan, batchName: string, options: BatchStartOpt
     approval: batch.approval,
     force: options.force ?? false,
     samples: options.samples,
+    backup: backupGuard(plan, options.skipBackup),
   };
 }
 
@@ -84,6 +88,7 @@ const startOptions = commonOptions.extend({
   stubVersion: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
   force: z.boolean().default(false),
   wait: z.boolean().default(false),
+  skipBackup: skipBackupOption,
 });
 
 export function registerStart(program: Command): void {
@@ -96,6 +101,7 @@ export function registerStart(program: Command): void {
     .option('--stub-version <v>', 'with --stub: the stub version to deploy (a new version changes the spec)')
     .option('--force', 'skip the gate that wants the previous batch completed')
     .option('--wait', 'wait for the batch to finish, showing its progress')
+    .option('--skip-backup <reason>', 'migrate without taking a verified backup first (the reason is recorded in the workflow)')
     .option('--json', 'machine-readable output')
     .option('--address <host:port>', 'Temporal frontend address')
     .option('--namespace <ns>', 'Temporal namespace')
@@ -108,8 +114,8 @@ export function registerStart(program: Command): void {
       try {
         const results: BatchResult[] = [];
         for (const name of names) {
-          const handle = await startBatch(client, plan, name, { force: opts.force });
-          if (!opts.json) process.stdout.write(`started ${name} (workflow ${handle.workflowId})\n`);
+          const handle = await startBatch(client, plan, name, { force: opts.force, skipBackup: opts.skipBackup });
+          if (!opts.json) process.stdout.write(`started ${name} (workflow ${handle.workflowId})\n${describeBackupStep(plan, opts.skipBackup)}\n`);
           if (!opts.wait && target !== 'all') {
             if (opts.json) printJson({ ok: true, batch: name, workflowId: handle.workflowId });
             return 0;
