@@ -6,6 +6,7 @@ import type { Client } from '@temporalio/client';
 import type { Plan } from '../../plan/plan.js';
 import { defaultRelease, followDeploy, startDeploy } from '../commands/deploy.js';
 import { stubbedPlan } from '../../dev/stub-image.js';
+import { formatBackupOutcome } from '../safeguard-format.js';
 
 export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<void> {
   const stubbed = await stubbedPlan(plan);
@@ -19,6 +20,8 @@ export async function deployDemoStep(client: Client, plan: Plan, say: (line?: st
     say(`  deploy failed and was rolled back: ${error}`);
     return;
   }
+  const backup = formatBackupOutcome(progress.backup);
+  if (backup) say(`  ${backup}`);
   say(`  all ${services.length} healthy in ${((Date.now() - started) / 1000).toFixed(1)} s; ${progress.phase}`);
   await handle.executeUpdate('confirm');
   say(`  confirmed (\`migrate status ${release}\` shows it; a failed service would have rolled every host back)`);
