@@ -66,3 +66,9 @@ export async function startWorld(inventory: Inventory, options: { hosts?: string
   for (const host of options.hosts ?? Object.keys(inventory.hosts)) await world.startHost(host);
   return world;
 }
+
+/** A workflow's history as JSON with every payload decoded (payloads are base64 in the JSON form): for "no secret in it" checks. */
+export async function historyText(client: Client, workflowId: string): Promise<string> {
+  const raw = JSON.stringify(await client.workflow.getHandle(workflowId).fetchHistory());
+  return raw.replace(/"data":"([A-Za-z0-9+/=]+)"/g, (_m, b64: string) => `"data":${JSON.stringify(Buffer.from(b64, 'base64').toString('utf8'))}`);
+}
