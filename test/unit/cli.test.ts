@@ -58,3 +58,17 @@ describe('migrate plan', () => {
     expect((await run('plan', '--frobnicate')).code).toBe(2);
   });
 });
+
+describe('bad safeguard options are refused before anything starts (exit 2, the flag and the fix named)', () => {
+  it('--skip-backup needs a reason', async () => {
+    const r = await run('deploy', '--skip-backup', ' ', '--address', '127.0.0.1:1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--skip-backup.*say why the backup is skipped/);
+  });
+
+  it('--restore-data takes component names only', async () => {
+    const r = await run('rollback', 'r1', '--restore-data', 'pg;drop', '--address', '127.0.0.1:1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--restore-data.*backup component names separated by commas/);
+  });
+});
