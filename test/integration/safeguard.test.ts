@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import Dockerode from 'dockerode';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
@@ -115,6 +116,12 @@ async function order(world: TestWorld, workflowId: string): Promise<{ backupDone
 }
 
 let world: TestWorld;
+/** Every workflow this file ran, with its children: replayed against the current code at the end. */
+const ran = new Set<string>();
+async function remember(workflowId: string): Promise<void> {
+  ran.add(workflowId);
+  for (const child of (await order(world, workflowId)).childIds) if (!child.startsWith('deploy-lock-')) await remember(child);
+}
 
 beforeAll(async () => {
   process.env[secretVar] = secret;
@@ -170,6 +177,7 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     const seenAfter = await order(world, handle.workflowId);
     expect(seenAfter.children).toEqual(['deployLock', 'backupDatabases', 'restoreBackup']);
     for (const id of [handle.workflowId, ...seenAfter.childIds]) expect(await historyText(world.client, id)).not.toContain(secret);
+    await remember(handle.workflowId);
   });
 
   it('deploy: a backup that does not verify refuses the deploy before any container exists; the lock is let go', async () => {
@@ -185,6 +193,7 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     expect((await order(world, handle.workflowId)).firstContainer).toBeUndefined();
     const lock = await world.client.workflow.getHandle(`deploy-lock-${project}`).describe();
     expect(lock.status.name).toBe('COMPLETED');
+    await remember(handle.workflowId);
   });
 
   it('deploy --skip-backup: no backup is taken, the reason is in the input and the progress; --restore-data is refused', async () => {
@@ -201,6 +210,7 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     const decided = await rollbackReleaseCommand(world.client, release);
     expect(decided.phase).toBe('rolled-back');
     expect(await containers()).toEqual([]);
+    await remember(handle.workflowId);
   });
 
   it('batch: the backup is taken after the gates, before any agent moves; rollback --restore-data restores the exact old containers, then the rows', async () => {
@@ -235,5 +245,17 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     expect(Object.fromEntries(now.filter((c) => !c.name.endsWith('.prev')).map((c) => [c.name, c.id]))).toEqual(oldIds);
     expect(now.every((c) => c.running || c.name.endsWith('.prev'))).toBe(true);
     expect(await historyText(world.client, 'rollback-sg-batch-1')).not.toContain(secret);
+    await remember('migrate-sg-batch-1');
+    await remember('rollback-sg-batch-1');
+  });
+
+  it('replays every history above (deploys, batch, agents, backups, restores) against the current code', async () => {
+    expect(ran.size).toBeGreaterThanOrEqual(10);
+    const histories = [...ran].map(async (workflowId) => ({ workflowId, history: await world.client.workflow.getHandle(workflowId).fetchHistory() }));
+    const failed: string[] = [];
+    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundle') } }, (async function* () { for (const h of histories) yield await h; })())) {
+      if (r.error) failed.push(`${r.workflowId}: ${r.error.message}`);
+    }
+    expect(failed).toEqual([]);
   });
 });
