@@ -141,7 +141,10 @@ function onHost(host: string) {
   const image = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '30 minutes', scheduleToCloseTimeout: '40 minutes', retry });
   // Health waits heartbeat: a dead worker is noticed within the heartbeat timeout and the wait resumes elsewhere.
   const health = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry });
-  return { docker, image, health };
+  // Undo steps (and confirm's clean-up) never give up: a host whose worker is away is waited for,
+  // visibly (a pending activity in the Web UI), as the batch rollback does. Permanent errors still fail at once.
+  const undo = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '2 minutes', retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' } });
+  return { docker, image, health, undo };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -254,7 +257,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   const done = new Map<string, Promise<void>>();
 
   const deployUnit = async (unit: UnitSpec): Promise<void> => {
-    const { docker, image, health } = onHost(unit.host);
+    const { docker, image, health, undo: undoOn } = onHost(unit.host);
     const name = containerName(project, unit.host, unit.name);
     await condition(() => failure !== undefined || inFlight < limit);
     if (failure) {
@@ -271,15 +274,15 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
         action = 'reused';
       } else if (current && current.specHash === unit.specHash) {
         action = 'restarted';
-        undo.push({ unit: unit.name, what: `stop ${name} again`, run: () => docker.stopContainer(name) });
+        undo.push({ unit: unit.name, what: `stop ${name} again`, run: () => undoOn.stopContainer(name) });
       } else if (current) {
         action = 'replaced';
         // Compensation first: if the retire half-happens, restoring is still the right undo.
-        undo.push({ unit: unit.name, what: `restore the previous ${name}`, run: () => docker.restorePrevious(unit.name) });
+        undo.push({ unit: unit.name, what: `restore the previous ${name}`, run: () => undoOn.restorePrevious(unit.name) });
         replaced.push(unit);
         await docker.retireContainer(unit.name);
       } else {
-        undo.push({ unit: unit.name, what: `remove ${name}`, run: () => docker.removeContainer(name) });
+        undo.push({ unit: unit.name, what: `remove ${name}`, run: () => undoOn.removeContainer(name) });
       }
       const ref = action === 'reused' ? { id: current!.id } : await docker.ensureContainer(unit, release);
       setUnit(unit.name, { action, containerId: ref.id });
@@ -343,7 +346,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
         }));
       }
       // Reused services were never touched: they stay as they were (phase unchanged).
-      progress.after = await snapshot();
+      progress.after = await Promise.all(hosts.map((h) => onHost(h).undo.snapshotHost()));
       progress.exact = sameSnapshots(progress.before!, progress.after);
     });
   };
@@ -395,7 +398,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
 
   if (decision === 'confirm') {
     setPhase('confirming');
-    await CancellationScope.nonCancellable(() => Promise.all(replaced.map((u) => onHost(u.host).docker.discardPrevious(u.name))));
+    await CancellationScope.nonCancellable(() => Promise.all(replaced.map((u) => onHost(u.host).undo.discardPrevious(u.name))));
     setPhase('confirmed');
   } else {
     await rollBack();
