@@ -4,7 +4,12 @@
  * its own containers, labels and network) and its own loopback addresses; all assertions are on
  * the containers themselves and on the workflow's own record.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import Dockerode from 'dockerode';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { parseInventory } from '../../src/inventory/load.js';
@@ -174,6 +179,53 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(progress.units.db!.containerId);
       await handle.executeUpdate('confirm');
     });
+  });
+
+  it('survives its host worker PROCESS being killed (SIGKILL) mid-deploy: a new process finishes it, nothing created twice', async () => {
+    const project = `dep${process.pid}e`;
+    projects.push(project);
+    const raw = {
+      version: 1,
+      project,
+      hosts: { mainpc: { address: '127.0.0.49' }, pc2: { address: '127.0.0.50' } },
+      services: {
+        db: { image: 'db:15', placement: { host: 'mainpc' }, ports: ['5432:5432'], healthcheck: hc },
+        web: { image: 'web:1', placement: { host: 'pc2' }, ports: ['8051:8051'], healthcheck: hc, depends_on: ['db'] },
+      },
+    };
+    const inv = parseInventory(raw);
+    const file = path.join(await mkdtemp(path.join(os.tmpdir(), 'migrate-kill-')), 'inventory.yaml');
+    await writeFile(file, stringify(raw));
+    const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '4' } } });
+    // mainpc's worker is a real `migrate worker` process; pc2's and the workflows run in this process.
+    const world = await startWorld(inv, { hosts: ['pc2'] });
+    const spawnWorker = () => spawn('./bin/migrate.mjs', ['worker', '--host', 'mainpc', '--no-workflows', '-i', file, '--address', inject('temporalAddress')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let first: ChildProcess | undefined;
+    let second: ChildProcess | undefined;
+    try {
+      first = spawnWorker();
+      const handle = await startDeploy(world, input(plan, `kill-${process.pid}`));
+      // db's container exists and its health wait runs in the worker process: kill it, no goodbye.
+      const during = await waitPhase(handle, (p) => p.units.db!.containerId !== undefined && p.units.db!.phase === 'starting');
+      first.kill('SIGKILL');
+      await new Promise((r) => first!.once('exit', r));
+      second = spawnWorker();
+      const progress = await waitPhase(handle, pendingConfirmation, 90_000);
+      expect(Object.values(progress.units).map((u) => u.phase)).toEqual(['healthy', 'healthy']);
+      const live = await containers(project);
+      expect(live.map((c) => c.name)).toEqual([`${project}-mainpc-db`, `${project}-pc2-web`]);
+      expect(live.every((c) => c.running)).toBe(true);
+      expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(during.units.db!.containerId); // the same container, not a second one
+      // The health wait ran twice: once on the killed process, once on its successor.
+      const history = await world.client.workflow.getHandle(handle.workflowId).fetchHistory();
+      const waits = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes && (history.events ?? []).find((s) => String(s.eventId) === String(e.activityTaskStartedEventAttributes!.scheduledEventId))?.activityTaskScheduledEventAttributes?.activityType?.name === 'waitHealthy');
+      expect(waits.some((e) => (e.activityTaskStartedEventAttributes!.attempt ?? 1) >= 2)).toBe(true);
+      await handle.executeUpdate('confirm');
+    } finally {
+      first?.kill('SIGKILL');
+      second?.kill('SIGTERM');
+      await world.close();
+    }
   });
 
   it('a release that changes one service replaces only that one; rollback brings the previous release back exactly', async () => {
