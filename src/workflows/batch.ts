@@ -17,6 +17,7 @@ import {
   defineUpdate,
   executeChild,
   getExternalWorkflowHandle,
+  startChild,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -35,6 +36,7 @@ import { backupFirst, restoreAfterRollback, type BackupGuard, type BackupOutcome
 // Names and shapes shared with the client
 
 export const batchWorkflowId = (batch: string) => `migrate-${batch}`;
+export const allBatchesWorkflowId = (project: string) => `migrate-all-${project}`;
 export const agentWorkflowId = (batch: string, agent: string) => `migrate-${batch}-${agent}`;
 export const rollbackWorkflowId = (batch: string) => `rollback-${batch}`;
 export const confirmWorkflowId = (batch: string) => `confirm-${batch}`;
@@ -446,4 +448,66 @@ export async function confirmBatch(input: AfterBatchInput): Promise<AfterBatchRe
     out.push(agent.phase === 'migrated' || agent.phase === 'unchanged' ? { ...agent, phase: 'confirmed' } : agent);
   }
   return { agents: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// All batches, in order: `migrate start all`
+
+export interface AllBatchesInput {
+  project: string;
+  /** The plan's batches, in order; each is a `migrateBatch` child, started once the one before migrated. */
+  batches: BatchInput[];
+}
+
+export interface AllBatchesProgress {
+  /** The batch running now (or the last one started). */
+  current?: string;
+  /** Each started batch's run id, so a client follows exactly that run. */
+  runs: Record<string, string>;
+  results: BatchResult[];
+  /** The batch that did not migrate (rolled back, refused or failed): later ones were not started. */
+  stoppedAt?: string;
+  error?: string;
+}
+
+export const allBatchesProgressQuery = defineQuery<AllBatchesProgress>('progress');
+
+/** Run the batches one after the other, durably: the sequence survives the client and any worker. */
+export async function migrateAllBatches(input: AllBatchesInput): Promise<AllBatchesProgress> {
+  const progress: AllBatchesProgress = { runs: {}, results: [] };
+  setHandler(allBatchesProgressQuery, () => progress);
+  upsertSearchAttributes([{ key: SA.kind, value: 'batches' }, { key: SA.hosts, value: [...new Set(input.batches.flatMap((b) => b.units.map((u) => u.host)))].sort() }]);
+  const show = () => setCurrentDetails(
+    `**all batches of ${input.project}**: ${progress.results.map((r) => `${r.batch} ${r.outcome}`).join(' · ') || 'starting'}` +
+      `${progress.current && !progress.results.some((r) => r.batch === progress.current) ? ` · ${progress.current} running` : ''}` +
+      `${progress.stoppedAt ? `\n\nstopped at ${progress.stoppedAt}: ${progress.error ?? 'rolled back'}; later batches were not started` : ''}`,
+  );
+  for (const batch of input.batches) {
+    progress.current = batch.batch;
+    upsertSearchAttributes([{ key: SA.batch, value: batch.batch }, { key: SA.phase, value: 'migrating' }]);
+    show();
+    try {
+      const child = await startChild(migrateBatch, {
+        workflowId: batchWorkflowId(batch.batch),
+        args: [batch],
+        staticSummary: `${batch.batch}: ${batch.units.length} agent(s) (part of all batches)`,
+      });
+      progress.runs[batch.batch] = child.firstExecutionRunId;
+      const result = await child.result();
+      progress.results.push(result);
+      if (result.outcome !== 'migrated') {
+        progress.stoppedAt = batch.batch;
+        progress.error = result.reason;
+        break;
+      }
+    } catch (err) {
+      progress.stoppedAt = batch.batch;
+      progress.error = failureMessage(err);
+      break;
+    } finally {
+      show();
+    }
+  }
+  upsertSearchAttributes([{ key: SA.phase, value: progress.stoppedAt ? 'stopped' : 'migrated' }]);
+  return progress;
 }

@@ -2,4 +2,4 @@
 export { probeHosts, gpuStep } from './routing.js';
 export { backupDatabases, verifyBackup, restoreBackup } from './backup.js';
 export { deployStack, deployLock } from './deploy.js';
-export { migrateBatch, migrateAgent, rollbackBatch, confirmBatch } from './batch.js';
+export { migrateBatch, migrateAgent, rollbackBatch, confirmBatch, migrateAllBatches } from './batch.js';

@@ -12,7 +12,7 @@ import { stubPlan } from '../../src/plan/stub.js';
 import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { batchProgressQuery, abortUpdate, approveUpdate, type BatchResult } from '../../src/workflows/batch.js';
-import { startBatch } from '../../src/client/commands/start.js';
+import { followAllBatches, startAllBatches, startBatch } from '../../src/client/commands/start.js';
 import { confirmCompletedBatch, rollbackCompletedBatch } from '../../src/client/commands/batch-rollback.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 
@@ -219,6 +219,35 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     // Batch 1 done: batch 2 may go.
     expect((await run(s, version(s, '1'), s.batches[0]!)).outcome).toBe('migrated');
     expect((await run(s, version(s, '1'), s.batches[1]!)).outcome).toBe('migrated');
+  });
+
+  it('start all: one durable workflow runs the batches in order and stops at the first that rolls back; later ones never start', async () => {
+    const s = await setup('seq', { agents: 3, batches: 3, maxFailures: 0 });
+    // Version 1 of every batch, all three in one go (no --force: each batch's gate sees the one before completed).
+    const v1 = await followAllBatches(s.world.client, await startAllBatches(s.world.client, version(s, '1'), { samples: 5 }), s.batches, async () => undefined);
+    expect(v1.stoppedAt).toBeUndefined();
+    expect(v1.results.map((r) => [r.batch, r.outcome])).toEqual(s.batches.map((b) => [b, 'migrated']));
+    for (const b of s.batches) await confirmCompletedBatch(s.world.client, s.project, b);
+    const before = await snapshot(s.project);
+
+    // Version 2 with Agent2 (batch 2) failing: batch 1 migrates, batch 2 rolls back, batch 3 is not started.
+    const followed: string[] = [];
+    const parent = await startAllBatches(s.world.client, version(s, '2', { Agent2: { AGENT_MODE: 'unhealthy' } }), { samples: 5 });
+    const v2 = await followAllBatches(s.world.client, parent, s.batches, async (n, handle) => { followed.push(`${n}:${(await handle.describe()).runId}`); });
+    expect(v2.results.map((r) => [r.batch, r.outcome])).toEqual([[s.batches[0], 'migrated'], [s.batches[1], 'rolled-back']]);
+    expect(v2.stoppedAt).toBe(s.batches[1]);
+    // The client followed exactly the runs the parent started (not an older run of the same batch id).
+    expect(followed).toEqual([`${s.batches[0]}:${v2.runs[s.batches[0]!]}`, `${s.batches[1]}:${v2.runs[s.batches[1]!]}`]);
+    expect(v2.runs[s.batches[0]!]).not.toBe(v1.runs[s.batches[0]!]);
+    const now = await snapshot(s.project);
+    expect(now[name(s, 'Agent2')]).toBe(before[name(s, 'Agent2')]); // batch 2: exactly as before
+    expect(now[name(s, 'Agent3')]).toBe(before[name(s, 'Agent3')]); // batch 3: never touched
+    expect(now[name(s, 'Agent1')]).not.toBe(before[name(s, 'Agent1')]); // batch 1: migrated
+    expect((await inspect(name(s, 'Agent1')))!.version).toBe('2');
+    // Batch 3's last run is still version 1's: the parent started no third child.
+    const history = await s.world.client.workflow.getHandle(parent.workflowId).fetchHistory();
+    const children = (history.events ?? []).flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId ?? []);
+    expect(children).toEqual([`migrate-${s.batches[0]}`, `migrate-${s.batches[1]}`]);
   });
 
   it('refuses a batch whose agents\' dependency is not healthy, before any change', async () => {

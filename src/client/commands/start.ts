@@ -1,7 +1,8 @@
 /**
  * `migrate start batch-N|all`: migrate the batch's agents to the version the inventory now names.
  * One `migrateBatch` workflow per batch (id `migrate-<batch>`); a second start of a running batch is
- * refused. `all` runs the plan's batches in order, each waiting for the one before.
+ * refused. `all` starts one `migrateAllBatches` workflow (id `migrate-all-<project>`) that runs the
+ * batches as its children, in order, each once the one before migrated: the sequence is durable.
  */
 import type { Command } from 'commander';
 import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
@@ -10,7 +11,7 @@ import type { Plan, UnitSpec } from '../../plan/plan.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { stubbedPlan } from '../../dev/stub-image.js';
 import { SA } from '../../common/search-attributes.js';
-import { batchWorkflowId, type BatchInput, type BatchResult } from '../../workflows/batch.js';
+import { allBatchesWorkflowId, batchWorkflowId, type AllBatchesProgress, type BatchInput, type BatchResult } from '../../workflows/batch.js';
 import { action, backupGuard, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, skipBackupOption, UsageError } from '../common.js';
 import { formatBatch, watchBatch } from './batch-status.js';
 import { describeBackupStep } from '../safeguard-format.js';
@@ -76,6 +77,42 @@ export async function startBatch(client: Client, plan: Plan, batchName: string, 
   }
 }
 
+/** Start every batch of the plan, in order, as one durable `migrateAllBatches` workflow. */
+export async function startAllBatches(client: Client, plan: Plan, options: BatchStartOptions = {}): Promise<WorkflowHandle> {
+  const batches = plan.batches.map((b) => batchInput(plan, b.name, options));
+  if (batches.length === 0) throw new UsageError('invalid batch', [{ path: 'batch', message: 'the inventory declares no batches', fix: 'add batches: to the inventory' }]);
+  const workflowId = allBatchesWorkflowId(plan.project);
+  try {
+    return await client.workflow.start('migrateAllBatches', {
+      taskQueue: ORCHESTRATOR_QUEUE,
+      workflowId,
+      args: [{ project: plan.project, batches }],
+      typedSearchAttributes: [{ key: SA.kind, value: 'batches' }],
+      staticSummary: `all ${batches.length} batches of ${plan.project}, in order: ${batches.map((b) => b.batch).join(' → ')}`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CommandFailed(`the batches of ${plan.project} are already being migrated (workflow ${workflowId}): watch it in the Web UI or with \`migrate status batch-N\``);
+    throw err;
+  }
+}
+
+/** Follow `start all`: each batch's own run, as the parent starts it; returns the parent's final progress. */
+export async function followAllBatches(client: Client, parent: WorkflowHandle, names: string[], onBatch: (name: string, handle: WorkflowHandle) => Promise<unknown>): Promise<AllBatchesProgress> {
+  let closed = false;
+  const final = parent.result().then((r) => r as AllBatchesProgress).finally(() => { closed = true; });
+  for (const name of names) {
+    let runId: string | undefined;
+    while (!runId && !closed) {
+      runId = (await parent.query<AllBatchesProgress>('progress').catch(() => undefined))?.runs[name];
+      if (!runId) await Promise.race([final.catch(() => undefined), new Promise((r) => setTimeout(r, 250))]);
+    }
+    runId ??= (await final).runs[name];
+    if (!runId) break; // stopped before this batch
+    await onBatch(name, client.workflow.getHandle(batchWorkflowId(name), runId)).catch(() => undefined);
+  }
+  return final;
+}
+
 /** The plan as the CLI runs it: with --stub, every unit is the local stub image. */
 export async function planForRun(files: string[], stub: boolean, version?: string): Promise<Plan> {
   const { plan } = await loadPlan(files);
@@ -112,23 +149,38 @@ export function registerStart(program: Command): void {
       for (const n of names) batchInput(plan, n); // bad names are bad input, before anything starts
       const { client, close } = await connectClient(opts);
       try {
-        const results: BatchResult[] = [];
-        for (const name of names) {
-          const handle = await startBatch(client, plan, name, { force: opts.force, skipBackup: opts.skipBackup });
-          if (!opts.json) process.stdout.write(`started ${name} (workflow ${handle.workflowId})\n${describeBackupStep(plan, opts.skipBackup)}\n`);
-          if (!opts.wait && target !== 'all') {
-            if (opts.json) printJson({ ok: true, batch: name, workflowId: handle.workflowId });
+        if (target === 'all') {
+          const parent = await startAllBatches(client, plan, { force: opts.force, skipBackup: opts.skipBackup });
+          if (!opts.json) process.stdout.write(`started all batches (${names.join(' → ')}) as workflow ${parent.workflowId}\n${describeBackupStep(plan, opts.skipBackup)}\n`);
+          if (!opts.wait) {
+            if (opts.json) printJson({ ok: true, workflowId: parent.workflowId });
             return 0;
           }
-          const result = opts.json ? await handle.result() as BatchResult : await watchBatch(handle);
-          results.push(result);
-          if (!opts.json) process.stdout.write(`${formatBatch(result)}\n`);
-          if (result.outcome !== 'migrated') {
-            if (opts.json) printJson({ ok: false, results });
-            throw new CommandFailed(`${name} was rolled back: ${result.reason ?? 'see the table above'}${names.length > 1 ? '; later batches were not started' : ''}`);
+          const all = await followAllBatches(client, parent, names, async (name, handle) => {
+            if (opts.json) return;
+            process.stdout.write(`${name}:\n`);
+            process.stdout.write(`${formatBatch(await watchBatch(handle))}\n`);
+          });
+          if (opts.json) {
+            printJson({ ok: !all.stoppedAt, ...all });
+            return all.stoppedAt ? 1 : 0;
           }
+          if (all.stoppedAt) throw new CommandFailed(`${all.stoppedAt} did not migrate (${all.error ?? 'rolled back'}); later batches were not started`);
+          return 0;
         }
-        if (opts.json) printJson({ ok: true, results });
+        const handle = await startBatch(client, plan, target, { force: opts.force, skipBackup: opts.skipBackup });
+        if (!opts.json) process.stdout.write(`started ${target} (workflow ${handle.workflowId})\n${describeBackupStep(plan, opts.skipBackup)}\n`);
+        if (!opts.wait) {
+          if (opts.json) printJson({ ok: true, batch: target, workflowId: handle.workflowId });
+          return 0;
+        }
+        const result = opts.json ? await handle.result() as BatchResult : await watchBatch(handle);
+        if (opts.json) {
+          printJson({ ok: result.outcome === 'migrated', result });
+          return result.outcome === 'migrated' ? 0 : 1;
+        }
+        process.stdout.write(`${formatBatch(result)}\n`);
+        if (result.outcome !== 'migrated') throw new CommandFailed(`${target} was rolled back: ${result.reason ?? 'see the table above'}`);
         return 0;
       } finally {
         await close();
