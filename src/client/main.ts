@@ -37,10 +37,11 @@ registerControl(program);
 registerBatchStatus(program);
 registerBatchRollback(program);
 
-// `migrate status|rollback|confirm batch-N` and `… RELEASE` share a verb; a batch name (or `all`)
-// goes to the batch commands, anything else is a release.
+// `migrate status|rollback|confirm batch-N` and `… RELEASE` share a verb; a batch name goes to the
+// batch commands (and `status all` too), anything else is a release.
 const argv = [...process.argv];
-if (['status', 'rollback', 'confirm'].includes(argv[2] ?? '') && /^(batch-\d+|all)$/.test(argv[3] ?? '')) argv[2] = `batch-${argv[2]}`;
+if (['status', 'rollback', 'confirm'].includes(argv[2] ?? '') && /^batch-\d+$/.test(argv[3] ?? '')) argv[2] = `batch-${argv[2]}`;
+if (argv[2] === 'status' && argv[3] === 'all') argv[2] = 'batch-status';
 
 try {
   await program.parseAsync(argv);

@@ -8,7 +8,7 @@ import Table from 'cli-table3';
 import { Client, WorkflowFailedError, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
 import { batchProgressQuery, batchWorkflowId, type AgentProgress, type BatchProgress, type BatchResult } from '../../workflows/batch.js';
-import { action, commonOptions, CommandFailed, connectClient, parseOptions, printJson } from '../common.js';
+import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson } from '../common.js';
 import { formatBackupOutcome } from '../safeguard-format.js';
 
 const DONE = new Set(['migrated', 'unchanged', 'rolled-back', 'confirmed', 'failed']);
@@ -80,13 +80,32 @@ export async function watchBatch(handle: WorkflowHandle, out: NodeJS.WriteStream
   return done;
 }
 
-const statusOptions = commonOptions.pick({ json: true, address: true, namespace: true }).extend({ watch: z.boolean().default(false) });
+const statusOptions = commonOptions.pick({ json: true, address: true, namespace: true, inventory: true }).extend({ watch: z.boolean().default(false) });
+
+/** `migrate status all`: every batch of the plan, in order; one never started says so. */
+async function allBatches(client: Client, inventory: string[], json: boolean): Promise<number> {
+  const { plan } = await loadPlan(inventory);
+  const out: Record<string, unknown> = {};
+  for (const b of plan.batches) {
+    try {
+      const p = await batchProgress(client, b.name);
+      out[b.name] = p;
+      if (!json) process.stdout.write(`${formatBatch(p)}\n\n`);
+    } catch (err) {
+      out[b.name] = { error: (err as Error).message };
+      if (!json) process.stdout.write(`${b.name}: ${(err as Error).message}\n\n`);
+    }
+  }
+  if (json) printJson(out);
+  return 0;
+}
 
 export function registerBatchStatus(program: Command): void {
   program
     .command('batch-status', { hidden: true })
     .description('(temporary; becomes `migrate status batch-N`) progress of a batch: phase, baseline vs now, result per agent')
-    .argument('<batch>', 'batch name, e.g. batch-1')
+    .argument('<batch>', 'batch name, e.g. batch-1, or all')
+    .option('-i, --inventory <file>', 'inventory file (repeatable; names the batches for `all`)', collect)
     .option('--watch', 'redraw until the batch finishes')
     .option('--json', 'machine-readable output')
     .option('--address <host:port>', 'Temporal frontend address')
@@ -95,6 +114,7 @@ export function registerBatchStatus(program: Command): void {
       const opts = parseOptions(statusOptions, raw);
       const { client, close } = await connectClient(opts);
       try {
+        if (batch === 'all') return await allBatches(client, opts.inventory, opts.json);
         const p = await batchProgress(client, batch);
         if (opts.watch && p.status === 'RUNNING' && !opts.json) {
           const r = await watchBatch(client.workflow.getHandle(batchWorkflowId(batch)));
