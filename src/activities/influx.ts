@@ -12,7 +12,11 @@
  * - verify: the file's sha256 and size; then the archive is unpacked in the container and every
  *   database restored into a scratch database on the live server (`influxd restore -portable -db X
  *   -newdb migrate_verify_…`), counted the same way and compared with the manifest; the scratch
- *   databases are dropped whatever happens.
+ *   databases are dropped whatever happens. The counts matter: influxd 1.6.7 restore exits 0 for a
+ *   shard file that holds an empty archive, and for some damaged ones (16 random bytes in the
+ *   middle of a shard file: 21 of 25 trials failed the restore, 3 exited 0 having restored no data,
+ *   1 exited 0 with every count intact). Damage that leaves the counts intact (altered values) is
+ *   caught only by the sha256 recorded at backup time.
  * - restore: 1.x restores only into a database that does not exist, so each database is dropped and
  *   restored. First a safety copy of every database that exists is taken in the container
  *   (`influxd backup -portable` into /tmp/migrate-before-restore-<id>/N, renamed there only when
@@ -28,7 +32,7 @@
  * changed → restore → identical values and timestamps, a database dropped since is back, one created
  * since is left alone; a restore whose counts differ from the manifest → every database put back as
  * it was; a truncated or corrupted archive fails verification (sha256), and so do a truncated tar
- * and a damaged shard whose manifest was rewritten to match (the unpack, the scratch restore); the
+ * and an emptied shard whose manifest was rewritten to match (the unpack, the count check); the
  * password never reaches a history. Not tested: a declared `databases:` list, non-default ports, a
  * roll back that fails, a database that did not exist before the restore being rolled back, a
  * retried restore reusing the safety copies, servers without busybox/coreutils (rm, mkdir, mv, test).
