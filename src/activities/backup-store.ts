@@ -17,6 +17,22 @@ export interface TableStats {
   checksum: string;
 }
 
+/** InfluxDB 1.x: the points of one measurement of one retention policy, counted per field. */
+export interface InfluxSeriesCount {
+  rp: string;
+  measurement: string;
+  /** Field → number of values (count(*)): for a measurement whose points all carry every field, each is its point count. */
+  fields: Record<string, number>;
+}
+
+/** InfluxDB 1.x: one database of a backup, its folder inside the archive and what it held. */
+export interface InfluxDatabaseStats {
+  name: string;
+  /** Folder of its `influxd backup -portable` files, inside the archive's top folder. */
+  folder: string;
+  series: InfluxSeriesCount[];
+}
+
 export interface ComponentEntry {
   name: string;
   kind: BackupKind;
@@ -29,6 +45,8 @@ export interface ComponentEntry {
   /** How long the dump itself took, and (Postgres) the table statistics. */
   dumpMs?: number;
   statsMs?: number;
+  /** InfluxDB 1.x: the databases the archive holds, their points counted just before the backup (time <= countedTo). */
+  influx?: { version: 1; countedTo: string; databases: InfluxDatabaseStats[] };
 }
 
 export interface ComponentVerification {

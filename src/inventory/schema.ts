@@ -299,10 +299,27 @@ export const redisBackupSchema = z.strictObject({
   data_dir: z.string().startsWith('/').default('/data'),
 });
 
+/**
+ * InfluxDB, inside its container. `version: 2` (the seed's influxdb:2.7): `influx backup`, restored
+ * with `influx restore --full`, authenticated by `token`. `version: 1`: `influxd backup -portable`
+ * over the RPC port, queried through the `influx` CLI on the HTTP port, as `user`/`password` when
+ * the server has auth-enabled.
+ */
 export const influxBackupSchema = z.strictObject({
   ...backupTargetBase,
   via: z.literal('docker-exec', { message: 'InfluxDB is backed up with `influx backup` inside its container: write `via: docker-exec`' }).default('docker-exec'),
+  version: z.union([z.literal(1), z.literal(2)], { message: 'InfluxDB major version: 1 or 2' }).default(2),
+  /** 2.x: the operator token. */
   token: secretRef.optional(),
+  /** 1.x: the databases to back up (default: every database but _internal, listed at backup time). */
+  databases: z.array(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, { message: 'must be an InfluxDB database name: letters, digits, "_", "." or "-"' })).min(1).optional(),
+  /** 1.x: the HTTP API port inside the container (default 8086). */
+  port: port.optional(),
+  /** 1.x: the backup/restore RPC port inside the container (default 8088; influxd binds it to 127.0.0.1). */
+  rpc_port: port.optional(),
+  /** 1.x with auth-enabled: an admin user (it lists, drops and creates databases). */
+  user: z.string().min(1).optional(),
+  password: secretRef.optional(),
 });
 
 export const backupsSchema = z.strictObject({

@@ -27,6 +27,12 @@ export interface BackupComponent {
   password?: SecretRef;
   /** Redis: the server's data folder inside its container. */
   dataDir?: string;
+  /** InfluxDB: the major version (1 or 2; 2 when absent). */
+  version?: 1 | 2;
+  /** InfluxDB 1.x: the databases to back up (undefined = all but _internal); `port` is its HTTP API. */
+  databases?: string[];
+  /** InfluxDB 1.x: the backup/restore RPC port inside the container. */
+  rpcPort?: number;
 }
 
 export interface RetentionPolicy {
@@ -103,7 +109,14 @@ export function planBackups(inv: Inventory, placed: ReadonlyMap<string, string>,
       components.push({ ...base, port: r.port, password: r.password, dataDir: r.data_dir });
     } else {
       const f = t as NonNullable<Inventory['backups']>['influxdb'][number];
-      components.push({ ...base, password: f.token });
+      const wrong = influxVersionProblems(f, path);
+      problems.push(...wrong);
+      if (wrong.length > 0) continue;
+      if (f.version === 1) {
+        components.push({ ...base, version: 1, port: f.port ?? 8086, rpcPort: f.rpc_port ?? 8088, databases: f.databases, user: f.user, password: f.password });
+      } else {
+        components.push({ ...base, version: 2, password: f.token });
+      }
     }
   }
   return {
@@ -111,6 +124,28 @@ export function planBackups(inv: Inventory, placed: ReadonlyMap<string, string>,
     retention: { keepLast: b.retention.keep_last, keepDaily: b.retention.keep_daily, keepWeekly: b.retention.keep_weekly },
     components,
   };
+}
+
+type InfluxTarget = NonNullable<Inventory['backups']>['influxdb'][number];
+
+/** Fields that belong to the other InfluxDB major version: each is a problem with its fix. */
+function influxVersionProblems(f: InfluxTarget, path: string): Problem[] {
+  const out: Problem[] = [];
+  if (f.version === 2) {
+    for (const field of ['databases', 'port', 'rpc_port', 'user', 'password'] as const) {
+      if (f[field] !== undefined) {
+        out.push({
+          path: `${path}.${field}`,
+          message: `\`${field}\` is for InfluxDB 1.x, and this target is version 2 (the default): \`influx backup\` takes every bucket with the operator token`,
+          fix: field === 'password' ? 'write `token: { from_env: … }` for 2.x, or `version: 1`' : `remove \`${field}\`, or write \`version: 1\``,
+        });
+      }
+    }
+  } else {
+    if (f.token !== undefined) out.push({ path: `${path}.token`, message: 'InfluxDB 1.x has no tokens', fix: 'write `user:` and `password: { from_env: … }` (auth-enabled servers), or `version: 2`' });
+    if (f.password !== undefined && f.user === undefined) out.push({ path: `${path}.user`, message: 'a password without a user', fix: 'add `user:` (an admin user of the InfluxDB 1.x server)' });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

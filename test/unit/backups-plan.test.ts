@@ -76,6 +76,56 @@ describe('backups in the plan', () => {
   });
 });
 
+describe('InfluxDB backups: version 1 or 2', () => {
+  const withInflux = (services = base.services) => ({ ...base, services: { ...services, influx: { image: 'influxdb:1.8', placement: { host: 'mainpc' } } } });
+  const influxOf = (target: Record<string, unknown>) =>
+    buildPlan(parseInventory({ ...withInflux(), backups: { influxdb: [{ name: 'tsdb', host: 'mainpc', unit: 'influx', ...target }] } })).backups!.components[0];
+  const influxProblems = (target: Record<string, unknown>) => {
+    try {
+      buildPlan(parseInventory({ ...withInflux(), backups: { influxdb: [{ name: 'tsdb', host: 'mainpc', unit: 'influx', ...target }] } }));
+      return [];
+    } catch (err) {
+      if (err instanceof InventoryError) return err.problems;
+      throw err;
+    }
+  };
+
+  it('defaults to version 2 (the seed\'s influxdb:2.7): the token is the secret, no 1.x fields', () => {
+    expect(influxOf({ token: { from_env: 'TOK' } })).toEqual({
+      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p-mainpc-influx', address: '127.0.0.1', version: 2, password: { from_env: 'TOK' },
+    });
+  });
+
+  it('version 1: all databases by default, HTTP 8086 and RPC 8088 inside the container, user and password', () => {
+    expect(influxOf({ version: 1 })).toEqual({
+      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p-mainpc-influx', address: '127.0.0.1', version: 1, port: 8086, rpcPort: 8088,
+      databases: undefined, user: undefined, password: undefined,
+    });
+    expect(influxOf({ version: 1, databases: ['metrics', 'events_v2'], port: 9086, rpc_port: 9088, user: 'admin', password: { from_file: '/run/secrets/influx' } })).toMatchObject({
+      version: 1, databases: ['metrics', 'events_v2'], port: 9086, rpcPort: 9088, user: 'admin', password: { from_file: '/run/secrets/influx' },
+    });
+  });
+
+  it('reports fields of the other version, with the path and a fix', () => {
+    expect(influxProblems({ token: { from_env: 'TOK' }, databases: ['m'], password: { from_env: 'PW' } })).toEqual([
+      expect.objectContaining({ path: 'backups.influxdb[0].databases', fix: 'remove `databases`, or write `version: 1`' }),
+      expect.objectContaining({ path: 'backups.influxdb[0].password', fix: 'write `token: { from_env: … }` for 2.x, or `version: 1`' }),
+    ]);
+    expect(influxProblems({ version: 1, token: { from_env: 'TOK' } })).toEqual([
+      expect.objectContaining({ path: 'backups.influxdb[0].token', message: 'InfluxDB 1.x has no tokens' }),
+    ]);
+    expect(influxProblems({ version: 1, password: { from_env: 'PW' } })).toEqual([
+      expect.objectContaining({ path: 'backups.influxdb[0].user', message: 'a password without a user' }),
+    ]);
+  });
+
+  it('rejects an unknown version, an empty or malformed database list, and via: tcp', () => {
+    for (const bad of [{ version: 3 }, { version: '1' }, { version: 1, databases: [] }, { version: 1, databases: ['a b'] }, { version: 1, databases: ['x;DROP'] }, { version: 1, via: 'tcp' }]) {
+      expect(() => parseInventory({ ...withInflux(), backups: { influxdb: [{ name: 'tsdb', host: 'mainpc', unit: 'influx', ...bad }] } }), JSON.stringify(bad)).toThrow(InventoryError);
+    }
+  });
+});
+
 describe('retention', () => {
   const at = (day: number, hour = 12) => new Date(Date.UTC(2025, 0, day, hour)).toISOString();
   const b = (id: string, createdAt: string, status: BackupRecord['status'] = 'verified'): BackupRecord => ({ id, createdAt, status });
