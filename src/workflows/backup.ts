@@ -161,7 +161,8 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreResult>
 
   // 2. Restore each component on its host, and compare with what the backup recorded.
   phase('restoring');
-  const results = await Promise.all(wanted.map((c) => {
+  // Each component on its own: one that fails does not hide what happened to the others.
+  const settled = await Promise.allSettled(wanted.map((c) => {
     const entry = manifests.get(c.host)!.components.find((e) => e.name === c.name);
     if (!entry) return { name: c.name, ok: false, detail: `backup ${input.id} holds no "${c.name}"`, ms: 0 };
     const req = { directory: plan.directory, backupId: input.id, component: c, entry };
@@ -170,7 +171,16 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreResult>
     if (c.kind === 'redis') return acts.restoreRedis(req);
     return acts.restoreInflux(req);
   }));
+  const results: ComponentVerification[] = settled.map((r, i) => (r.status === 'fulfilled'
+    ? r.value
+    : { name: wanted[i]!.name, ok: false, detail: `not restored: ${causeOf(r.reason)}`, ms: 0 }));
   const ok = results.every((r) => r.ok);
   phase(ok ? 'restored' : 'restore-incomplete');
   return { id: input.id, ok, components: results };
+}
+
+function causeOf(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  return e?.message ?? String(err);
 }
