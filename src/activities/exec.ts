@@ -102,6 +102,89 @@ export async function runTool(docker: Dockerode, container: string | undefined, 
   return { code: info.ExitCode ?? 1, stdout: out?.text() ?? '', stderr: err.text(), ...digest() };
 }
 
+/**
+ * A tool kept running inside a container with its stdin open, for a conversation: psql holding
+ * open the transaction whose snapshot pg_dump reads. `ask` writes input and resolves with the
+ * stdout lines printed before a line equal to `marker` (the input should end by printing it);
+ * if the tool exits first, it rejects with the tool's stderr.
+ */
+export interface ToolSession {
+  ask(input: string, marker: string): Promise<string[]>;
+  /** End stdin (after `input`, if given) and wait for the tool to exit. */
+  close(input?: string): Promise<ToolResult>;
+}
+
+export async function openToolSession(docker: Dockerode, container: string, argv: string[], opts: Pick<ToolOptions, 'env' | 'signal'> = {}): Promise<ToolSession> {
+  const env = Object.entries(opts.env ?? {}).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`);
+  const exec = await docker.getContainer(container).exec({ Cmd: argv, Env: env, AttachStdin: true, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: true });
+  const onAbort = () => stream.destroy(new Error('cancelled'));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const stdout = new PassThrough();
+  const err = capture();
+  docker.modem.demuxStream(stream, stdout, err.sink);
+  let text = '';
+  let waiter: { marker: string; resolve(lines: string[]): void; reject(e: Error): void } | undefined;
+  let ended: Error | undefined;
+  const settle = () => {
+    if (!waiter) return;
+    const at = `\n${text}`.indexOf(`\n${waiter.marker}\n`);
+    if (at >= 0) {
+      const lines = text.slice(0, at).split('\n').filter((l) => l !== '');
+      text = text.slice(at + waiter.marker.length + 1);
+      const { resolve } = waiter;
+      waiter = undefined;
+      resolve(lines);
+    } else if (ended) {
+      const { reject } = waiter;
+      waiter = undefined;
+      reject(ended);
+    }
+  };
+  stdout.setEncoding('utf8');
+  stdout.on('data', (chunk: string) => {
+    text += chunk;
+    settle();
+  });
+  const done = new Promise<void>((resolve) => {
+    let why = '';
+    let closing = false;
+    const finish = () => {
+      if (!closing) stdout.end();
+      closing = true;
+    };
+    stream.once('end', finish);
+    stream.once('close', finish);
+    stream.once('error', (e: Error) => {
+      why = ` (${e.message})`;
+      finish();
+    });
+    stdout.once('end', () => {
+      err.sink.end();
+      ended = new Error(`${argv[0]} in ${container} ended${why}: ${err.text().trim() || 'no error output'}`);
+      settle();
+      resolve();
+    });
+  });
+  return {
+    ask(input, marker) {
+      if (waiter) return Promise.reject(new Error(`${argv[0]} in ${container}: one question at a time`));
+      return new Promise<string[]>((resolve, reject) => {
+        waiter = { marker, resolve, reject };
+        if (ended) settle();
+        else stream.write(input);
+      });
+    },
+    async close(input) {
+      if (!ended) stream.end(input);
+      await done;
+      opts.signal?.removeEventListener('abort', onAbort);
+      const info = await exec.inspect();
+      return { code: info.ExitCode ?? 1, stdout: text, stderr: err.text() };
+    },
+  };
+}
+
 /** Heartbeat every few seconds while `work` runs (long dumps, restores). */
 export async function withHeartbeat<T>(beat: () => void, work: Promise<T>, everyMs = 5000): Promise<T> {
   const timer = setInterval(beat, everyMs);

@@ -12,14 +12,14 @@
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { cancellationSignal, heartbeat, log } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
 import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification, type TableStats } from './backup-store.js';
-import { runTool, withHeartbeat } from './exec.js';
+import { openToolSession, runTool, withHeartbeat } from './exec.js';
 import { readSecret } from './secrets.js';
 
 export interface PostgresRequest {
@@ -91,6 +91,43 @@ export function createPostgresActivities(ctx: HostContext) {
     return c.via === 'tcp' ? ['-h', c.address, '-p', String(c.port), '-U', c.user!, '-d', database] : ['-U', c.user!, '-d', database];
   }
 
+  /**
+   * A REPEATABLE READ READ ONLY transaction that stays open, its snapshot exported for pg_dump
+   * --snapshot, and queries in it: over tcp a pg connection; inside the container a psql kept
+   * running with its stdin open (each -c would be a new session, and a new snapshot).
+   */
+  async function holdSnapshot(c: BackupComponent): Promise<{ snapshot: string; query(sql: string): Promise<string[][]>; release(): Promise<void> }> {
+    const begin = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+    if (c.via === 'tcp') {
+      const client = await connect(c, c.database!);
+      await client.query(begin);
+      const res = await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
+      return {
+        snapshot: res.rows[0]!.s,
+        query: async (sql) => (await client.query({ text: sql, rowMode: 'array' })).rows.map((r: unknown[]) => r.map(String)),
+        release: async () => {
+          await client.query('COMMIT').catch(() => undefined);
+          await client.end();
+        },
+      };
+    }
+    const session = await openToolSession(ctx.docker, c.container!, ['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-tA', '-F', '\t', ...connArgs(c, c.database!)], { env: await toolEnv(c), signal: signal() });
+    const marker = `migrate-done-${randomUUID()}`;
+    const query = async (sql: string) => (await session.ask(`${sql};\n\\echo ${marker}\n`, marker)).map((l) => l.split('\t'));
+    const release = async () => {
+      const res = await session.close('COMMIT;\n');
+      if (res.code !== 0) log.warn('psql holding the snapshot exited with an error', { container: c.container, code: res.code, stderr: res.stderr.trim() });
+    };
+    try {
+      await query(begin);
+      const [[snapshot]] = (await query('SELECT pg_export_snapshot()')) as [[string]];
+      return { snapshot, query, release };
+    } catch (err) {
+      await release();
+      throw new Error(`cannot open a snapshot with psql in ${c.container}: ${(err as Error).message}`);
+    }
+  }
+
   async function tableStats(run: (sql: string) => Promise<string[][]>): Promise<Record<string, TableStats>> {
     const out: Record<string, TableStats> = {};
     for (const [table] of await run(TABLES_SQL)) {
@@ -130,36 +167,24 @@ export function createPostgresActivities(ctx: HostContext) {
       const partial = `${file}.partial`;
       const env = await toolEnv(c);
       log.info('pg_dump starting', { backupId: req.backupId, component: c.name, via: c.via, database: c.database });
-      let snapshotClient: pg.Client | undefined;
-      let snapshot: string[] = [];
-      if (c.via === 'tcp') {
-        snapshotClient = await connect(c, c.database!);
-        await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const res = await snapshotClient.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
-        snapshot = [`--snapshot=${res.rows[0]!.s}`];
-      }
+      // The dump and the table statistics read one snapshot, held open by a transaction.
+      const held = await holdSnapshot(c);
       try {
         const t0 = Date.now();
-        const res = await withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_dump', '-Fc', ...snapshot, ...connArgs(c, c.database!)], { env, stdoutFile: partial, signal: signal() }));
+        const res = await withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_dump', '-Fc', `--snapshot=${held.snapshot}`, ...connArgs(c, c.database!)], { env, stdoutFile: partial, signal: signal() }));
         if (res.code !== 0) {
           await rm(partial, { force: true });
           throw ApplicationFailure.retryable(`pg_dump of ${c.name} (${c.database}) failed with exit code ${res.code}: ${res.stderr.trim()}`, 'DumpFailed');
         }
         const dumpMs = Date.now() - t0;
         const t1 = Date.now();
-        let tables: Record<string, TableStats> | undefined;
-        if (req.stats !== false) {
-          tables = snapshotClient
-            ? await tableStats(async (sql) => (await snapshotClient!.query({ text: sql, rowMode: 'array' })).rows.map((r: unknown[]) => r.map(String)))
-            : await tableStats((sql) => query(c)(c.database!, sql));
-        }
+        const tables = req.stats !== false ? await tableStats(held.query) : undefined;
         await rename(partial, file);
         const { sha256, bytes } = res.sha256 !== undefined ? { sha256: res.sha256, bytes: res.bytes! } : await sha256File(file);
         log.info('pg_dump done', { backupId: req.backupId, component: c.name, bytes, dumpMs });
         return { name: c.name, kind: 'postgres', host: ctx.host, file: fileName, bytes, sha256, tables, dumpMs, statsMs: tables ? Date.now() - t1 : undefined };
       } finally {
-        await snapshotClient?.query('COMMIT').catch(() => undefined);
-        await snapshotClient?.end();
+        await held.release();
       }
     },
 

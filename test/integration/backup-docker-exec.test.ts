@@ -105,7 +105,7 @@ async function sql<T = Record<string, unknown>>(db: string, text: string): Promi
   }
 }
 
-const TABLES = ['items', 'events', 'audit."Order Lines"'];
+const TABLES = ['items', 'events', 'audit."Order Lines"', 'bulk'];
 
 /** Independent of the activities' checksums: every row's text, in key order. */
 async function contents(): Promise<Record<string, { rows: number; md5: string }>> {
@@ -181,6 +181,9 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
       CREATE SCHEMA audit;
       CREATE TABLE audit."Order Lines" (id int PRIMARY KEY, note text);
       INSERT INTO audit."Order Lines" SELECT g, E'tab\\there, newline\\nthere ' || md5(random()::text) FROM generate_series(1, 250) g;
+      CREATE TABLE bulk (id int PRIMARY KEY, a text, b text);
+      INSERT INTO bulk SELECT g, md5(random()::text) || md5(random()::text), md5(random()::text) FROM generate_series(1, 100000) g;
+      CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp());
       CREATE VIEW recent AS SELECT * FROM items WHERE at > now() - interval '1 day';
       CREATE INDEX items_name ON items (name);`);
 
@@ -224,19 +227,41 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
   let backupId: string;
   let pgBefore: Awaited<ReturnType<typeof contents>>;
   let redisBefore: Record<string, unknown>;
-  it('takes both inside their containers and verifies them: the dump restored into a scratch database in the container', async () => {
+  it('takes both inside their containers while the database is written to, and verifies them: the dump restored into a scratch database in the container', async () => {
     pgBefore = await contents();
     redisBefore = await redisWorld();
-    const result = await run<BackupResult>('backupDatabases', `backup-exec-${pid}`, [{ backups: plan }]);
+    // A writer that never stops during the backup (the system's agents do not pause for it).
+    const writer = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: pgSecret, database });
+    await writer.connect();
+    let writing = true;
+    const ticking = (async () => {
+      while (writing) {
+        await writer.query('INSERT INTO ticks DEFAULT VALUES');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const ticksBefore = Number((await sql<{ n: string }>(database, 'SELECT count(*) AS n FROM ticks'))[0]!.n);
+    let result: BackupResult;
+    try {
+      result = await run<BackupResult>('backupDatabases', `backup-exec-${pid}`, [{ backups: plan }]);
+    } finally {
+      writing = false;
+      await ticking;
+      await writer.end();
+    }
+    const ticksAfter = Number((await sql<{ n: string }>(database, 'SELECT count(*) AS n FROM ticks'))[0]!.n);
     backupId = result.id;
     expect(result.hosts.map((h) => [h.host, h.status, h.problems])).toEqual([['mainpc', 'verified', []], ['pc2', 'verified', []]]);
     expect(result.status).toBe('verified');
 
     const manifest = JSON.parse(await readFile(path.join(dir, 'mainpc', backupId, 'manifest.json'), 'utf8')) as Manifest;
     expect(manifest.status).toBe('verified');
-    expect(manifest.components[0]!.tables).toMatchObject({ 'public.items': { rows: 3000 }, 'public.events': { rows: 700 }, 'audit."Order Lines"': { rows: 250 } });
-    expect(Object.keys(manifest.components[0]!.tables!).sort()).toEqual(['audit."Order Lines"', 'public.events', 'public.items']);
-    expect(manifest.verification!.components[0]!.detail).toMatch(/^restored into a scratch database: 3 tables, 3950 rows, counts and checksums match$/);
+    const tables = manifest.components[0]!.tables!;
+    expect(tables).toMatchObject({ 'public.items': { rows: 3000 }, 'public.events': { rows: 700 }, 'audit."Order Lines"': { rows: 250 }, 'public.bulk': { rows: 100_000 } });
+    expect(Object.keys(tables).sort()).toEqual(['audit."Order Lines"', 'public.bulk', 'public.events', 'public.items', 'public.ticks']);
+    expect(tables['public.ticks']!.rows).toBeGreaterThanOrEqual(ticksBefore);
+    expect(tables['public.ticks']!.rows).toBeLessThan(ticksAfter); // taken while the writer ran
+    expect(manifest.verification!.components[0]!.detail).toMatch(/^restored into a scratch database: 5 tables, \d+ rows, counts and checksums match$/);
     const dump = await readFile(path.join(dir, 'mainpc', backupId, 'pg.dump'));
     expect(dump.subarray(0, 5).toString()).toBe('PGDMP');
     expect(manifest.components[0]!.bytes).toBe(dump.length);
