@@ -51,7 +51,9 @@ export function createRedisActivities(ctx: HostContext) {
       }
     }
     const res = await runTool(ctx.docker, c.container, ['redis-cli', ...args], { env: { REDISCLI_AUTH: password } });
-    if (res.code !== 0 || /^(ERR|NOAUTH|WRONGPASS)/.test(res.stdout)) throw new Error(`redis-cli ${args[0]} in ${c.container}: ${(res.stdout + res.stderr).trim()}`);
+    // redis-cli exits 0 on an error reply and prints it as is: an upper-case code and a message
+    // (ERR, NOAUTH, NOPERM, LOADING, MISCONF…). No good reply to INFO, BGSAVE or PING looks like that.
+    if (res.code !== 0 || /^[A-Z][A-Z_]+ /.test(res.stdout)) throw new Error(`redis-cli ${args[0]} in ${c.container}: ${(res.stdout + res.stderr).trim()}`);
     return res.stdout;
   }
 
@@ -66,21 +68,30 @@ export function createRedisActivities(ctx: HostContext) {
       const t0 = Date.now();
       const before = parseInfo(await command(c, ['INFO', 'persistence']));
       log.info('redis BGSAVE', { backupId: req.backupId, component: c.name, lastSave: before.rdb_last_save_time });
+      let reply: string;
       try {
-        await command(c, ['BGSAVE']);
+        reply = await command(c, ['BGSAVE']);
       } catch (err) {
-        if (!/in progress/i.test((err as Error).message)) throw err; // one already running counts too
+        if (!/in progress/i.test((err as Error).message)) throw ApplicationFailure.retryable(`Redis ${c.name}: BGSAVE refused: ${(err as Error).message}`, 'SnapshotFailed');
+        reply = 'already in progress'; // one already running counts too
+      }
+      if (!/^Background saving (started|scheduled)|^already in progress/.test(reply.trim())) {
+        throw ApplicationFailure.retryable(`Redis ${c.name}: BGSAVE did not start a save: ${JSON.stringify(reply.trim())}`, 'SnapshotFailed');
       }
       for (;;) {
         await sleep(200);
         heartbeat();
         const now = parseInfo(await command(c, ['INFO', 'persistence']));
-        if (now.rdb_bgsave_in_progress === '0' && Number(now.rdb_last_save_time) > Number(before.rdb_last_save_time)) {
-          if (now.rdb_last_bgsave_status !== 'ok') throw ApplicationFailure.retryable(`Redis ${c.name}: BGSAVE finished with status ${now.rdb_last_bgsave_status}`, 'SnapshotFailed');
-          break;
-        }
-        // rdb_last_save_time has one-second resolution: a save in the same second as the last one still counts once finished.
-        if (now.rdb_bgsave_in_progress === '0' && Date.now() - t0 > 2500) break;
+        if (now.rdb_bgsave_in_progress === undefined) throw ApplicationFailure.retryable(`Redis ${c.name}: INFO persistence does not say whether a save runs`, 'SnapshotFailed');
+        if (now.rdb_bgsave_in_progress !== '0') continue;
+        // Redis 7 counts saves (rdb_saves); before that, rdb_last_save_time has one-second
+        // resolution: a save in the same second as the last one still counts once finished.
+        const finished = now.rdb_saves !== undefined && before.rdb_saves !== undefined
+          ? Number(now.rdb_saves) > Number(before.rdb_saves)
+          : Number(now.rdb_last_save_time) > Number(before.rdb_last_save_time) || Date.now() - t0 > 2500;
+        if (!finished) continue;
+        if (now.rdb_last_bgsave_status !== 'ok') throw ApplicationFailure.retryable(`Redis ${c.name}: BGSAVE finished with status ${now.rdb_last_bgsave_status}`, 'SnapshotFailed');
+        break;
       }
       if (c.via === 'tcp') {
         const password = await readSecret(c.password, `backups ${c.name}.password`);

@@ -353,16 +353,34 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
     await expect(run('restoreBackup', `restore-exec-failed-${pid}`, [{ id: backupId, backups: plan, components: ['pg'] }])).rejects.toThrow();
   });
 
+  it('a BGSAVE that Redis refuses fails the snapshot instead of copying the last, stale dump.rdb', async () => {
+    const r = await redis();
+    try {
+      await r.call('ACL', 'SETUSER', 'default', '-bgsave');
+      await r.set('after:refused', 'not in any dump');
+      const result = await run<BackupResult>('backupDatabases', `backup-exec-refused-${pid}`, [{ backups: plan }]);
+      expect(result.status).toBe('failed');
+      expect(result.hosts.find((h) => h.host === 'pc2')!.problems).toEqual([expect.stringMatching(/^cache: not taken: .*BGSAVE.*NOPERM/)]);
+      expect(await readdir(path.join(dir, 'pc2', result.id))).toEqual(['manifest.json']);
+    } finally {
+      await r.call('ACL', 'SETUSER', 'default', '+bgsave');
+      await r.del('after:refused');
+      r.disconnect();
+    }
+  });
+
   it('never writes either password into a workflow history, a manifest or a result', async () => {
-    expect(workflowIds.length).toBeGreaterThanOrEqual(7);
+    expect(workflowIds.length).toBeGreaterThanOrEqual(8);
     for (const id of workflowIds) {
       const json = await historyJson(world, id);
       expect(json).toContain(pgVar);
       expect(json).not.toContain(pgSecret);
       expect(json).not.toContain(redisSecret);
     }
-    for (const host of ['mainpc', 'pc2']) {
-      const manifest = await readFile(path.join(dir, host, backupId, 'manifest.json'), 'utf8');
+    const manifests = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('manifest.json'));
+    expect(manifests.length).toBeGreaterThanOrEqual(4);
+    for (const file of manifests) {
+      const manifest = await readFile(path.join(dir, file), 'utf8');
       expect(manifest).not.toContain(pgSecret);
       expect(manifest).not.toContain(redisSecret);
     }
