@@ -12,6 +12,7 @@ import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import type Dockerode from 'dockerode';
 import { ApplicationFailure } from '@temporalio/common';
 import { cancellationSignal, heartbeat, log, sleep } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
@@ -35,6 +36,23 @@ export function parseInfo(text: string): Record<string, string> {
 export function rdbHeaderProblem(head: Buffer): string | undefined {
   const text = head.subarray(0, 9).toString('latin1');
   return /^REDIS\d{4}$/.test(text) ? undefined : `does not start with an RDB header ("REDIS" + 4-digit version), found ${JSON.stringify(text)}`;
+}
+
+/**
+ * Why a container stopped, from the end of its log: the lines that say error or abort (Redis
+ * prints a long RDB check after the cause), else the last lines; on one line.
+ */
+async function logTail(container: Dockerode.Container): Promise<string> {
+  const raw = await container.logs({ stdout: true, stderr: true, tail: 40, follow: false }).catch(() => Buffer.alloc(0));
+  let buf = Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw));
+  if (buf.length > 0 && buf[0]! <= 2) { // multiplexed (no tty): 8-byte frame headers
+    const frames: Buffer[] = [];
+    for (let at = 0; at + 8 <= buf.length; at += 8 + buf.readUInt32BE(at + 4)) frames.push(buf.subarray(at + 8, at + 8 + buf.readUInt32BE(at + 4)));
+    buf = Buffer.concat(frames);
+  }
+  const lines = buf.toString('utf8').split('\n').map((l) => l.replace(/^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] /, '').trim()).filter(Boolean);
+  const causes = lines.filter((l) => /error|abort|fatal|unexpected|short read|can't|cannot|failed/i.test(l));
+  return (causes.length ? causes.slice(0, 3) : lines.slice(-3)).join(' / ') || '(nothing)';
 }
 
 export function createRedisActivities(ctx: HostContext) {
@@ -152,7 +170,28 @@ export function createRedisActivities(ctx: HostContext) {
       await container.putArchive(oneFileTar('dump.rdb', await readFile(file)), { path: c.dataDir ?? '/data' });
       await container.start();
       await rm(`${file}.partial`, { force: true });
-      return { name: c.name, ok: true, detail: `dump.rdb replaced in ${c.container}:${c.dataDir} and Redis restarted`, ms: Date.now() - t0 };
+      // Redis loads dump.rdb as it starts: wait until it answers with the file loaded, or has stopped.
+      const failed = (why: string): ComponentVerification => ({ name: c.name, ok: false, detail: `Redis in ${c.container} did not come back after dump.rdb was replaced: ${why}`, ms: Date.now() - t0 });
+      let silentSince = Date.now();
+      let lastError = '';
+      for (;;) {
+        const state = (await container.inspect()).State;
+        if (!state.Running || state.Restarting) return failed(`it exited with code ${state.ExitCode}; its log says: ${await logTail(container)}`);
+        try {
+          const info = parseInfo(await command(c, ['INFO', 'persistence']));
+          if (info.loading === '0') {
+            if (info.aof_enabled === '1') return failed('it has appendonly on, so it loaded its AOF and ignored dump.rdb: turn appendonly off for the restore, then on again');
+            const loaded = info.rdb_last_load_keys_loaded !== undefined ? `: ${info.rdb_last_load_keys_loaded} keys loaded (${info.rdb_last_load_keys_expired ?? 0} had expired)` : '';
+            return { name: c.name, ok: true, detail: `dump.rdb replaced in ${c.container}:${c.dataDir ?? '/data'} and Redis restarted${loaded}`, ms: Date.now() - t0 };
+          }
+          silentSince = Date.now(); // loading: it answers, and a big file takes its time
+        } catch (err) {
+          lastError = (err as Error).message;
+          if (Date.now() - silentSince > 60_000) return failed(`it does not answer (${lastError}); its log says: ${await logTail(container)}`);
+        }
+        heartbeat();
+        await sleep(250);
+      }
     },
   };
 }

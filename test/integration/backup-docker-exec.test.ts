@@ -37,11 +37,13 @@ const pgSecret = `pg-${pid}-${Math.random().toString(36).slice(2)}`;
 const redisSecret = `rd-${pid}-${Math.random().toString(36).slice(2)}`;
 const pgContainer = containerName(project, 'mainpc', 'db');
 const redisContainer = containerName(project, 'pc2', 'cache');
+const journalContainer = containerName(project, 'pc2', 'journal');
 
 let dir: string;
 let pgPort: number;
 
-function inventory() {
+/** The backups of `db` and `cache`; with `journal`, only the Redis that keeps an append-only file. */
+function inventory(only?: 'journal') {
   return parseInventory({
     version: 1,
     project,
@@ -49,11 +51,14 @@ function inventory() {
     services: {
       db: { image: TEST_POSTGRES_IMAGE, placement: { host: 'mainpc' } },
       cache: { image: TEST_REDIS_IMAGE, placement: { host: 'pc2' } },
+      journal: { image: TEST_REDIS_IMAGE, command: ['--appendonly', 'yes'], placement: { host: 'pc2' } },
     },
     backups: {
       directory: dir,
-      postgres: [{ name: 'pg', host: 'mainpc', via: 'docker-exec', unit: 'db', database, user: 'postgres', password: { from_env: pgVar } }],
-      redis: [{ name: 'cache', host: 'pc2', via: 'docker-exec', unit: 'cache', password: { from_env: redisVar }, data_dir: '/data' }],
+      postgres: only ? [] : [{ name: 'pg', host: 'mainpc', via: 'docker-exec', unit: 'db', database, user: 'postgres', password: { from_env: pgVar } }],
+      redis: only
+        ? [{ name: 'journal', host: 'pc2', via: 'docker-exec', unit: 'journal', password: { from_env: redisVar } }]
+        : [{ name: 'cache', host: 'pc2', via: 'docker-exec', unit: 'cache', password: { from_env: redisVar }, data_dir: '/data' }],
     },
   });
 }
@@ -117,8 +122,8 @@ async function contents(): Promise<Record<string, { rows: number; md5: string }>
   return out;
 }
 
-async function redis(db = 0): Promise<Redis> {
-  const client = new Redis({ host: '127.0.0.1', port: await publishedPort(redisContainer, 6379), password: redisSecret, db, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+async function redis(db = 0, container = redisContainer): Promise<Redis> {
+  const client = new Redis({ host: '127.0.0.1', port: await publishedPort(container, 6379), password: redisSecret, db, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   client.on('error', () => undefined); // connect() rejects with it
   await client.connect();
   return client;
@@ -294,11 +299,14 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
 
     expect(await contents()).toEqual(pgBefore);
     expect(await sql(database, `SELECT count(*)::int AS n FROM recent`)).toHaveLength(1); // the view is back
-    expect(await until('Redis after the restore', async () => redisWorld())).toEqual(redisBefore);
+    // The workflow returned: Redis answers at once, with the data of the backup.
+    expect(await redisWorld()).toEqual(redisBefore);
   });
 
+  let againId: string;
   it('after the restore both servers still take a backup (Redis can write its restored data folder)', async () => {
     const result = await run<BackupResult>('backupDatabases', `backup-exec-again-${pid}`, [{ backups: plan }]);
+    againId = result.id;
     expect(result.hosts.map((h) => [h.host, h.status, h.problems])).toEqual([['mainpc', 'verified', []], ['pc2', 'verified', []]]);
     const r = await redis();
     const info = await r.info('persistence');
@@ -353,6 +361,18 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
     await expect(run('restoreBackup', `restore-exec-failed-${pid}`, [{ id: backupId, backups: plan, components: ['pg'] }])).rejects.toThrow();
   });
 
+  it('a restored dump.rdb that Redis cannot load is reported, not "restarted"; the good backup then brings it back', async () => {
+    const forced = await run<RestoreResult>('restoreBackup', `restore-exec-bad-rdb-${pid}`, [{ id: backupId, backups: plan, components: ['cache'], force: true }]);
+    expect(forced.ok).toBe(false);
+    expect(forced.components[0]!.detail).toMatch(new RegExp(`^Redis in ${redisContainer} did not come back after dump.rdb was replaced: .*exited with code 1; its log says: Short read or OOM loading DB`, 's'));
+    expect((await docker.getContainer(redisContainer).inspect()).State.Running).toBe(false);
+
+    const good = await run<RestoreResult>('restoreBackup', `restore-exec-good-rdb-${pid}`, [{ id: againId, backups: plan, components: ['cache'] }]);
+    expect(good.ok).toBe(true);
+    expect(good.components[0]!.detail).toMatch(/\b\d+ keys loaded\b/);
+    expect(await redisWorld()).toEqual(redisBefore);
+  });
+
   it('a BGSAVE that Redis refuses fails the snapshot instead of copying the last, stale dump.rdb', async () => {
     const r = await redis();
     try {
@@ -369,11 +389,32 @@ describe('backups via docker exec (PostgreSQL 15 and Redis 7 in containers, real
     }
   });
 
+  it('a Redis that keeps an append-only file ignores a restored dump.rdb: reported, not "restored"', async () => {
+    await startContainer(journalContainer, TEST_REDIS_IMAGE, 6379, { cmd: ['--requirepass', redisSecret, '--appendonly', 'yes'] });
+    await until('the append-only Redis', async () => (await redis(0, journalContainer)).disconnect());
+    const r = await redis(0, journalContainer);
+    await r.set('journal:kept', 'in the backup');
+    r.disconnect();
+    const journalPlan = buildPlan(inventory('journal')).backups!;
+    const backup = await run<BackupResult>('backupDatabases', `backup-exec-journal-${pid}`, [{ backups: journalPlan }]);
+    expect(backup.status).toBe('verified');
+    const r2 = await redis(0, journalContainer);
+    await r2.set('journal:after', 'written after the backup');
+    r2.disconnect();
+
+    const restored = await run<RestoreResult>('restoreBackup', `restore-exec-journal-${pid}`, [{ id: backup.id, backups: journalPlan }]);
+    expect(restored.ok).toBe(false);
+    expect(restored.components[0]!.detail).toMatch(/appendonly on, so it loaded its AOF and ignored dump\.rdb/);
+    const r3 = await redis(0, journalContainer);
+    expect(await r3.get('journal:after')).toBe('written after the backup'); // what the AOF held, not the backup
+    r3.disconnect();
+  });
+
   it('never writes either password into a workflow history, a manifest or a result', async () => {
-    expect(workflowIds.length).toBeGreaterThanOrEqual(8);
+    expect(workflowIds.length).toBeGreaterThanOrEqual(12);
     for (const id of workflowIds) {
       const json = await historyJson(world, id);
-      expect(json).toContain(pgVar);
+      expect(json).toContain(redisVar); // the reference is there (every plan here backs up a Redis)…
       expect(json).not.toContain(pgSecret);
       expect(json).not.toContain(redisSecret);
     }
