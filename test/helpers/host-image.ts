@@ -62,7 +62,9 @@ async function findBusybox(): Promise<string> {
 async function fingerprint(spec: HostImageSpec, busybox: string): Promise<string> {
   const hash = createHash('sha256');
   const visit = async (p: string): Promise<void> => {
-    const s = await stat(p);
+    const s = await stat(p).catch(() => {
+      throw new Error(`${p} is not on this machine: install the package that provides it (scripts/setup.sh installs what the tests need)`);
+    });
     hash.update(`${p}\0${s.size}\0${s.mtimeMs}\0`);
     if (s.isDirectory()) for (const name of (await readdir(p)).sort()) await visit(path.join(p, name));
   };
