@@ -39,7 +39,7 @@ export async function batchDemoStep(client: Client, plan: Plan, say: (line?: str
   say(`-- ${batch.name}: version 2 writes data; then migrate rollback ${batch.name} --restore-data ${data.component.name} --`);
   const before = await data.rows();
   await data.write(250, `${batch.name} version 2`);
-  say(`  ${data.component.database}.agent_memory: ${before} rows when backup ${v2.backup.id} was taken, ${await data.rows()} now`);
+  say(`  ${data.component.database}.agent_memory: ${before} rows as batch-1's backup ${v2.backup.id} holds them, ${await data.rows()} after version 2 wrote`);
   // Only PostgreSQL: this machine's Redis is reached over tcp, whose files a worker cannot replace.
   const back2 = await rollbackCompletedBatch(client, plan.project, batch.name, { restoreData: plan.backups, components: [data.component.name] });
   say(`  agents: ${back2.agents.map((a) => `${a.agent} ${a.phase}`).join(', ')}`);
