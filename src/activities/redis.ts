@@ -8,7 +8,7 @@
  * the whole instance, every database.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -42,6 +42,20 @@ export function rdbHeaderProblem(head: Buffer): string | undefined {
  * Why a container stopped, from the end of its log: the lines that say error or abort (Redis
  * prints a long RDB check after the cause), else the last lines; on one line.
  */
+/** A file's content from inside a container (docker cp), or undefined when it is not there. */
+async function readFromContainer(container: Dockerode.Container, file: string): Promise<Buffer | undefined> {
+  let archive: NodeJS.ReadableStream;
+  try {
+    archive = await container.getArchive({ path: file });
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+    throw err;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of archive as AsyncIterable<Buffer>) chunks.push(chunk);
+  return firstFileOfTar(Buffer.concat(chunks))?.data;
+}
+
 async function logTail(container: Dockerode.Container): Promise<string> {
   const raw = await container.logs({ stdout: true, stderr: true, tail: 40, follow: false }).catch(() => Buffer.alloc(0));
   let buf = Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw));
@@ -116,12 +130,9 @@ export function createRedisActivities(ctx: HostContext) {
         const res = await runTool(ctx.docker, undefined, ['redis-cli', '-h', c.address, '-p', String(c.port), '--rdb', partial], { env: { REDISCLI_AUTH: password }, signal: cancellationSignal() });
         if (res.code !== 0) throw ApplicationFailure.retryable(`redis-cli --rdb from ${c.name} failed: ${(res.stdout + res.stderr).trim()}`, 'SnapshotFailed');
       } else {
-        const archive = await ctx.docker.getContainer(c.container!).getArchive({ path: path.posix.join(c.dataDir ?? '/data', 'dump.rdb') });
-        const chunks: Buffer[] = [];
-        for await (const chunk of archive as AsyncIterable<Buffer>) chunks.push(chunk);
-        const entry = firstFileOfTar(Buffer.concat(chunks));
-        if (!entry) throw ApplicationFailure.retryable(`no dump.rdb in ${c.container}:${c.dataDir}`, 'SnapshotFailed');
-        await writeFile(partial, entry.data);
+        const data = await readFromContainer(ctx.docker.getContainer(c.container!), path.posix.join(c.dataDir ?? '/data', 'dump.rdb'));
+        if (!data) throw ApplicationFailure.retryable(`no dump.rdb in ${c.container}:${c.dataDir}`, 'SnapshotFailed');
+        await writeFile(partial, data);
       }
       await rename(partial, file);
       const { sha256, bytes } = await sha256File(file);
@@ -166,32 +177,70 @@ export function createRedisActivities(ctx: HostContext) {
         return { name: c.name, ok: false, detail: `not restored: over tcp this worker cannot replace the server's files; stop Redis ${c.address}:${c.port}, copy ${file} to its dir as dump.rdb (appendonly off), start it`, ms: Date.now() - t0 };
       }
       const container = ctx.docker.getContainer(c.container!);
-      await container.stop({ t: 10 }).catch((err: { statusCode?: number }) => { if (err.statusCode !== 304) throw err; });
-      await container.putArchive(oneFileTar('dump.rdb', await readFile(file)), { path: c.dataDir ?? '/data' });
-      await container.start();
-      await rm(`${file}.partial`, { force: true });
-      // Redis loads dump.rdb as it starts: wait until it answers with the file loaded, or has stopped.
-      const failed = (why: string): ComponentVerification => ({ name: c.name, ok: false, detail: `Redis in ${c.container} did not come back after dump.rdb was replaced: ${why}`, ms: Date.now() - t0 });
-      let silentSince = Date.now();
-      let lastError = '';
-      for (;;) {
-        const state = (await container.inspect()).State;
-        if (!state.Running || state.Restarting) return failed(`it exited with code ${state.ExitCode}; its log says: ${await logTail(container)}`);
-        try {
-          const info = parseInfo(await command(c, ['INFO', 'persistence']));
-          if (info.loading === '0') {
-            if (info.aof_enabled === '1') return failed('it has appendonly on, so it loaded its AOF and ignored dump.rdb: turn appendonly off for the restore, then on again');
-            const loaded = info.rdb_last_load_keys_loaded !== undefined ? `: ${info.rdb_last_load_keys_loaded} keys loaded (${info.rdb_last_load_keys_expired ?? 0} had expired)` : '';
-            return { name: c.name, ok: true, detail: `dump.rdb replaced in ${c.container}:${c.dataDir ?? '/data'} and Redis restarted${loaded}`, ms: Date.now() - t0 };
+      const dataDir = c.dataDir ?? '/data';
+      const stop = () => container.stop({ t: 10 }).catch((err: { statusCode?: number }) => { if (err.statusCode !== 304) throw err; });
+
+      /** Put `content` in as dump.rdb and start Redis; wait until it answers with it loaded, or has stopped. */
+      const putAndWait = async (content: Buffer): Promise<{ ok: true; detail: string } | { ok: false; why: string; aof?: true }> => {
+        await stop();
+        await container.putArchive(oneFileTar('dump.rdb', content), { path: dataDir });
+        await container.start();
+        let silentSince = Date.now();
+        let lastError = '';
+        for (;;) {
+          const state = (await container.inspect()).State;
+          if (!state.Running || state.Restarting) return { ok: false, why: `it exited with code ${state.ExitCode}; its log says: ${await logTail(container)}` };
+          try {
+            const info = parseInfo(await command(c, ['INFO', 'persistence']));
+            if (info.loading === '0') {
+              if (info.aof_enabled === '1') return { ok: false, aof: true, why: 'it has appendonly on, so it loaded its AOF and ignored dump.rdb: turn appendonly off for the restore, then on again' };
+              const loaded = info.rdb_last_load_keys_loaded !== undefined ? `: ${info.rdb_last_load_keys_loaded} keys loaded (${info.rdb_last_load_keys_expired ?? 0} had expired)` : '';
+              return { ok: true, detail: loaded };
+            }
+            silentSince = Date.now(); // loading: it answers, and a big file takes its time
+          } catch (err) {
+            lastError = (err as Error).message;
+            if (Date.now() - silentSince > 60_000) return { ok: false, why: `it does not answer (${lastError}); its log says: ${await logTail(container)}` };
           }
-          silentSince = Date.now(); // loading: it answers, and a big file takes its time
-        } catch (err) {
-          lastError = (err as Error).message;
-          if (Date.now() - silentSince > 60_000) return failed(`it does not answer (${lastError}); its log says: ${await logTail(container)}`);
+          heartbeat();
+          await sleep(250);
         }
-        heartbeat();
-        await sleep(250);
+      };
+
+      // A safety copy of what Redis had, put back if the restored file does not load. One left by an
+      // interrupted earlier attempt of this restore is the original: it is kept, not overwritten.
+      const safety = path.join(folder, `${req.entry.file}.before-restore`);
+      let haveSafety = await stat(safety).then(() => true, () => false);
+      if (!haveSafety) {
+        await stop(); // Redis writes its last snapshot as it stops: the copy is what it held
+        const current = await readFromContainer(container, path.posix.join(dataDir, 'dump.rdb'));
+        if (current) {
+          await writeFile(`${safety}.partial`, current);
+          await rename(`${safety}.partial`, safety);
+          haveSafety = true;
+        }
       }
+      await rm(`${file}.partial`, { force: true });
+      const failed = (why: string): ComponentVerification => ({ name: c.name, ok: false, detail: `Redis in ${c.container} did not come back after dump.rdb was replaced: ${why}`, ms: Date.now() - t0 });
+
+      const restored = await putAndWait(await readFile(file));
+      if (restored.ok) {
+        await rm(safety, { force: true });
+        return { name: c.name, ok: true, detail: `dump.rdb replaced in ${c.container}:${dataDir} and Redis restarted${restored.detail}`, ms: Date.now() - t0 };
+      }
+      if (restored.aof) {
+        // It runs, on its own AOF, with the data it had: only the file it ignored is put back.
+        if (haveSafety) await container.putArchive(oneFileTar('dump.rdb', await readFile(safety)), { path: dataDir });
+        await rm(safety, { force: true });
+        return failed(`${restored.why}; it runs on with the data its AOF holds, unchanged`);
+      }
+      if (!haveSafety) return failed(`${restored.why}; it had no dump.rdb before, so there is nothing to put back`);
+      const back = await putAndWait(await readFile(safety));
+      if (back.ok) {
+        await rm(safety, { force: true });
+        return failed(`${restored.why}; the dump.rdb it had before was put back and Redis runs with it again${back.detail}`);
+      }
+      return failed(`${restored.why}; putting back the dump.rdb it had before failed too (${back.why}): that file is kept at ${safety} on ${ctx.host}`);
     },
   };
 }
