@@ -217,6 +217,7 @@ describe('backupDatabases / verifyBackup / restoreBackup (real PostgreSQL, Redis
       const described = await handle.describe();
       expect(described.policies.overlap).toBe('SKIP');
       expect(described.spec.intervals?.[0]?.every).toBe(2000);
+      expect(described.policies.catchupWindow).toBe(60_000);
       let result: BackupResult | undefined;
       for (let i = 0; i < 60 && !result; i++) {
         await new Promise((r) => setTimeout(r, 1000));

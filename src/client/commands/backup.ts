@@ -63,6 +63,7 @@ export async function upsertBackupSchedule(client: Client, opts: ScheduleOptions
 const scheduleOptions = commonOptions.extend({
   cron: z.string().min(1).optional(),
   every: z.string().refine((v) => parseDuration(v) !== undefined, { message: 'must be a duration like "30s", "15m" or "6h"' }).optional(),
+  catchupWindow: z.string().refine((v) => parseDuration(v) !== undefined, { message: 'must be a duration like "10m" or "2h": how late a missed run may still start' }).optional(),
   pause: z.boolean().default(false),
   resume: z.boolean().default(false),
   trigger: z.boolean().default(false),
@@ -131,6 +132,7 @@ export function registerBackup(program: Command): void {
   common(backup.command('schedule').description('create or update the backup schedule (overlap: skip), or pause/resume/trigger/delete it'))
     .option('--cron <expr>', 'cron expression, e.g. "0 3 * * *"')
     .option('--every <duration>', 'interval instead of cron, e.g. 6h')
+    .option('--catchup-window <duration>', 'a run missed while the server was down still starts if this late (default 10m)')
     .option('--pause', 'pause the schedule')
     .option('--resume', 'resume the schedule')
     .option('--trigger', 'start one backup now, through the schedule')
@@ -147,7 +149,7 @@ export function registerBackup(program: Command): void {
         else if (opts.resume) { await handle.unpause('resumed with migrate backup schedule --resume'); outcome = 'resumed'; }
         else if (opts.trigger) { await handle.trigger(ScheduleOverlapPolicy.SKIP); outcome = 'triggered'; }
         else if (opts.delete) { await handle.delete(); outcome = 'deleted'; }
-        else outcome = await upsertBackupSchedule(client, { scheduleId, cron: opts.cron, every: opts.every, input: { backups } });
+        else outcome = await upsertBackupSchedule(client, { scheduleId, cron: opts.cron, every: opts.every, catchupWindow: opts.catchupWindow, input: { backups } });
         if (opts.json) printJson({ ok: true, scheduleId, outcome });
         else process.stdout.write(`schedule ${scheduleId}: ${outcome}\n`);
       } catch (err) {
