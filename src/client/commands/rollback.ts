@@ -78,6 +78,6 @@ function register(program: Command, name: 'rollback' | 'confirm', description: s
 }
 
 export function registerRollback(program: Command): void {
-  register(program, 'rollback', 'return a release pending confirmation to the release before it', rollbackReleaseCommand);
-  register(program, 'confirm', 'keep a release pending confirmation: drop the previous containers', confirmReleaseCommand);
+  register(program, 'rollback', 'return a release pending confirmation to the release before it (`rollback batch-N`: a completed batch\'s agents to their old containers)', rollbackReleaseCommand);
+  register(program, 'confirm', 'keep a release pending confirmation: drop the previous containers (`confirm batch-N`: the same for a completed batch)', confirmReleaseCommand);
 }
