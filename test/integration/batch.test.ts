@@ -3,7 +3,8 @@
  * standing in for the agents (version 1 installed, then version 2 migrated in). Every test has its own
  * project (containers, networks) and loopback address; assertions are on the containers themselves.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
 import Dockerode from 'dockerode';
 import { WorkflowFailedError } from '@temporalio/client';
 import { parseInventory } from '../../src/inventory/load.js';
@@ -248,6 +249,8 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     const history = await s.world.client.workflow.getHandle(parent.workflowId).fetchHistory();
     const children = (history.events ?? []).flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId ?? []);
     expect(children).toEqual([`migrate-${s.batches[0]}`, `migrate-${s.batches[1]}`]);
+    // The sequence replays against the current code.
+    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundle') } }, history, parent.workflowId);
   });
 
   it('refuses a batch whose agents\' dependency is not healthy, before any change', async () => {
