@@ -10,6 +10,7 @@ import type { HostActivities } from '../activities/index.js';
 import type { BackupSummary, ComponentEntry, ComponentVerification } from '../activities/backup-store.js';
 import type { BackupComponent, BackupPlan } from '../plan/backups.js';
 import { SA } from '../common/search-attributes.js';
+import { rootMessage } from '../common/failure.js';
 import { hostQueue } from '../plan/queues.js';
 
 const NON_RETRYABLE = ['BackupNotFound', 'BackupCorrupt', 'InvalidBackupId', 'InvalidTarget', 'SecretMissing', 'RestoreFailed'];
@@ -93,7 +94,7 @@ export async function backupDatabases(input: BackupInput): Promise<BackupResult>
   taken.forEach((t, i) => {
     if (t.status === 'rejected') {
       const c = plan.components[i]!;
-      (failedTakes[c.host] ??= []).push({ name: c.name, ok: false, detail: `not taken: ${(t.reason as Error).cause instanceof Error ? ((t.reason as Error).cause as Error).message : (t.reason as Error).message}`, ms: 0 });
+      (failedTakes[c.host] ??= []).push({ name: c.name, ok: false, detail: `not taken: ${rootMessage(t.reason)}`, ms: 0 });
     }
   });
 
@@ -173,14 +174,8 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreResult>
   }));
   const results: ComponentVerification[] = settled.map((r, i) => (r.status === 'fulfilled'
     ? r.value
-    : { name: wanted[i]!.name, ok: false, detail: `not restored: ${causeOf(r.reason)}`, ms: 0 }));
+    : { name: wanted[i]!.name, ok: false, detail: `not restored: ${rootMessage(r.reason)}`, ms: 0 }));
   const ok = results.every((r) => r.ok);
   phase(ok ? 'restored' : 'restore-incomplete');
   return { id: input.id, ok, components: results };
-}
-
-function causeOf(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
-  return e?.message ?? String(err);
 }

@@ -30,6 +30,7 @@ import type { UnitSpec } from '../plan/plan.js';
 import type { BackupPlan } from '../plan/backups.js';
 import { containerName, hostQueue } from '../plan/queues.js';
 import { SA } from '../common/search-attributes.js';
+import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     return progress;
   } catch (err) {
     // Rollback: this agent alone, back to its exact previous container (or none, on a first install).
-    const reason = failureMessage(err);
+    const reason = rootMessage(err);
     await CancellationScope.nonCancellable(async () => {
       await report('rolling-back', { reason });
       await rollbackAgent(project, progress);
@@ -237,13 +238,6 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     });
     return progress;
   }
-}
-
-function failureMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  // ActivityFailure wraps the ApplicationFailure that says what went wrong.
-  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
-  return e?.message ?? String(err);
 }
 
 /** Put one agent back as it was before its migration. Idempotent. */
@@ -331,7 +325,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
       if (p.phase === 'rolled-back' || p.phase === 'failed') failures++;
     }, (err: unknown) => {
       failures++;
-      agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'failed', reason: failureMessage(err) });
+      agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'failed', reason: rootMessage(err) });
     }).finally(() => running.delete(unit.name));
     running.set(unit.name, run);
   }
@@ -401,7 +395,7 @@ async function checkGates(input: BatchInput, hosts: string[]): Promise<void> {
   // 3. The agents' dependencies are healthy.
   const sick: string[] = [];
   await Promise.all(input.dependencies.map(async (d) => {
-    const r = await onHost(d.host).gate.probeUnit(d).catch((err: Error) => ({ ok: false, detail: failureMessage(err) }));
+    const r = await onHost(d.host).gate.probeUnit(d).catch((err: Error) => ({ ok: false, detail: rootMessage(err) }));
     if (!r.ok) sick.push(`${d.name} on ${d.host} (${r.detail ?? 'failing'})`);
   }));
   if (sick.length) throw refuse(`dependencies not healthy: ${sick.sort().join(', ')}`);
@@ -502,7 +496,7 @@ export async function migrateAllBatches(input: AllBatchesInput): Promise<AllBatc
       }
     } catch (err) {
       progress.stoppedAt = batch.batch;
-      progress.error = failureMessage(err);
+      progress.error = rootMessage(err);
       break;
     } finally {
       show();

@@ -45,6 +45,7 @@ import type { UnitSpec } from '../plan/plan.js';
 import { containerName, hostQueue } from '../plan/queues.js';
 import { topologicalWaves } from '../plan/graph.js';
 import { SA } from '../common/search-attributes.js';
+import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   try {
     progress.backup = await backupFirst(input.backup, `deploy ${release}`);
   } catch (err) {
-    progress.error = messageOf(err);
+    progress.error = rootMessage(err);
     setPhase('failed');
     await releaseLock();
     throw err;
@@ -293,7 +294,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
       const healthy = await scope.run(() => health.waitHealthy(unit)).finally(() => healthScopes.delete(scope));
       setUnit(unit.name, { phase: action === 'reused' ? 'unchanged' : 'healthy', healthyAt: healthy.healthyAt });
     } catch (err) {
-      const message = isCancellation(err) ? 'stopped: another service failed' : messageOf(err);
+      const message = isCancellation(err) ? 'stopped: another service failed' : rootMessage(err);
       setUnit(unit.name, { phase: 'failed', error: message });
       if (!failure && !isCancellation(err)) {
         failure = { unit: unit.name, message };
@@ -409,11 +410,4 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   await releaseLock();
   await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
   return progress;
-}
-
-function messageOf(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  // ActivityFailure wraps the ApplicationFailure that says what went wrong.
-  while (e && e.cause && typeof e.cause === 'object') e = e.cause as { message?: string; cause?: unknown };
-  return e?.message ?? String(err);
 }

@@ -9,6 +9,7 @@
  */
 import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
 import type { BackupPlan } from '../plan/backups.js';
+import { rootMessage } from '../common/failure.js';
 import { backupDatabases, restoreBackup, type RestoreResult } from './backup.js';
 
 /** What the client asks for: take a backup of these targets, or skip it for a stated reason. */
@@ -53,7 +54,7 @@ export async function backupFirst(guard: BackupGuard | undefined, what: string):
     });
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
-      `${what} refused before any change: the backup it starts with failed (${causeOf(err)}); fix it (\`migrate backup now\` shows the same), or pass --skip-backup "REASON"`,
+      `${what} refused before any change: the backup it starts with failed (${rootMessage(err)}); fix it (\`migrate backup now\` shows the same), or pass --skip-backup "REASON"`,
       'BackupFailed',
     );
   }
@@ -93,12 +94,6 @@ export async function restoreAfterRollback(guard: BackupGuard | undefined, outco
     });
     return { backupId, ok: result.ok, result };
   } catch (err) {
-    return { backupId, ok: false, error: causeOf(err) };
+    return { backupId, ok: false, error: rootMessage(err) };
   }
-}
-
-function causeOf(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
-  return e?.message ?? String(err);
 }

@@ -11,7 +11,7 @@ import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { SA } from '../../common/search-attributes.js';
 import { batchWorkflowId, confirmWorkflowId, rollbackWorkflowId, type AfterBatchInput, type AfterBatchResult, type BatchResult } from '../../workflows/batch.js';
 import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, restoreDataOption, UsageError } from '../common.js';
-import { failureText } from './batch-status.js';
+import { rootMessage } from '../../common/failure.js';
 import { formatDataRestore } from '../safeguard-format.js';
 
 async function completedBatch(client: Client, batch: string): Promise<BatchResult> {
@@ -53,7 +53,7 @@ async function afterBatch(client: Client, project: string, batch: string, kind: 
       staticSummary: `${kind} ${batch}`,
     });
   } catch (err) {
-    throw new CommandFailed(`${kind} of ${batch} failed: ${failureText(err)}`);
+    throw new CommandFailed(`${kind} of ${batch} failed: ${rootMessage(err)}`);
   }
 }
 

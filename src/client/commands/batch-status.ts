@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { batchProgressQuery, batchWorkflowId, type AgentProgress, type BatchProgress, type BatchResult } from '../../workflows/batch.js';
 import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson } from '../common.js';
 import { formatBackupOutcome } from '../safeguard-format.js';
+import { rootMessage } from '../../common/failure.js';
 
 const DONE = new Set(['migrated', 'unchanged', 'rolled-back', 'confirmed', 'failed']);
 
@@ -28,14 +29,8 @@ export async function batchProgress(client: Client, batch: string): Promise<Batc
     const r = (await handle.result()) as BatchResult;
     return { ...r, phase: r.outcome, paused: false, aborting: false, awaitingApproval: false, status };
   } catch (err) {
-    throw new CommandFailed(`${batch}'s last run ${status.toLowerCase()}: ${failureText(err)}`);
+    throw new CommandFailed(`${batch}'s last run ${status.toLowerCase()}: ${rootMessage(err)}`);
   }
-}
-
-export function failureText(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
-  return e?.message ?? String(err);
 }
 
 const ms = (v?: number) => (v === undefined || Number.isNaN(v) ? '–' : `${v.toFixed(1)} ms`);
@@ -61,7 +56,7 @@ export function formatBatch(p: BatchResult & { phase?: string; paused?: boolean 
 /** Redraw the batch's progress until it finishes; returns its result (throws CommandFailed if it failed). */
 export async function watchBatch(handle: WorkflowHandle, out: NodeJS.WriteStream = process.stdout): Promise<BatchResult> {
   const done = handle.result().then((r) => r as BatchResult, (err: unknown) => {
-    if (err instanceof WorkflowFailedError) throw new CommandFailed(failureText(err));
+    if (err instanceof WorkflowFailedError) throw new CommandFailed(rootMessage(err));
     throw err;
   });
   let finished = false;

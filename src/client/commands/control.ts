@@ -8,7 +8,7 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/cl
 import { z } from 'zod';
 import { abortUpdate, approveUpdate, batchWorkflowId, pauseUpdate, resumeUpdate } from '../../workflows/batch.js';
 import { action, commonOptions, CommandFailed, connectClient, parseOptions, printJson } from '../common.js';
-import { failureText } from './batch-status.js';
+import { rootMessage } from '../../common/failure.js';
 
 const controls = {
   pause: { update: pauseUpdate, what: 'start no further agents (those in flight finish)' },
@@ -41,8 +41,8 @@ export function registerControl(program: Command): void {
             : await handle.executeUpdate(update as typeof pauseUpdate);
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) throw new CommandFailed(`${batch} is not running`);
-          if (err instanceof WorkflowUpdateFailedError) throw new CommandFailed(`${name} refused: ${failureText(err)}`);
-          throw new CommandFailed(`${name} ${batch}: ${failureText(err)}`);
+          if (err instanceof WorkflowUpdateFailedError) throw new CommandFailed(`${name} refused: ${rootMessage(err)}`);
+          throw new CommandFailed(`${name} ${batch}: ${rootMessage(err)}`);
         }
         if (opts.json) printJson({ ok: true, batch, control: name, phase });
         else process.stdout.write(`${batch}: ${name} accepted (batch is ${phase})\n`);

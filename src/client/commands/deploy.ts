@@ -13,6 +13,7 @@ import { SA } from '../../common/search-attributes.js';
 import { deployLockId, deployWorkflowId, type DeployInput, type DeployProgress, type deployStack } from '../../workflows/deploy.js';
 import { action, backupGuard, collect, CommandFailed, commonOptions, connectClient, loadPlan, parseOptions, printJson, skipBackupOption } from '../common.js';
 import { describeBackupStep, formatBackupOutcome, formatDataRestore } from '../safeguard-format.js';
+import { rootMessage } from '../../common/failure.js';
 
 export const RELEASE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 export const releaseName = z.string().regex(RELEASE_RE, { message: 'must be letters, digits, "_", "." or "-" (at most 63), e.g. 2024-06-01 or v42' });
@@ -107,7 +108,7 @@ export async function followDeploy(handle: WorkflowHandle<typeof deployStack>, s
       progress = await handle.query<DeployProgress>('progress');
     } catch (err) {
       // Closed before its first query (e.g. refused by the lock): the result says why.
-      const error = await handle.result().then(() => undefined, (e: Error) => ((e.cause as Error | undefined)?.message ?? e.message));
+      const error = await handle.result().then(() => undefined, (e: unknown) => rootMessage(e));
       if (error) return { progress: { release: '', project: '', phase: 'failed', startedAt: 0, updatedAt: 0, units: {}, error }, error };
       throw err;
     }
@@ -119,7 +120,7 @@ export async function followDeploy(handle: WorkflowHandle<typeof deployStack>, s
     }
     if (SETTLED.has(progress.phase)) {
       if (progress.phase !== 'failed') return { progress };
-      const error = await handle.result().then(() => progress!.error, (e: Error) => ((e.cause as Error | undefined)?.message ?? e.message));
+      const error = await handle.result().then(() => progress!.error, (e: unknown) => rootMessage(e));
       return { progress: await handle.query<DeployProgress>('progress').catch(() => progress!), error };
     }
     await new Promise((r) => setTimeout(r, pollMs));

@@ -9,6 +9,7 @@ import { deployWorkflowId, type DecisionResult, type DeployProgress, type Rollba
 import { action, CommandFailed, commonOptions, connectClient, parseOptions, printJson, restoreDataOption } from '../common.js';
 import { releaseName } from './deploy.js';
 import { formatDataRestore } from '../safeguard-format.js';
+import { rootMessage } from '../../common/failure.js';
 
 const decideOptions = commonOptions.pick({ json: true, address: true, namespace: true }).extend({ release: releaseName, restoreData: restoreDataOption });
 
@@ -34,8 +35,7 @@ async function decide(client: Client, release: string, update: 'rollback' | 'con
     return await handle.executeUpdate<DecisionResult, [RollbackOptions]>('rollback', { args: [options] });
   } catch (err) {
     // The validator's refusal (e.g. --restore-data with no backup) reaches us as the update's failure.
-    const e = err as { message?: string; cause?: { message?: string } };
-    throw new CommandFailed(`rollback of ${release} refused: ${e.cause?.message ?? e.message}`);
+    throw new CommandFailed(`rollback of ${release} refused: ${rootMessage(err)}`);
   }
 }
 
