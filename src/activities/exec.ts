@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Dockerode from 'dockerode';
+import { cancellationSignal, heartbeat } from '@temporalio/activity';
 
 export interface ToolOptions {
   env?: Record<string, string | undefined>;
@@ -193,4 +194,20 @@ export async function withHeartbeat<T>(beat: () => void, work: Promise<T>, every
   } finally {
     clearInterval(timer);
   }
+}
+
+/** The running activity's cancellation signal; undefined outside an activity (the bench calls activities directly). */
+export function activitySignal(): AbortSignal | undefined {
+  try {
+    return cancellationSignal();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Heartbeat the running activity; nothing outside one. */
+export function activityBeat(details?: unknown): void {
+  try {
+    heartbeat(details);
+  } catch { /* outside an activity */ }
 }

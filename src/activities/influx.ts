@@ -49,14 +49,14 @@ import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { cancellationSignal, heartbeat, log } from '@temporalio/activity';
+import { log } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
 import {
   backupFolder, checkFile, sha256File,
   type ComponentEntry, type ComponentVerification, type InfluxDatabaseStats, type InfluxSeriesCount,
 } from './backup-store.js';
-import { runTool, withHeartbeat, type ToolResult } from './exec.js';
+import { activityBeat, activitySignal, runTool, type ToolResult, withHeartbeat } from './exec.js';
 import { readSecret } from './secrets.js';
 
 export interface InfluxRequest {
@@ -149,18 +149,6 @@ function tail(res: ToolResult): string {
 // ---------------------------------------------------------------------------------------------
 
 export function createInfluxActivities(ctx: HostContext) {
-  const signal = () => {
-    try {
-      return cancellationSignal();
-    } catch {
-      return undefined;
-    }
-  };
-  const beat = () => {
-    try {
-      heartbeat();
-    } catch { /* outside an activity */ }
-  };
   const container = (c: BackupComponent) => ctx.docker.getContainer(c.container!);
 
   // --- InfluxDB 2.x ---------------------------------------------------------------------------
@@ -218,7 +206,7 @@ export function createInfluxActivities(ctx: HostContext) {
 
   /** A tool in the container; heartbeats while it runs. */
   async function tool(c: BackupComponent, argv: string[], env: Record<string, string | undefined> = {}): Promise<ToolResult> {
-    return withHeartbeat(beat, runTool(ctx.docker, c.container, argv, { env, signal: signal() }));
+    return withHeartbeat(activityBeat, runTool(ctx.docker, c.container, argv, { env, signal: activitySignal() }));
   }
 
   /** A tool that must succeed (rm, mkdir, mv): a failure is worth retrying. */

@@ -15,11 +15,11 @@ import path from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
-import { cancellationSignal, heartbeat, log } from '@temporalio/activity';
+import { log } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
 import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification, type TableStats } from './backup-store.js';
-import { openToolSession, runTool, withHeartbeat } from './exec.js';
+import { activityBeat, activitySignal, openToolSession, runTool, withHeartbeat } from './exec.js';
 import { readSecret } from './secrets.js';
 
 export interface PostgresRequest {
@@ -41,18 +41,6 @@ export function scratchDatabase(backupId: string, component: string): string {
 type Query = (database: string, sql: string) => Promise<string[][]>;
 
 export function createPostgresActivities(ctx: HostContext) {
-  const signal = () => {
-    try {
-      return cancellationSignal();
-    } catch {
-      return undefined;
-    }
-  };
-  const beat = (details?: unknown) => {
-    try {
-      heartbeat(details);
-    } catch { /* outside an activity (the bench) */ }
-  };
 
   async function connect(c: BackupComponent, database: string): Promise<pg.Client> {
     const client = new pg.Client({ host: c.address, port: c.port, user: c.user, database, password: await readSecret(c.password, `backups ${c.name}.password`) });
@@ -76,7 +64,7 @@ export function createPostgresActivities(ctx: HostContext) {
       };
     }
     return async (database, sql) => {
-      const res = await runTool(ctx.docker, c.container, ['psql', '-X', '-v', 'ON_ERROR_STOP=1', '-U', c.user!, '-d', database, '-tA', '-F', '\t', '-c', sql], { env: await toolEnv(c), signal: signal() });
+      const res = await runTool(ctx.docker, c.container, ['psql', '-X', '-v', 'ON_ERROR_STOP=1', '-U', c.user!, '-d', database, '-tA', '-F', '\t', '-c', sql], { env: await toolEnv(c), signal: activitySignal() });
       if (res.code !== 0) throw new Error(`psql in ${c.container} failed: ${res.stderr.trim()}`);
       return res.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
     };
@@ -111,7 +99,7 @@ export function createPostgresActivities(ctx: HostContext) {
         },
       };
     }
-    const session = await openToolSession(ctx.docker, c.container!, ['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-tA', '-F', '\t', ...connArgs(c, c.database!)], { env: await toolEnv(c), signal: signal() });
+    const session = await openToolSession(ctx.docker, c.container!, ['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-tA', '-F', '\t', ...connArgs(c, c.database!)], { env: await toolEnv(c), signal: activitySignal() });
     const marker = `migrate-done-${randomUUID()}`;
     const query = async (sql: string) => (await session.ask(`${sql};\n\\echo ${marker}\n`, marker)).map((l) => l.split('\t'));
     const release = async () => {
@@ -133,7 +121,7 @@ export function createPostgresActivities(ctx: HostContext) {
     for (const [table] of await run(TABLES_SQL)) {
       const [[rows, sum]] = (await run(statsSql(table!))) as [[string, string]];
       out[table!] = { rows: Number(rows), checksum: sum };
-      beat({ table });
+      activityBeat({ table });
     }
     return out;
   }
@@ -153,7 +141,7 @@ export function createPostgresActivities(ctx: HostContext) {
   async function pgRestore(c: BackupComponent, file: string, args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
     // Inside a container the dump arrives on stdin; on this host pg_restore reads the file.
     const local = c.via === 'tcp';
-    return withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_restore', ...args, ...(local ? [file] : [])], { env: await toolEnv(c), stdinFile: local ? undefined : file, signal: signal() }));
+    return withHeartbeat(activityBeat, runTool(ctx.docker, c.container, ['pg_restore', ...args, ...(local ? [file] : [])], { env: await toolEnv(c), stdinFile: local ? undefined : file, signal: activitySignal() }));
   }
 
   return {
@@ -171,7 +159,7 @@ export function createPostgresActivities(ctx: HostContext) {
       const held = await holdSnapshot(c);
       try {
         const t0 = Date.now();
-        const res = await withHeartbeat(beat, runTool(ctx.docker, c.container, ['pg_dump', '-Fc', `--snapshot=${held.snapshot}`, ...connArgs(c, c.database!)], { env, stdoutFile: partial, signal: signal() }));
+        const res = await withHeartbeat(activityBeat, runTool(ctx.docker, c.container, ['pg_dump', '-Fc', `--snapshot=${held.snapshot}`, ...connArgs(c, c.database!)], { env, stdoutFile: partial, signal: activitySignal() }));
         if (res.code !== 0) {
           await rm(partial, { force: true });
           throw ApplicationFailure.retryable(`pg_dump of ${c.name} (${c.database}) failed with exit code ${res.code}: ${res.stderr.trim()}`, 'DumpFailed');
