@@ -68,15 +68,26 @@ export async function backupFirst(guard: BackupGuard | undefined, what: string):
   return { status: 'verified', id: result.id, workflowId };
 }
 
+/** Why a change has no backup to restore (skipped, none declared, not verified), or undefined when it has one. */
+export function missingBackup(outcome: BackupOutcome | undefined, what: string): string | undefined {
+  if (outcome?.status === 'verified' && outcome.id) return undefined;
+  const why = outcome?.status === 'skipped' ? `its backup was skipped (${outcome.reason})` : outcome?.status === 'none' ? 'the inventory declared no backups' : 'it took no verified backup';
+  return `${what} has no backup to restore: ${why}. Roll back without --restore-data, or restore another backup with \`migrate restore ID\``;
+}
+
+/** The names in `components` that are not components of `plan`. */
+export function unknownComponents(plan: BackupPlan, components: string[] | undefined): string[] {
+  const known = new Set(plan.components.map((c) => c.name));
+  return (components ?? []).filter((c) => !known.has(c));
+}
+
 /** Why `--restore-data` cannot be honoured, or undefined when it can. */
 export function restoreRefusal(outcome: BackupOutcome | undefined, guard: BackupGuard | undefined, what: string, components?: string[]): string | undefined {
-  if (!outcome || !guard || !('take' in guard) || outcome.status !== 'verified' || !outcome.id) {
-    const why = outcome?.status === 'skipped' ? `its backup was skipped (${outcome.reason})` : outcome?.status === 'none' ? 'the inventory declared no backups' : 'it took no verified backup';
-    return `${what} has no backup to restore: ${why}. Roll back without --restore-data, or restore another backup with \`migrate restore ID\``;
-  }
-  const known = guard.take.components.map((c) => c.name);
-  const unknown = (components ?? []).filter((c) => !known.includes(c));
-  if (unknown.length) return `backup ${outcome.id} has no component ${unknown.map((u) => `"${u}"`).join(', ')}: name some of ${known.join(', ')}, or give --restore-data no value to restore all`;
+  const missing = missingBackup(outcome, what);
+  if (missing) return missing;
+  if (!guard || !('take' in guard)) return missingBackup(undefined, what);
+  const unknown = unknownComponents(guard.take, components);
+  if (unknown.length) return `backup ${outcome!.id} has no component ${unknown.map((u) => `"${u}"`).join(', ')}: name some of ${guard.take.components.map((c) => c.name).join(', ')}, or give --restore-data no value to restore all`;
   return undefined;
 }
 

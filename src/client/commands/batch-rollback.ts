@@ -13,6 +13,7 @@ import { batchWorkflowId, confirmWorkflowId, rollbackWorkflowId, type AfterBatch
 import { action, collect, commonOptions, CommandFailed, connectClient, loadPlan, parseOptions, printJson, restoreDataOption, UsageError } from '../common.js';
 import { rootMessage } from '../../common/failure.js';
 import { formatDataRestore } from '../safeguard-format.js';
+import { missingBackup, unknownComponents } from '../../workflows/safeguard.js';
 
 async function completedBatch(client: Client, batch: string): Promise<BatchResult> {
   const handle = client.workflow.getHandle(batchWorkflowId(batch));
@@ -34,14 +35,11 @@ async function afterBatch(client: Client, project: string, batch: string, kind: 
   if (result.outcome !== 'migrated') throw new CommandFailed(`${batch}'s last run was already rolled back`);
   const input: AfterBatchInput = { project, batch, agents: result.agents };
   if (kind === 'rollback' && options.restoreData) {
-    if (result.backup?.status !== 'verified' || !result.backup.id) {
-      const why = result.backup?.status === 'skipped' ? `its backup was skipped ("${result.backup.reason}")` : 'it took no backup (the inventory declared none)';
-      throw new CommandFailed(`${batch} has no backup to restore: ${why}. Roll back without --restore-data, or restore another backup with \`migrate restore ID\``);
-    }
-    const known = options.restoreData.components.map((c) => c.name);
-    const unknown = (options.components ?? []).filter((c) => !known.includes(c));
-    if (unknown.length) throw new UsageError('invalid --restore-data', [{ path: '--restore-data', message: `no backup component ${unknown.map((u) => `"${u}"`).join(', ')}`, fix: `name some of ${known.join(', ')}, or give no value to restore all` }]);
-    input.restoreData = { backupId: result.backup.id, backups: options.restoreData, components: options.components };
+    const missing = missingBackup(result.backup, batch);
+    if (missing) throw new CommandFailed(missing);
+    const unknown = unknownComponents(options.restoreData, options.components);
+    if (unknown.length) throw new UsageError('invalid --restore-data', [{ path: '--restore-data', message: `no backup component ${unknown.map((u) => `"${u}"`).join(', ')}`, fix: `name some of ${options.restoreData.components.map((c) => c.name).join(', ')}, or give no value to restore all` }]);
+    input.restoreData = { backupId: result.backup!.id!, backups: options.restoreData, components: options.components };
   }
   const workflowId = kind === 'rollback' ? rollbackWorkflowId(batch) : confirmWorkflowId(batch);
   try {
