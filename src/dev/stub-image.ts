@@ -15,7 +15,8 @@ export const STUB_IMAGE = 'agent-migrate/stub-agent:1';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const STUB_CONTEXT = path.resolve(here, '../../images/stub-agent');
 
-async function findBusybox(): Promise<string> {
+/** Debian's busybox-static on this machine (or $BUSYBOX_PATH): the shell of every image built here. */
+export async function findBusybox(): Promise<string> {
   for (const candidate of [process.env.BUSYBOX_PATH, '/bin/busybox', '/usr/bin/busybox'].filter(Boolean) as string[]) {
     try {
       await access(candidate, constants.X_OK);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type Dockerode from 'dockerode';
 import { buildImage } from '../../src/activities/docker.js';
+import { findBusybox } from '../../src/dev/stub-image.js';
 
 const SPEC_LABEL = 'io.agent-migrate.test-image-spec';
 
@@ -50,13 +51,6 @@ export async function sharedLibraries(file: string): Promise<string[]> {
     if (m) libs.push(m[1]!);
   }
   return libs;
-}
-
-async function findBusybox(): Promise<string> {
-  for (const candidate of [process.env.BUSYBOX_PATH, '/bin/busybox', '/usr/bin/busybox']) {
-    if (candidate && (await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
-  }
-  throw new Error('busybox was not found: install Debian\'s busybox-static (scripts/setup.sh does), or set BUSYBOX_PATH');
 }
 
 async function fingerprint(spec: HostImageSpec, busybox: string): Promise<string> {
