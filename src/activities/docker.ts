@@ -118,6 +118,8 @@ export function containerCreateOptions(
       Mounts: mounts.length ? mounts : undefined,
       RestartPolicy: { Name: 'unless-stopped' },
       NetworkMode: networkName(project, unit.host),
+      // Dependencies on other hosts, by the same name (src/plan/cross-host.ts).
+      ExtraHosts: unit.extraHosts?.length ? unit.extraHosts : undefined,
       DeviceRequests: unit.gpuDeviceRequest && unit.gpu ? [{ Driver: 'nvidia', Count: unit.gpu.count, Capabilities: [['gpu']] }] : undefined,
     },
     NetworkingConfig: { EndpointsConfig: { [networkName(project, unit.host)]: { Aliases: [unit.name] } } },
