@@ -1,0 +1,516 @@
+/**
+ * Isolated hosts on one Linux machine (root): each host its own network namespace, with a veth into
+ * one bridge and its own address, and its own `dockerd` (own data root, exec root and socket) started
+ * inside that namespace. Workers started with `spawnInNamespace` reach the rest only over the bridge,
+ * as they would from another machine.
+ *
+ *   root namespace:  <prefix>-br  10.231.0.1/24  (the Temporal dev server listens here)
+ *   host i:          netns <prefix>-<host>, eth0 10.231.0.(i+2)/24, dockerd on <state>/<host>/docker.sock
+ *
+ * Namespaces have no default route: they reach the bridge subnet and nothing else. `down()` (or
+ * `downIsolatedHosts(stateDir)` from another process, which reads the state file) removes every
+ * namespace, link, firewall rule, mount, process and file this made; `leftovers()` lists what remains.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import Dockerode from 'dockerode';
+
+const exec = promisify(execFile);
+
+export interface IsolatedHost {
+  name: string;
+  /** The host's address on the bridge: it publishes ports here, and other hosts reach it here. */
+  address: string;
+  /** Its own engine's socket (in the root mount namespace, so any process can open it). */
+  dockerSocket: string;
+  dockerPid: number;
+  /** `ip netns` name; the namespace is mounted at /var/run/netns/<netns>. */
+  netns: string;
+  /** The bridge side of the host's veth: cut it to take the host off the network. */
+  link: string;
+  /** The argv (after nsenter) that (re)starts its dockerd, and its log file. */
+  engineArgv: string[];
+  engineLog: string;
+  stateDir: string;
+}
+
+export interface IsolatedHostsOptions {
+  /** Names every link and namespace: lowercase letters, digits and '-', at most 9 characters. */
+  prefix: string;
+  /** IPv4 subnet of the bridge, e.g. 10.231.0.0/24: .1 is the bridge, hosts get .2, .3, … */
+  subnet: string;
+  hosts: string[];
+  /** Where engines keep their data (default /var/lib/migrate-isolated/<prefix>); removed by down(). */
+  stateDir?: string;
+  /** How long each engine may take to answer (default 60 s). */
+  engineTimeoutMs?: number;
+}
+
+export interface IsolatedHosts {
+  prefix: string;
+  stateDir: string;
+  bridge: string;
+  bridgeAddress: string;
+  /** Prefix length of the subnet (24 for a /24). */
+  prefixLength: number;
+  hosts: IsolatedHost[];
+  host(name: string): IsolatedHost;
+  docker(name: string): Dockerode;
+  down(): Promise<void>;
+}
+
+interface StateFile {
+  prefix: string;
+  bridge: string;
+  bridgeAddress: string;
+  prefixLength: number;
+  firewallRule?: string[];
+  hosts: IsolatedHost[];
+}
+
+const PREFIX_RE = /^[a-z][a-z0-9-]{0,8}$/;
+const HOST_RE = /^[a-z0-9][a-z0-9_-]*$/i;
+const STATE_FILE = 'isolated-hosts.json';
+
+export function defaultStateDir(prefix: string): string {
+  return path.join('/var/lib/migrate-isolated', prefix);
+}
+
+/** Why isolated hosts cannot run here, or undefined when they can (root, `ip`, `nsenter`, `dockerd`). */
+export async function isolatedHostsUnsupported(): Promise<string | undefined> {
+  if (process.platform !== 'linux') return `isolated hosts need Linux network namespaces (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return 'isolated hosts need root (network namespaces, bridges and dockerd)';
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['nsenter', 'util-linux'], ['dockerd', 'docker.io']] as const) {
+    try {
+      await exec('sh', ['-c', `command -v ${tool}`]);
+    } catch {
+      return `\`${tool}\` is missing: install Debian's ${pkg} (scripts/setup.sh does)`;
+    }
+  }
+  return undefined;
+}
+
+// --- addresses ---------------------------------------------------------------------------------
+
+function ipToInt(ip: string): number {
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`"${ip}" is not an IPv4 address`);
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+function intToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** The bridge's address and one address per host inside `subnet` (pure). */
+export function allocateAddresses(subnet: string, count: number): { bridge: string; hosts: string[]; prefixLength: number } {
+  const match = /^([\d.]+)\/(\d{1,2})$/.exec(subnet);
+  if (!match) throw new Error(`subnet "${subnet}" must be IPv4 CIDR, e.g. 10.231.0.0/24`);
+  const prefixLength = Number(match[2]);
+  if (prefixLength < 8 || prefixLength > 29) throw new Error(`subnet "${subnet}": the prefix length must be between 8 and 29`);
+  const mask = prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
+  const network = (ipToInt(match[1]!) & mask) >>> 0;
+  const usable = 2 ** (32 - prefixLength) - 3; // network, bridge, broadcast
+  if (count > usable) throw new Error(`subnet "${subnet}" has room for ${usable} hosts, not ${count}`);
+  return {
+    bridge: intToIp(network + 1),
+    hosts: Array.from({ length: count }, (_, i) => intToIp(network + 2 + i)),
+    prefixLength,
+  };
+}
+
+// --- small system calls ----------------------------------------------------------------------------
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await exec(cmd, args);
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`);
+  }
+}
+
+async function tryRun(cmd: string, args: string[]): Promise<boolean> {
+  try {
+    await exec(cmd, args);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(intervalMs);
+  }
+}
+
+export async function linkExists(name: string): Promise<boolean> {
+  return tryRun('ip', ['link', 'show', 'dev', name]);
+}
+
+export async function netnsList(): Promise<string[]> {
+  const out = await run('ip', ['netns', 'list']);
+  return out.split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
+}
+
+/** Processes whose network namespace is `netns` (what `ip netns pids` reports). */
+async function netnsPids(netns: string): Promise<number[]> {
+  try {
+    return (await run('ip', ['netns', 'pids', netns])).split('\n').map(Number).filter((n) => n > 0);
+  } catch {
+    return [];
+  }
+}
+
+function childPids(pid: number, all: { pid: number; ppid: number }[]): number[] {
+  return all.filter((p) => p.ppid === pid).map((p) => p.pid);
+}
+
+async function processTable(): Promise<{ pid: number; ppid: number }[]> {
+  const out: { pid: number; ppid: number }[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      out.push({ pid: Number(entry), ppid: Number(fields[1]) });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** Mount points at or below `dir`, deepest first. */
+async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text.split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
+    .map((m) => m.replace(/\\040/g, ' '))
+    .sort((a, b) => b.length - a.length);
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// --- engines -------------------------------------------------------------------------------------
+
+export function dockerFor(host: Pick<IsolatedHost, 'dockerSocket'>): Dockerode {
+  return new Dockerode({ socketPath: host.dockerSocket });
+}
+
+function engineArgv(dir: string): string[] {
+  return [
+    'dockerd',
+    '--data-root', path.join(dir, 'data'),
+    '--exec-root', path.join(dir, 'exec'),
+    '--pidfile', path.join(dir, 'docker.pid'),
+    '-H', `unix://${path.join(dir, 'docker.sock')}`,
+    // The namespace's own docker0 and iptables: nothing of the root engine is shared.
+    '--log-level', 'warn',
+  ];
+}
+
+/** Start (or restart) a host's dockerd inside its namespace and wait until it answers. */
+export async function startEngine(host: IsolatedHost, timeoutMs = 60_000): Promise<number> {
+  const log = openSync(host.engineLog, 'a');
+  let child: ChildProcess;
+  try {
+    // nsenter execs dockerd (no --fork), so the child's pid is dockerd's. Own process group: a
+    // Ctrl-C in the terminal reaches the CLI, which then tears down in order.
+    child = spawn('nsenter', [`--net=/var/run/netns/${host.netns}`, '--', ...host.engineArgv], { stdio: ['ignore', log, log], detached: true });
+  } finally {
+    closeSync(log);
+  }
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`host ${host.name}: dockerd could not be started`);
+  host.dockerPid = pid;
+  const docker = dockerFor(host);
+  const ok = await waitFor(async () => {
+    if (!pidAlive(pid)) return true;
+    return docker.ping().then(() => true, () => false);
+  }, timeoutMs, 150);
+  if (!ok || !pidAlive(pid)) {
+    const tail = (await readFile(host.engineLog, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+    throw new Error(`host ${host.name}: dockerd ${pidAlive(pid) ? `did not answer within ${timeoutMs / 1000} s` : 'exited'}; its log (${host.engineLog}):\n${tail}`);
+  }
+  return pid;
+}
+
+/** SIGKILL a host's dockerd and the containerd it started: the engine is gone, its containers' shims stay. */
+export async function killEngineProcesses(host: IsolatedHost): Promise<void> {
+  const table = await processTable();
+  const victims = [host.dockerPid, ...childPids(host.dockerPid, table)];
+  for (const pid of victims) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch { /* already gone */ }
+  }
+  await waitFor(() => victims.every((p) => !pidAlive(p)), 10_000);
+}
+
+// --- up --------------------------------------------------------------------------------------------
+
+async function saveState(stateDir: string, state: StateFile): Promise<void> {
+  await writeFile(path.join(stateDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+export async function upIsolatedHosts(options: IsolatedHostsOptions): Promise<IsolatedHosts> {
+  const { prefix, hosts: names } = options;
+  if (!PREFIX_RE.test(prefix)) throw new Error(`prefix "${prefix}" must be lowercase letters, digits and '-', 1 to 9 characters (it names network links)`);
+  for (const n of names) if (!HOST_RE.test(n)) throw new Error(`host name "${n}" cannot name a network namespace`);
+  if (new Set(names).size !== names.length) throw new Error(`host names repeat: ${names.join(', ')}`);
+  const why = await isolatedHostsUnsupported();
+  if (why) throw new Error(why);
+  const addresses = allocateAddresses(options.subnet, names.length);
+  const stateDir = path.resolve(options.stateDir ?? defaultStateDir(prefix));
+  const bridge = `${prefix}-br`;
+  if (await linkExists(bridge)) {
+    throw new Error(`link ${bridge} already exists: isolated hosts with prefix "${prefix}" are up (or were left behind); remove them with downIsolatedHosts('${stateDir}') / \`migrate dev --isolated-hosts --down\``);
+  }
+  await mkdir(stateDir, { recursive: true });
+  const state: StateFile = { prefix, bridge, bridgeAddress: addresses.bridge, prefixLength: addresses.prefixLength, hosts: [] };
+  await saveState(stateDir, state);
+
+  try {
+    await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    await run('ip', ['addr', 'add', `${addresses.bridge}/${addresses.prefixLength}`, 'dev', bridge]);
+    await run('ip', ['link', 'set', bridge, 'up']);
+    // With br_netfilter loaded, bridged frames pass the root FORWARD chain, whose policy the root
+    // engine sets to DROP: let traffic between the hosts (and only between them) through.
+    const rule = ['FORWARD', '-i', bridge, '-o', bridge, '-m', 'comment', '--comment', `migrate-isolated-${prefix}`, '-j', 'ACCEPT'];
+    if (await tryRun('iptables', ['-I', ...rule])) state.firewallRule = rule;
+    await saveState(stateDir, state);
+
+    for (const [i, name] of names.entries()) {
+      const dir = path.join(stateDir, name);
+      await mkdir(dir, { recursive: true });
+      const host: IsolatedHost = {
+        name,
+        address: addresses.hosts[i]!,
+        dockerSocket: path.join(dir, 'docker.sock'),
+        dockerPid: 0,
+        netns: `${prefix}-${name}`,
+        link: `${prefix}-v${i}`,
+        engineArgv: engineArgv(dir),
+        engineLog: path.join(dir, 'dockerd.log'),
+        stateDir: dir,
+      };
+      state.hosts.push(host);
+      await saveState(stateDir, state);
+      const peer = `${prefix}-p${i}`;
+      await run('ip', ['netns', 'add', host.netns]);
+      await run('ip', ['link', 'add', host.link, 'type', 'veth', 'peer', 'name', peer]);
+      await run('ip', ['link', 'set', peer, 'netns', host.netns]);
+      await run('ip', ['link', 'set', host.link, 'master', bridge, 'up']);
+      await run('ip', ['-n', host.netns, 'link', 'set', peer, 'name', 'eth0']);
+      await run('ip', ['-n', host.netns, 'addr', 'add', `${host.address}/${addresses.prefixLength}`, 'dev', 'eth0']);
+      await run('ip', ['-n', host.netns, 'link', 'set', 'eth0', 'up']);
+      await run('ip', ['-n', host.netns, 'link', 'set', 'lo', 'up']);
+    }
+    // Engines start in parallel (each takes a second or two).
+    await Promise.all(state.hosts.map((h) => startEngine(h, options.engineTimeoutMs)));
+    await saveState(stateDir, state);
+  } catch (err) {
+    await downIsolatedHosts(stateDir).catch(() => undefined);
+    throw err;
+  }
+  return handle(stateDir, state);
+}
+
+function handle(stateDir: string, state: StateFile): IsolatedHosts {
+  const byName = new Map(state.hosts.map((h) => [h.name, h]));
+  return {
+    prefix: state.prefix,
+    stateDir,
+    bridge: state.bridge,
+    bridgeAddress: state.bridgeAddress,
+    prefixLength: state.prefixLength,
+    hosts: state.hosts,
+    host(name) {
+      const h = byName.get(name);
+      if (!h) throw new Error(`no isolated host "${name}" (there are ${[...byName.keys()].join(', ')})`);
+      return h;
+    },
+    docker(name) {
+      return dockerFor(this.host(name));
+    },
+    down: () => downIsolatedHosts(stateDir),
+  };
+}
+
+// --- processes inside a namespace -----------------------------------------------------------------
+
+/**
+ * Run a process inside a host's network namespace (its files and mounts are the machine's): e.g.
+ * `spawnInNamespace(host, [process.execPath, 'bin/migrate.mjs', 'worker', '--host', 'pc2', '--address', …])`.
+ * The process gets its own process group; stop it with `killWorker(child.pid)`.
+ */
+export function spawnInNamespace(
+  host: Pick<IsolatedHost, 'netns'>,
+  argv: string[],
+  env: Record<string, string> = {},
+  options: { cwd?: string; logFile?: string } = {},
+): ChildProcess {
+  const fd = options.logFile ? openSync(options.logFile, 'a') : undefined;
+  try {
+    return spawn('nsenter', [`--net=/var/run/netns/${host.netns}`, '--', ...argv], {
+      cwd: options.cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', fd ?? 'inherit', fd ?? 'inherit'],
+      detached: true,
+    });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** The network namespace a process lives in (its /proc/PID/ns/net link, e.g. "net:[4026532281]"). */
+export async function netnsOfPid(pid: number): Promise<string> {
+  return readlink(`/proc/${pid}/ns/net`);
+}
+
+/** The same identity for a named namespace (the inode of /var/run/netns/NAME). */
+export async function netnsId(netns: string): Promise<string> {
+  const s = await stat(`/var/run/netns/${netns}`);
+  return `net:[${s.ino}]`;
+}
+
+// --- down ------------------------------------------------------------------------------------------
+
+/** Container processes of an engine whose API is gone: found through their cgroup (the container id). */
+async function containerIds(host: IsolatedHost): Promise<string[]> {
+  try {
+    return (await readdir(path.join(host.stateDir, 'data', 'containers'))).filter((id) => /^[0-9a-f]{64}$/.test(id));
+  } catch {
+    return [];
+  }
+}
+
+async function pidsInCgroups(ids: string[]): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const out: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cg = await readFile(`/proc/${entry}/cgroup`, 'utf8');
+      if (ids.some((id) => cg.includes(id))) out.push(Number(entry));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+async function removeCgroups(ids: string[]): Promise<void> {
+  let controllers: string[];
+  try {
+    controllers = await readdir('/sys/fs/cgroup');
+  } catch {
+    return;
+  }
+  for (const c of controllers) {
+    for (const id of ids) {
+      for (const dir of [path.join('/sys/fs/cgroup', c, 'docker', id), path.join('/sys/fs/cgroup', c, 'system.slice', `docker-${id}.scope`)]) {
+        await rmdir(dir).catch(() => undefined);
+      }
+    }
+  }
+}
+
+async function stopHostEngine(host: IsolatedHost): Promise<void> {
+  if (host.dockerPid > 0 && pidAlive(host.dockerPid)) {
+    // Remove its containers through the engine first: that unmounts and frees everything cleanly.
+    const docker = dockerFor(host);
+    try {
+      const containers = await docker.listContainers({ all: true });
+      await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    } catch { /* not answering: the sweep below handles it */ }
+    try {
+      process.kill(host.dockerPid, 'SIGTERM');
+    } catch { /* gone */ }
+    if (!(await waitFor(() => !pidAlive(host.dockerPid), 15_000))) {
+      try {
+        process.kill(host.dockerPid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
+  }
+  // Whatever is left: container processes (their own namespaces, found by cgroup), then everything
+  // still in the host's namespace (containerd, shims, workers).
+  const ids = await containerIds(host);
+  for (let round = 0; round < 3; round++) {
+    const pids = [...await pidsInCgroups(ids), ...await netnsPids(host.netns)].filter((p) => p !== process.pid);
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
+    await waitFor(() => pids.every((p) => !pidAlive(p)), 5000);
+  }
+  await removeCgroups(ids);
+}
+
+/** Remove everything `upIsolatedHosts` made under `stateDir` (also from another process). Idempotent. */
+export async function downIsolatedHosts(stateDir: string): Promise<void> {
+  let state: StateFile;
+  try {
+    state = JSON.parse(await readFile(path.join(stateDir, STATE_FILE), 'utf8')) as StateFile;
+  } catch {
+    return;
+  }
+  await Promise.all(state.hosts.map((h) => stopHostEngine(h)));
+  for (const mount of await mountsUnder(stateDir)) await tryRun('umount', ['-l', mount]);
+  for (const h of state.hosts) {
+    if ((await netnsList()).includes(h.netns)) await run('ip', ['netns', 'del', h.netns]);
+    // Deleting the namespace deletes the veth's inner end, and with it the outer one (asynchronously).
+    if (!(await waitFor(async () => !(await linkExists(h.link)), 5000))) await tryRun('ip', ['link', 'del', h.link]);
+  }
+  if (await linkExists(state.bridge)) await run('ip', ['link', 'del', state.bridge]);
+  if (state.firewallRule) while (await tryRun('iptables', ['-D', ...state.firewallRule]));
+  await rm(stateDir, { recursive: true, force: true });
+}
+
+/** What is left of isolated hosts with this prefix and state folder: empty when down() was complete. */
+export async function leftovers(prefix: string, stateDir: string = defaultStateDir(prefix)): Promise<string[]> {
+  const out: string[] = [];
+  for (const ns of await netnsList()) if (ns.startsWith(`${prefix}-`)) out.push(`network namespace ${ns}`);
+  const links = await run('ip', ['-o', 'link', 'show']);
+  for (const line of links.split('\n')) {
+    const name = line.split(':')[1]?.trim().split('@')[0];
+    if (name?.startsWith(`${prefix}-`)) out.push(`link ${name}`);
+  }
+  for (const m of await mountsUnder(stateDir)) out.push(`mount ${m}`);
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(`${stateDir}/`)) out.push(`process ${entry}: ${cmdline.split('\0').join(' ').trim().slice(0, 120)}`);
+  }
+  const rules = await run('iptables', ['-S', 'FORWARD']).catch(() => '');
+  if (rules.includes(`migrate-isolated-${prefix}`)) out.push(`iptables FORWARD rule migrate-isolated-${prefix}`);
+  if (await exists(stateDir)) out.push(`folder ${stateDir}`);
+  return out;
+}
