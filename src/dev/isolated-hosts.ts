@@ -230,7 +230,8 @@ function engineArgv(dir: string): string[] {
     '--exec-root', path.join(dir, 'exec'),
     '--pidfile', path.join(dir, 'docker.pid'),
     '-H', `unix://${path.join(dir, 'docker.sock')}`,
-    // The namespace's own docker0 and iptables: nothing of the root engine is shared.
+    // Not the machine's /etc/docker/daemon.json: the namespace's own docker0 and iptables, defaults.
+    '--config-file', path.join(dir, 'daemon.json'),
     '--log-level', 'warn',
   ];
 }
@@ -310,6 +311,7 @@ export async function upIsolatedHosts(options: IsolatedHostsOptions): Promise<Is
     for (const [i, name] of names.entries()) {
       const dir = path.join(stateDir, name);
       await mkdir(dir, { recursive: true });
+      await writeFile(path.join(dir, 'daemon.json'), '{}\n');
       const host: IsolatedHost = {
         name,
         address: addresses.hosts[i]!,

@@ -1,0 +1,166 @@
+/**
+ * Isolated hosts on this machine: two network namespaces on a bridge, each with its own dockerd.
+ * Asserts on the world: which engine holds which container, what answers on which address, what a
+ * container on one host reaches on the other by name, and that down() leaves nothing behind.
+ * Needs root, `ip` and `nsenter` (CI has them); skips with the reason otherwise.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
+import Dockerode from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsList, pidAlive, upIsolatedHosts, type IsolatedHosts } from '../../src/dev/isolated-hosts.js';
+import { cutLink, killEngine, restartEngine, restoreLink } from '../../src/dev/faults.js';
+import { loadImageInto } from '../../src/dev/image-transfer.js';
+import { containerCreateOptions } from '../../src/activities/docker.js';
+import { runTool } from '../../src/activities/exec.js';
+import { parseInventory } from '../../src/inventory/load.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import { containerName, networkName } from '../../src/plan/queues.js';
+import { ensureStubImage, STUB_IMAGE } from '../helpers/stub-image.js';
+
+const exec = promisify(execFile);
+const prefix = 'isot';
+const subnet = '10.231.7.0/24';
+const stateDir = `/var/lib/migrate-isolated/${prefix}`;
+const project = 'isot';
+const unsupported = await isolatedHostsUnsupported();
+const root = new Dockerode();
+
+async function httpStatus(url: string, timeoutMs = 1500): Promise<number | string> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.text();
+    return res.status;
+  } catch (err) {
+    return (err as Error).name;
+  }
+}
+
+async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (ok(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupported})` : ''}`, () => {
+  let iso: IsolatedHosts;
+  let a: Dockerode;
+  let b: Dockerode;
+  const timings: Record<string, number> = {};
+
+  // svc-a on iso-a publishes 8080 on iso-a's address; client on iso-b depends on it by name.
+  const plan = () => buildPlan(parseInventory({
+    version: 1,
+    project,
+    hosts: { 'iso-a': { address: iso.host('iso-a').address }, 'iso-b': { address: iso.host('iso-b').address } },
+    services: {
+      'svc-a': { image: STUB_IMAGE, ports: ['8080:8080'], healthcheck: { http: '/health' }, placement: { host: 'iso-a' } },
+      client: { image: STUB_IMAGE, depends_on: ['svc-a'], placement: { host: 'iso-b' } },
+    },
+  }));
+
+  async function create(docker: Dockerode, unit: string): Promise<void> {
+    const spec = plan().units[unit]!;
+    await docker.createNetwork({ Name: networkName(project, spec.host), CheckDuplicate: true }).catch(() => undefined);
+    const container = await docker.createContainer(containerCreateOptions(project, spec, 'r1', { AGENT_PORTS: '8080' }));
+    await container.start();
+  }
+
+  beforeAll(async () => {
+    await downIsolatedHosts(stateDir); // what a killed earlier run left
+    const started = Date.now();
+    iso = await upIsolatedHosts({ prefix, subnet, hosts: ['iso-a', 'iso-b'], stateDir });
+    timings.upMs = Date.now() - started;
+    a = iso.docker('iso-a');
+    b = iso.docker('iso-b');
+    await ensureStubImage(root);
+    const loading = Date.now();
+    await Promise.all([loadImageInto(root, a, STUB_IMAGE), loadImageInto(root, b, STUB_IMAGE)]);
+    timings.loadImageMs = Date.now() - loading;
+  });
+
+  afterAll(async () => {
+    await downIsolatedHosts(stateDir);
+    console.info(`isolated hosts: ${JSON.stringify(timings)}`);
+  });
+
+  it('gives each host its own engine: a container made through one is in no other engine', async () => {
+    // (Docker 20.10 derives the engine ID from /etc/docker/key.json, shared here: the root dir tells them apart.)
+    const roots = await Promise.all([root, a, b].map(async (d) => ((await d.info()) as { DockerRootDir: string }).DockerRootDir));
+    expect(new Set(roots).size).toBe(3);
+    await create(a, 'svc-a');
+    const name = containerName(project, 'iso-a', 'svc-a');
+    const names = async (d: Dockerode) => (await d.listContainers({ all: true })).flatMap((c) => c.Names.map((n) => n.slice(1)));
+    expect(await names(a)).toContain(name);
+    expect(await names(b)).not.toContain(name);
+    expect(await names(root)).not.toContain(name);
+    // Its dockerd runs inside the host's namespace.
+    const { stdout } = await exec('ip', ['netns', 'pids', iso.host('iso-a').netns]);
+    expect(stdout.split('\n').map(Number)).toContain(iso.host('iso-a').dockerPid);
+  });
+
+  it('answers from the root namespace on the host\'s own address, and nowhere else', async () => {
+    const { address } = iso.host('iso-a');
+    expect(await eventually(() => httpStatus(`http://${address}:8080/health`), (s) => s === 200, 10_000)).toBe(200);
+    expect(await httpStatus(`http://${iso.host('iso-b').address}:8080/health`, 500)).not.toBe(200);
+  });
+
+  it('lets a container on iso-b reach svc-a on iso-a by name (ExtraHosts from the plan)', async () => {
+    expect(plan().units.client!.extraHosts).toEqual([`svc-a:${iso.host('iso-a').address}`]);
+    await create(b, 'client');
+    const client = containerName(project, 'iso-b', 'client');
+    const res = await runTool(b, client, ['sh', '-c', 'printf "GET /health HTTP/1.0\\r\\nHost: svc-a\\r\\n\\r\\n" | nc -w 3 svc-a 8080']);
+    expect(res.stdout).toMatch(/^HTTP\/1\.0 200/);
+    expect(res.stdout).toContain('"status":"ok"');
+  });
+
+  it('cutLink takes a host off the network and restoreLink puts it back', async () => {
+    const host = iso.host('iso-a');
+    const url = `http://${host.address}:8080/health`;
+    await cutLink(host);
+    try {
+      expect(await httpStatus(url, 1000)).not.toBe(200);
+      const client = containerName(project, 'iso-b', 'client');
+      const res = await runTool(b, client, ['sh', '-c', 'printf "GET /health HTTP/1.0\\r\\n\\r\\n" | nc -w 2 svc-a 8080']);
+      expect(res.stdout).not.toContain('200');
+    } finally {
+      await restoreLink(host);
+    }
+    expect(await eventually(() => httpStatus(url), (s) => s === 200, 10_000)).toBe(200);
+  });
+
+  it('killEngine stops the host\'s engine; restartEngine brings it back with its containers', async () => {
+    const host = iso.host('iso-a');
+    const before = host.dockerPid;
+    await killEngine(host);
+    expect(pidAlive(before)).toBe(false);
+    await expect(a.ping()).rejects.toThrow();
+    const started = Date.now();
+    await restartEngine(host);
+    timings.engineRestartMs = Date.now() - started;
+    expect(host.dockerPid).not.toBe(before);
+    expect(String(await a.ping())).toBe('OK');
+    const listed = await a.listContainers({ all: true });
+    expect(listed.map((c) => c.Names[0])).toContain(`/${containerName(project, 'iso-a', 'svc-a')}`);
+  });
+
+  it('down() leaves no namespace, link, mount, process or state behind', async () => {
+    const pids = iso.hosts.map((h) => h.dockerPid);
+    const started = Date.now();
+    await iso.down();
+    timings.downMs = Date.now() - started;
+    const namespaces = await netnsList();
+    expect(namespaces.filter((n) => n.startsWith(`${prefix}-`))).toEqual([]);
+    const { stdout: links } = await exec('ip', ['-o', 'link', 'show']);
+    expect(links).not.toMatch(new RegExp(`\\b${prefix}-`));
+    expect(pids.filter(pidAlive)).toEqual([]);
+    expect(existsSync(stateDir)).toBe(false);
+    expect(await leftovers(prefix, stateDir)).toEqual([]);
+    // The root engine never saw any of it.
+    expect((await root.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith(`/${project}-`)))).toEqual([]);
+  });
+});
