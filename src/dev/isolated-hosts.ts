@@ -59,6 +59,12 @@ export interface IsolatedHosts {
   hosts: IsolatedHost[];
   host(name: string): IsolatedHost;
   docker(name: string): Dockerode;
+  /**
+   * Make a TCP port that listens on 127.0.0.1 in the root namespace (the Temporal dev server) answer
+   * on the bridge address too, so the hosts reach it as another machine's server: a DNAT rule on the
+   * bridge (and route_localnet on it). Returns `bridgeAddress:port`. Undone by down().
+   */
+  forwardToLoopback(port: number): Promise<string>;
   down(): Promise<void>;
 }
 
@@ -68,6 +74,8 @@ interface StateFile {
   bridgeAddress: string;
   prefixLength: number;
   firewallRule?: string[];
+  /** `iptables -t nat` rules (without -I/-D) that forward bridge ports to loopback. */
+  natRules?: string[][];
   hosts: IsolatedHost[];
 }
 
@@ -362,6 +370,18 @@ function handle(stateDir: string, state: StateFile): IsolatedHosts {
     docker(name) {
       return dockerFor(this.host(name));
     },
+    async forwardToLoopback(port) {
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`port ${port} is not a TCP port`);
+      // A specific non-loopback --ip breaks the dev server (its services dial each other on 127.0.0.1),
+      // and 0.0.0.0 would expose it on every interface: forward the bridge address instead.
+      await writeFile(`/proc/sys/net/ipv4/conf/${state.bridge}/route_localnet`, '1');
+      const rule = ['PREROUTING', '-i', state.bridge, '-d', state.bridgeAddress, '-p', 'tcp', '--dport', String(port),
+        '-m', 'comment', '--comment', `migrate-isolated-${state.prefix}`, '-j', 'DNAT', '--to-destination', `127.0.0.1:${port}`];
+      state.natRules = [...(state.natRules ?? []), rule];
+      await saveState(stateDir, state);
+      await run('iptables', ['-t', 'nat', '-I', ...rule]);
+      return `${state.bridgeAddress}:${port}`;
+    },
     down: () => downIsolatedHosts(stateDir),
   };
 }
@@ -493,6 +513,7 @@ export async function downIsolatedHosts(stateDir: string): Promise<void> {
   }
   if (await linkExists(state.bridge)) await run('ip', ['link', 'del', state.bridge]);
   if (state.firewallRule) while (await tryRun('iptables', ['-D', ...state.firewallRule]));
+  for (const rule of state.natRules ?? []) while (await tryRun('iptables', ['-t', 'nat', '-D', ...rule]));
   await rm(stateDir, { recursive: true, force: true });
 }
 
@@ -513,6 +534,8 @@ export async function leftovers(prefix: string, stateDir: string = defaultStateD
   }
   const rules = await run('iptables', ['-S', 'FORWARD']).catch(() => '');
   if (rules.includes(`migrate-isolated-${prefix}`)) out.push(`iptables FORWARD rule migrate-isolated-${prefix}`);
+  const nat = await run('iptables', ['-t', 'nat', '-S', 'PREROUTING']).catch(() => '');
+  if (nat.includes(`migrate-isolated-${prefix}`)) out.push(`iptables nat PREROUTING rule migrate-isolated-${prefix}`);
   if (await exists(stateDir)) out.push(`folder ${stateDir}`);
   return out;
 }

@@ -57,7 +57,10 @@ export interface DevServerOptions {
   uiPort?: number;
   ui?: boolean;
   namespace?: string;
-  /** Address the frontend listens on (default 127.0.0.1); e.g. the isolated hosts' bridge address. */
+  /**
+   * Address the frontend listens on (default 127.0.0.1). The CLI's services dial each other on
+   * 127.0.0.1, so only loopback or 0.0.0.0 work; isolated hosts forward their bridge address instead.
+   */
   ip?: string;
   /** Address of the Web UI (default 127.0.0.1, whatever `ip` is). */
   uiIp?: string;
