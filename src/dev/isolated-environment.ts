@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import type { Inventory } from '../inventory/schema.js';
 import { hostQueue } from '../plan/queues.js';
 import { workflowBundle } from '../workers/workers.js';
-import { defaultStateDir, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHosts } from './isolated-hosts.js';
+import { defaultStateDir, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHost, type IsolatedHosts } from './isolated-hosts.js';
 import { killWorker } from './faults.js';
 import { loadImageInto } from './image-transfer.js';
 import { ensureStubImage, STUB_IMAGE } from './stub-image.js';
@@ -63,7 +63,7 @@ export interface IsolatedEnvironmentOptions {
 }
 
 /** The override the workers load after the operator's files: each host at its bridge address and its own engine. */
-export function isolatedInventoryOverride(iso: Pick<IsolatedHosts, 'hosts'>): unknown {
+export function isolatedInventoryOverride(iso: { hosts: Pick<IsolatedHost, 'name' | 'address' | 'dockerSocket'>[] }): unknown {
   return {
     hosts: Object.fromEntries(iso.hosts.map((h) => [h.name, { address: h.address, docker: { socket: h.dockerSocket } }])),
   };

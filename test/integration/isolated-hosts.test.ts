@@ -6,11 +6,20 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsList, pidAlive, upIsolatedHosts, type IsolatedHosts } from '../../src/dev/isolated-hosts.js';
-import { cutLink, killEngine, restartEngine, restoreLink } from '../../src/dev/faults.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { stringify } from 'yaml';
+import {
+  downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHosts,
+} from '../../src/dev/isolated-hosts.js';
+import { cutLink, killEngine, killWorker, restartEngine, restoreLink } from '../../src/dev/faults.js';
+import { isolatedInventoryOverride, MIGRATE_BIN } from '../../src/dev/isolated-environment.js';
+import { probeHosts } from '../../src/workflows/routing.js';
+import { ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { loadImageInto } from '../../src/dev/image-transfer.js';
 import { containerCreateOptions } from '../../src/activities/docker.js';
 import { runTool } from '../../src/activities/exec.js';
@@ -146,6 +155,42 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
     expect(String(await a.ping())).toBe('OK');
     const listed = await a.listContainers({ all: true });
     expect(listed.map((c) => c.Names[0])).toContain(`/${containerName(project, 'iso-a', 'svc-a')}`);
+  });
+
+  it('runs a `migrate worker` inside each namespace: each host\'s activity runs in the process inside that host', async () => {
+    // The run's dev server listens on 127.0.0.1; the hosts reach it on the bridge address, as another machine would.
+    const port = Number(inject('temporalAddress').split(':').pop());
+    const address = await iso.forwardToLoopback(port);
+    const inventoryFile = path.join(iso.stateDir, 'inventory.yaml');
+    await writeFile(inventoryFile, stringify({ version: 1, project, ...(isolatedInventoryOverride(iso) as object) }));
+    const workers = iso.hosts.map((h) => spawnInNamespace(h, [process.execPath, MIGRATE_BIN, 'worker', '--host', h.name, '--address', address, '-i', inventoryFile], {
+      MIGRATE_WORKFLOW_BUNDLE: inject('workflowBundle'),
+      MIGRATE_DATA_DIR: path.join(iso.stateDir, 'data'),
+    }, { logFile: path.join(iso.stateDir, `worker-${h.name}.log`) }));
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const started = Date.now();
+      const reports = await new Client({ connection }).workflow.execute(probeHosts, {
+        taskQueue: ORCHESTRATOR_QUEUE,
+        workflowId: `isolated-probe-${process.pid}-${Date.now()}`,
+        args: [iso.hosts.map((h) => h.name)],
+        workflowExecutionTimeout: '2 minutes',
+      });
+      timings.workersFirstProbeMs = Date.now() - started;
+      for (const [i, h] of iso.hosts.entries()) {
+        const report = reports.find((r) => r.host === h.name)!;
+        expect(report.pid).toBe(workers[i]!.pid);
+        expect(await netnsOfPid(report.pid)).toBe(await netnsId(h.netns));
+      }
+      expect(await netnsOfPid(process.pid)).not.toBe(await netnsId(iso.host('iso-a').netns));
+      // The fault helper: the worker inside iso-a dies at once.
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => workers[0]!.once('exit', (_code, signal) => resolve(signal)));
+      await killWorker(workers[0]!.pid!);
+      expect(await exited).toBe('SIGKILL');
+    } finally {
+      for (const w of workers) if (w.pid && w.exitCode === null) await killWorker(w.pid);
+      await connection.close();
+    }
   });
 
   it('down() leaves no namespace, link, mount, process or state behind', async () => {
