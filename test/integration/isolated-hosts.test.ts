@@ -4,9 +4,10 @@
  * container on one host reaches on the other by name, and that down() leaves nothing behind.
  * Needs root, `ip` and `nsenter` (CI has them); skips with the reason otherwise.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
@@ -14,10 +15,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import {
-  downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHosts,
+  defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHosts,
 } from '../../src/dev/isolated-hosts.js';
 import { cutLink, killEngine, killWorker, restartEngine, restoreLink } from '../../src/dev/faults.js';
 import { isolatedInventoryOverride, MIGRATE_BIN } from '../../src/dev/isolated-environment.js';
+import { freePort } from '../../src/dev/temporal-server.js';
 import { probeHosts } from '../../src/workflows/routing.js';
 import { ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { loadImageInto } from '../../src/dev/image-transfer.js';
@@ -207,5 +209,54 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
     expect(await leftovers(prefix, stateDir)).toEqual([]);
     // The root engine never saw any of it.
     expect((await root.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith(`/${project}-`)))).toEqual([]);
+  });
+});
+
+describe.skipIf(unsupported)('migrate dev --isolated-hosts', () => {
+  const cliPrefix = 'isoc';
+  const cliState = defaultStateDir(cliPrefix);
+  let dir: string | undefined;
+
+  afterAll(async () => {
+    await downIsolatedHosts(cliState);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints each host\'s address, engine and worker (each in its namespace), and Ctrl-C removes everything', async () => {
+    await downIsolatedHosts(cliState);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'isoc-'));
+    const inventoryFile = path.join(dir, 'inventory.yaml');
+    await writeFile(inventoryFile, stringify({ version: 1, project: 'isoc', hosts: { mainpc: {}, pc2: {} } }));
+    const cli = spawn(process.execPath, [MIGRATE_BIN, 'dev', '--isolated-hosts', '--json', '--prefix', cliPrefix, '--subnet', '10.231.6.0/24',
+      '--port', String(await freePort()), '--ui-port', String(await freePort()), '--data-dir', path.join(dir, 'data'), '-i', inventoryFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    cli.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    cli.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
+    try {
+      type Printed = { ok: boolean; temporal: { fromHosts: string }; hosts: { host: string; address: string; netns: string; docker: string; dockerPid: number; workerPid: number }[] };
+      const printed = await eventually<Printed | undefined>(async () => {
+        try {
+          return JSON.parse(stdout) as Printed;
+        } catch {
+          return undefined;
+        }
+      }, (v) => v !== undefined || cli.exitCode !== null, 120_000);
+      expect(printed, `migrate dev printed no JSON; stderr: ${stderr}`).toBeDefined();
+      expect(printed!.temporal.fromHosts).toMatch(/^10\.231\.6\.1:\d+$/);
+      expect(printed!.hosts.map((h) => [h.host, h.address])).toEqual([['mainpc', '10.231.6.2'], ['pc2', '10.231.6.3']]);
+      for (const h of printed!.hosts) {
+        expect(await netnsOfPid(h.workerPid)).toBe(await netnsId(h.netns));
+        expect(await netnsOfPid(h.dockerPid)).toBe(await netnsId(h.netns));
+        expect(String(await new Dockerode({ socketPath: h.docker.replace('unix://', '') }).ping())).toBe('OK');
+      }
+      cli.kill('SIGINT');
+      expect(await exited).toBe(0);
+      for (const h of printed!.hosts) expect([h.workerPid, h.dockerPid].filter(pidAlive)).toEqual([]);
+      expect(await leftovers(cliPrefix, cliState)).toEqual([]);
+    } finally {
+      if (cli.exitCode === null) cli.kill('SIGKILL');
+    }
   });
 });

@@ -22,6 +22,7 @@ export const devOptions = z.object({
   uiPort: z.coerce.number().int().min(1).max(65535).default(8233),
   isolatedHosts: z.boolean().default(false),
   subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, { message: 'must be an IPv4 CIDR, e.g. 10.231.0.0/24' }).default(ISOLATED_DEFAULTS.subnet),
+  prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).default(ISOLATED_DEFAULTS.prefix),
   down: z.boolean().default(false),
   json: z.boolean().default(false),
 });
@@ -43,6 +44,7 @@ export function registerDev(program: Command): void {
     .option('--ui-port <port>', 'Web UI port', '8233')
     .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root)')
     .option('--subnet <cidr>', 'the isolated hosts\' bridge subnet', ISOLATED_DEFAULTS.subnet)
+    .option('--prefix <name>', 'names the isolated hosts\' namespaces and links', ISOLATED_DEFAULTS.prefix)
     .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
     .option('--json', 'print the hosts as JSON')
     .action(action(async (raw: unknown) => {
@@ -59,10 +61,10 @@ export function registerDev(program: Command): void {
 }
 
 async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
-  const stateDir = defaultStateDir(ISOLATED_DEFAULTS.prefix);
+  const stateDir = defaultStateDir(opts.prefix);
   if (opts.down) {
     await downIsolatedHosts(stateDir);
-    const left = await leftovers(ISOLATED_DEFAULTS.prefix, stateDir);
+    const left = await leftovers(opts.prefix, stateDir);
     if (opts.json) printJson({ ok: left.length === 0, leftovers: left });
     else process.stdout.write(left.length ? `still there:\n${left.map((l) => `  ${l}`).join('\n')}\n` : 'isolated hosts removed: nothing left\n');
     return left.length ? 1 : 0;
@@ -72,7 +74,7 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
   quietRuntime();
   const { inventory } = await loadInventoryFiles(opts.inventory);
   const started = Date.now();
-  const env = await startIsolatedEnvironment({ inventory, inventoryFiles: opts.inventory, dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, subnet: opts.subnet, stateDir });
+  const env = await startIsolatedEnvironment({ inventory, inventoryFiles: opts.inventory, dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, subnet: opts.subnet, prefix: opts.prefix, stateDir });
   const hosts = env.iso.hosts.map((h) => ({
     host: h.name,
     address: h.address,
