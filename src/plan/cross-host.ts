@@ -112,3 +112,14 @@ export function applyCrossHostLinks(units: Record<string, UnitSpec>, hosts: Reco
   warnings.push(...result.warnings);
   return result.problems;
 }
+
+/** One line per cross-host dependency, for `migrate plan` (src/plan/format.ts may print these). */
+export function describeCrossHostLinks(links: CrossHostLink[]): string[] {
+  return links.map((l) => {
+    const ports = l.ports.map((p) => (p.published === p.target ? String(p.published) : `${p.published}→${p.target}`)).join(', ');
+    const where = l.address
+      ? `as ${l.dependency} → ${l.address} (port ${ports})`
+      : l.ports.length ? 'not by name: its host address is loopback (one-engine mode)' : 'unreachable: it publishes no port';
+    return `${l.unit} (${l.host}) → ${l.dependency} (${l.dependencyHost}): ${where}`;
+  });
+}

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InventoryError, parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
-import { crossHostLinks, extraHostsOption } from '../../src/plan/cross-host.js';
+import { crossHostLinks, describeCrossHostLinks, extraHostsOption } from '../../src/plan/cross-host.js';
 import { containerCreateOptions } from '../../src/activities/docker.js';
 
 function inventory(services: Record<string, unknown>, addresses = { mainpc: '10.231.0.2', pc2: '10.231.0.3' }) {
@@ -82,6 +82,15 @@ describe('crossHostLinks', () => {
     expect(result.extraHosts).toEqual({});
     expect(result.problems).toEqual([]);
     expect(plan.units.grafana!.extraHosts).toBeUndefined();
+  });
+
+  it('describes each cross-host dependency in one line for the plan', () => {
+    expect(describeCrossHostLinks(crossHostLinks(buildPlan(inventory(stack))).links)).toEqual([
+      'grafana (pc2) → influxdb (mainpc): as influxdb → 10.231.0.2 (port 8086)',
+      'grafana (pc2) → redis (mainpc): as redis → 10.231.0.2 (port 6379)',
+    ]);
+    expect(describeCrossHostLinks(crossHostLinks(buildPlan(inventory(stack, { mainpc: '127.0.0.11', pc2: '127.0.0.12' }))).links)[0])
+      .toBe('grafana (pc2) → influxdb (mainpc): not by name: its host address is loopback (one-engine mode)');
   });
 
   it('writes entries in Docker\'s name:address form', () => {
