@@ -11,14 +11,16 @@
  * `downIsolatedHosts(stateDir)` from another process, which reads the state file) removes every
  * namespace, link, firewall rule, mount, process and file this made; `leftovers()` lists what remains.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
+import {
+  childPids, exists, linkExists, mountsUnder, netnsList, netnsPids, onPath, pidAlive, pidsInCgroups, processTable, removeCgroups, run, tryRun, waitFor,
+} from './linux.js';
 
-const exec = promisify(execFile);
+export { linkExists, netnsId, netnsList, netnsOfPid, pidAlive } from './linux.js';
 
 export interface IsolatedHost {
   name: string;
@@ -92,11 +94,7 @@ export async function isolatedHostsUnsupported(): Promise<string | undefined> {
   if (process.platform !== 'linux') return `isolated hosts need Linux network namespaces (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'isolated hosts need root (network namespaces, bridges and dockerd)';
   for (const [tool, pkg] of [['ip', 'iproute2'], ['nsenter', 'util-linux'], ['dockerd', 'docker.io']] as const) {
-    try {
-      await exec('sh', ['-c', `command -v ${tool}`]);
-    } catch {
-      return `\`${tool}\` is missing: install Debian's ${pkg} (scripts/setup.sh does)`;
-    }
+    if (!(await onPath(tool))) return `\`${tool}\` is missing: install Debian's ${pkg} (scripts/setup.sh does)`;
   }
   return undefined;
 }
@@ -128,101 +126,6 @@ export function allocateAddresses(subnet: string, count: number): { bridge: stri
     hosts: Array.from({ length: count }, (_, i) => intToIp(network + 2 + i)),
     prefixLength,
   };
-}
-
-// --- small system calls ----------------------------------------------------------------------------
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await exec(cmd, args);
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`);
-  }
-}
-
-async function tryRun(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await exec(cmd, args);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(intervalMs);
-  }
-}
-
-export async function linkExists(name: string): Promise<boolean> {
-  return tryRun('ip', ['link', 'show', 'dev', name]);
-}
-
-export async function netnsList(): Promise<string[]> {
-  const out = await run('ip', ['netns', 'list']);
-  return out.split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
-}
-
-/** Processes whose network namespace is `netns` (what `ip netns pids` reports). */
-async function netnsPids(netns: string): Promise<number[]> {
-  try {
-    return (await run('ip', ['netns', 'pids', netns])).split('\n').map(Number).filter((n) => n > 0);
-  } catch {
-    return [];
-  }
-}
-
-function childPids(pid: number, all: { pid: number; ppid: number }[]): number[] {
-  return all.filter((p) => p.ppid === pid).map((p) => p.pid);
-}
-
-async function processTable(): Promise<{ pid: number; ppid: number }[]> {
-  const out: { pid: number; ppid: number }[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const text = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      out.push({ pid: Number(entry), ppid: Number(fields[1]) });
-    } catch { /* gone */ }
-  }
-  return out;
-}
-
-/** Mount points at or below `dir`, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
-    .map((m) => m.replace(/\\040/g, ' '))
-    .sort((a, b) => b.length - a.length);
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // --- engines -------------------------------------------------------------------------------------
@@ -412,17 +315,6 @@ export function spawnInNamespace(
   }
 }
 
-/** The network namespace a process lives in (its /proc/PID/ns/net link, e.g. "net:[4026532281]"). */
-export async function netnsOfPid(pid: number): Promise<string> {
-  return readlink(`/proc/${pid}/ns/net`);
-}
-
-/** The same identity for a named namespace (the inode of /var/run/netns/NAME). */
-export async function netnsId(netns: string): Promise<string> {
-  const s = await stat(`/var/run/netns/${netns}`);
-  return `net:[${s.ino}]`;
-}
-
 // --- down ------------------------------------------------------------------------------------------
 
 /** Container processes of an engine whose API is gone: found through their cgroup (the container id). */
@@ -431,35 +323,6 @@ async function containerIds(host: IsolatedHost): Promise<string[]> {
     return (await readdir(path.join(host.stateDir, 'data', 'containers'))).filter((id) => /^[0-9a-f]{64}$/.test(id));
   } catch {
     return [];
-  }
-}
-
-async function pidsInCgroups(ids: string[]): Promise<number[]> {
-  if (ids.length === 0) return [];
-  const out: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cg = await readFile(`/proc/${entry}/cgroup`, 'utf8');
-      if (ids.some((id) => cg.includes(id))) out.push(Number(entry));
-    } catch { /* gone */ }
-  }
-  return out;
-}
-
-async function removeCgroups(ids: string[]): Promise<void> {
-  let controllers: string[];
-  try {
-    controllers = await readdir('/sys/fs/cgroup');
-  } catch {
-    return;
-  }
-  for (const c of controllers) {
-    for (const id of ids) {
-      for (const dir of [path.join('/sys/fs/cgroup', c, 'docker', id), path.join('/sys/fs/cgroup', c, 'system.slice', `docker-${id}.scope`)]) {
-        await rmdir(dir).catch(() => undefined);
-      }
-    }
   }
 }
 
