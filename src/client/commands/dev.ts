@@ -73,6 +73,8 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
   if (why) throw new CommandFailed(`cannot start isolated hosts: ${why}; \`migrate dev\` without --isolated-hosts plays every host on this machine's engine`);
   quietRuntime();
   const { inventory } = await loadInventoryFiles(opts.inventory);
+  // Listen before starting: a Ctrl-C during the start still ends in the ordered teardown below.
+  const stopped = untilSignal();
   const started = Date.now();
   const env = await startIsolatedEnvironment({ inventory, inventoryFiles: opts.inventory, dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, subnet: opts.subnet, prefix: opts.prefix, stateDir });
   const hosts = env.iso.hosts.map((h) => ({
@@ -105,7 +107,7 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
     process.stdout.write(`these hosts as an inventory: ${env.inventoryFiles.map((f) => `-i ${f}`).join(' ')}\n`);
     process.stdout.write('Ctrl-C removes everything (or, after a crash: migrate dev --isolated-hosts --down).\n');
   }
-  await untilSignal();
+  await stopped;
   await env.stop();
   return 0;
 }
