@@ -35,8 +35,11 @@ export interface IsolatedWorker {
 
 export interface IsolatedEnvironment {
   iso: IsolatedHosts;
-  server: DevServer;
-  /** Where the hosts reach the dev server: the bridge address, forwarded to its loopback port. */
+  /** The Temporal server as this machine reaches it (127.0.0.1:PORT). */
+  temporal: TemporalServer;
+  /** The dev server this started (absent when given `temporal`). */
+  server?: DevServer;
+  /** Where the hosts reach the Temporal server: the bridge address, forwarded to its loopback port. */
   temporalAddress: string;
   /** The inventory override that points every host at its namespace's address and engine. */
   inventoryOverride: string;
@@ -46,6 +49,12 @@ export interface IsolatedEnvironment {
   /** Whether the stub image was loaded into every host's engine. */
   stubLoaded: boolean;
   stop(): Promise<void>;
+}
+
+export interface TemporalServer {
+  address: string;
+  namespace: string;
+  uiUrl?: string;
 }
 
 export interface IsolatedEnvironmentOptions {
@@ -58,6 +67,8 @@ export interface IsolatedEnvironmentOptions {
   port?: number;
   uiPort?: number;
   ui?: boolean;
+  /** A Temporal server already listening on 127.0.0.1 (a test run's): no dev server is started. */
+  temporal?: { address: string; namespace?: string };
   /** How long each worker may take to poll its queue (default 90 s: tsx and workflow loading on a small machine). */
   workerTimeoutMs?: number;
 }
@@ -69,7 +80,7 @@ export function isolatedInventoryOverride(iso: { hosts: Pick<IsolatedHost, 'name
   };
 }
 
-async function waitForPollers(server: DevServer, workers: IsolatedWorker[], timeoutMs: number): Promise<void> {
+async function waitForPollers(server: TemporalServer, workers: IsolatedWorker[], timeoutMs: number): Promise<void> {
   const connection = await Connection.connect({ address: server.address });
   try {
     const deadline = Date.now() + timeoutMs;
@@ -121,7 +132,7 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
     const bundleFile = path.join(iso.stateDir, 'workflow-bundle.js');
     const root = new Dockerode();
     const [started, bundle, stubLoaded] = await Promise.all([
-      startDevServer({
+      options.temporal ? undefined : startDevServer({
         dbFile: path.join(dataDir, 'temporal-isolated.sqlite'),
         port: options.port,
         uiPort: options.uiPort,
@@ -134,7 +145,9 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
         .then(() => true, () => false),
     ]);
     server = started;
-    const address = await iso.forwardToLoopback(Number(server.address.split(':').pop()));
+    const temporal: TemporalServer = started ?? { address: options.temporal!.address, namespace: options.temporal!.namespace ?? 'default' };
+    if (!/^127\.0\.0\.1:\d+$/.test(temporal.address)) throw new Error(`the Temporal server must listen on 127.0.0.1 (it is forwarded onto the bridge), not ${temporal.address}`);
+    const address = await iso.forwardToLoopback(Number(temporal.address.split(':').pop()));
     let bundlePath: string;
     if ('code' in bundle) {
       await writeFile(bundleFile, bundle.code);
@@ -147,7 +160,7 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
     await mkdir(logDir, { recursive: true });
     for (const host of iso.hosts) {
       const log = path.join(logDir, `${host.name}.log`);
-      const argv = [process.execPath, MIGRATE_BIN, 'worker', '--host', host.name, '--address', address, '--namespace', server.namespace,
+      const argv = [process.execPath, MIGRATE_BIN, 'worker', '--host', host.name, '--address', address, '--namespace', temporal.namespace,
         ...inventoryFiles.flatMap((f) => ['-i', f])];
       const child = spawnInNamespace(host, argv, {
         MIGRATE_DATA_DIR: dataDir,
@@ -156,8 +169,8 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
       if (child.pid === undefined) throw new Error(`the worker of ${host.name} could not be started`);
       workers.push({ host: host.name, pid: child.pid, process: child, log });
     }
-    await waitForPollers(server, workers, options.workerTimeoutMs ?? 90_000);
-    return { iso, server, temporalAddress: address, inventoryOverride, inventoryFiles, workers, stubLoaded, stop };
+    await waitForPollers(temporal, workers, options.workerTimeoutMs ?? 90_000);
+    return { iso, temporal, server, temporalAddress: address, inventoryOverride, inventoryFiles, workers, stubLoaded, stop };
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;

@@ -15,10 +15,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import {
-  defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHosts,
+  defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, upIsolatedHosts, type IsolatedHosts,
 } from '../../src/dev/isolated-hosts.js';
 import { cutLink, killEngine, killWorker, restartEngine, restoreLink } from '../../src/dev/faults.js';
-import { isolatedInventoryOverride, MIGRATE_BIN } from '../../src/dev/isolated-environment.js';
+import { MIGRATE_BIN, startIsolatedEnvironment, type IsolatedEnvironment } from '../../src/dev/isolated-environment.js';
 import { freePort } from '../../src/dev/temporal-server.js';
 import { probeHosts } from '../../src/workflows/routing.js';
 import { ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
@@ -159,42 +159,6 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
     expect(listed.map((c) => c.Names[0])).toContain(`/${containerName(project, 'iso-a', 'svc-a')}`);
   });
 
-  it('runs a `migrate worker` inside each namespace: each host\'s activity runs in the process inside that host', async () => {
-    // The run's dev server listens on 127.0.0.1; the hosts reach it on the bridge address, as another machine would.
-    const port = Number(inject('temporalAddress').split(':').pop());
-    const address = await iso.forwardToLoopback(port);
-    const inventoryFile = path.join(iso.stateDir, 'inventory.yaml');
-    await writeFile(inventoryFile, stringify({ version: 1, project, ...(isolatedInventoryOverride(iso) as object) }));
-    const workers = iso.hosts.map((h) => spawnInNamespace(h, [process.execPath, MIGRATE_BIN, 'worker', '--host', h.name, '--address', address, '-i', inventoryFile], {
-      MIGRATE_WORKFLOW_BUNDLE: inject('workflowBundle'),
-      MIGRATE_DATA_DIR: path.join(iso.stateDir, 'data'),
-    }, { logFile: path.join(iso.stateDir, `worker-${h.name}.log`) }));
-    const connection = await Connection.connect({ address: inject('temporalAddress') });
-    try {
-      const started = Date.now();
-      const reports = await new Client({ connection }).workflow.execute(probeHosts, {
-        taskQueue: ORCHESTRATOR_QUEUE,
-        workflowId: `isolated-probe-${process.pid}-${Date.now()}`,
-        args: [iso.hosts.map((h) => h.name)],
-        workflowExecutionTimeout: '2 minutes',
-      });
-      timings.workersFirstProbeMs = Date.now() - started;
-      for (const [i, h] of iso.hosts.entries()) {
-        const report = reports.find((r) => r.host === h.name)!;
-        expect(report.pid).toBe(workers[i]!.pid);
-        expect(await netnsOfPid(report.pid)).toBe(await netnsId(h.netns));
-      }
-      expect(await netnsOfPid(process.pid)).not.toBe(await netnsId(iso.host('iso-a').netns));
-      // The fault helper: the worker inside iso-a dies at once.
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => workers[0]!.once('exit', (_code, signal) => resolve(signal)));
-      await killWorker(workers[0]!.pid!);
-      expect(await exited).toBe('SIGKILL');
-    } finally {
-      for (const w of workers) if (w.pid && w.exitCode === null) await killWorker(w.pid);
-      await connection.close();
-    }
-  });
-
   it('down() leaves no namespace, link, mount, process or state behind', async () => {
     const pids = iso.hosts.map((h) => h.dockerPid);
     const started = Date.now();
@@ -209,6 +173,59 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
     expect(await leftovers(prefix, stateDir)).toEqual([]);
     // The root engine never saw any of it.
     expect((await root.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith(`/${project}-`)))).toEqual([]);
+  });
+});
+
+describe.skipIf(unsupported)('a migrate worker inside each isolated host', () => {
+  const workerPrefix = 'isow';
+  const workerState = defaultStateDir(workerPrefix);
+  let env: IsolatedEnvironment | undefined;
+  let dir: string | undefined;
+
+  afterAll(async () => {
+    await env?.stop();
+    await downIsolatedHosts(workerState);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('runs each host\'s activities in the worker process inside that host, reaching Temporal over the bridge', async () => {
+    await downIsolatedHosts(workerState);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'isow-'));
+    const inventoryFile = path.join(dir, 'inventory.yaml');
+    const doc = { version: 1, project: 'isow', hosts: { 'iso-a': {}, 'iso-b': {} } };
+    await writeFile(inventoryFile, stringify(doc));
+    process.env.MIGRATE_WORKFLOW_BUNDLE = inject('workflowBundle'); // built once by global-setup
+    // The run's dev server (127.0.0.1) is forwarded onto the bridge: the hosts reach it as another machine's.
+    env = await startIsolatedEnvironment({
+      inventory: parseInventory(doc), inventoryFiles: [inventoryFile], dataDir: path.join(dir, 'data'),
+      prefix: workerPrefix, subnet: '10.231.5.0/24', stateDir: workerState, temporal: { address: inject('temporalAddress') },
+    });
+    expect(env.temporalAddress).toBe(`10.231.5.1:${inject('temporalAddress').split(':').pop()}`);
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const reports = await new Client({ connection }).workflow.execute(probeHosts, {
+        taskQueue: ORCHESTRATOR_QUEUE,
+        workflowId: `isolated-probe-${process.pid}-${Date.now()}`,
+        args: [['iso-a', 'iso-b']],
+        workflowExecutionTimeout: '2 minutes',
+      });
+      for (const w of env.workers) {
+        const report = reports.find((r) => r.host === w.host)!;
+        expect(report.pid).toBe(w.pid);
+        expect(await netnsOfPid(report.pid)).toBe(await netnsId(env.iso.host(w.host).netns));
+      }
+      expect(await netnsOfPid(process.pid)).not.toBe(await netnsId(env.iso.host('iso-a').netns));
+    } finally {
+      await connection.close();
+    }
+    // The fault helper: the worker inside iso-a dies at once.
+    const worker = env.workers[0]!;
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => worker.process.once('exit', (_code, signal) => resolve(signal)));
+    await killWorker(worker.pid);
+    expect(await exited).toBe('SIGKILL');
+    await env.stop();
+    expect(env.workers.map((w) => w.pid).filter(pidAlive)).toEqual([]);
+    expect(await leftovers(workerPrefix, workerState)).toEqual([]);
   });
 });
 

@@ -91,7 +91,7 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
     printJson({
       ok: true,
       mode: 'isolated-hosts',
-      temporal: { address: env.server.address, fromHosts: env.temporalAddress, ui: env.server.uiUrl },
+      temporal: { address: env.temporal.address, fromHosts: env.temporalAddress, ui: env.temporal.uiUrl },
       bridge: { name: env.iso.bridge, address: env.iso.bridgeAddress },
       inventory: env.inventoryFiles,
       stubImageLoaded: env.stubLoaded,
@@ -100,7 +100,7 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
     });
   } else {
     process.stdout.write(`isolated hosts on ${env.iso.bridge} (${env.iso.bridgeAddress}/${env.iso.prefixLength}), up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-    process.stdout.write(`Temporal dev server on ${env.server.address}, from the hosts ${env.temporalAddress}; Web UI ${env.server.uiUrl}\n`);
+    process.stdout.write(`Temporal dev server on ${env.temporal.address}, from the hosts ${env.temporalAddress}; Web UI ${env.temporal.uiUrl}\n`);
     const table = new Table({ head: ['host', 'address', 'Docker endpoint', 'dockerd pid', 'worker pid', 'queue'] });
     for (const h of hosts) table.push([h.host, h.address, h.docker, String(h.dockerPid), String(h.workerPid), h.queue]);
     process.stdout.write(`${table.toString()}\n`);
