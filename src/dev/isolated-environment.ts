@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import type { Inventory } from '../inventory/schema.js';
 import { hostQueue } from '../plan/queues.js';
 import { workflowBundle } from '../workers/workers.js';
-import { defaultStateDir, pidAlive, spawnInNamespace, upIsolatedHosts, type IsolatedHost, type IsolatedHosts } from './isolated-hosts.js';
+import { defaultStateDir, pidAlive, removeStaleIsolatedHosts, spawnInNamespace, upIsolatedHosts, type IsolatedHost, type IsolatedHosts } from './isolated-hosts.js';
 import { killWorker } from './faults.js';
 import { loadImageInto } from './image-transfer.js';
 import { ensureStubImage, STUB_IMAGE } from './stub-image.js';
@@ -106,7 +106,9 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
   const prefix = options.prefix ?? ISOLATED_DEFAULTS.prefix;
   const dataDir = path.resolve(options.dataDir);
   const hosts = Object.keys(options.inventory.hosts);
-  const iso = await upIsolatedHosts({ prefix, subnet: options.subnet ?? ISOLATED_DEFAULTS.subnet, hosts, stateDir: options.stateDir ?? defaultStateDir(prefix) });
+  const stateDir = options.stateDir ?? defaultStateDir(prefix);
+  await removeStaleIsolatedHosts(stateDir); // what a crashed earlier run left (one still running is refused by up)
+  const iso = await upIsolatedHosts({ prefix, subnet: options.subnet ?? ISOLATED_DEFAULTS.subnet, hosts, stateDir });
   let server: DevServer | undefined;
   const workers: IsolatedWorker[] = [];
   const stop = async () => {

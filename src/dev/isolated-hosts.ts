@@ -13,7 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import {
@@ -71,6 +71,8 @@ export interface IsolatedHosts {
 }
 
 interface StateFile {
+  /** The process that brought them up: while it lives, they are in use. */
+  ownerPid: number;
   prefix: string;
   bridge: string;
   bridgeAddress: string;
@@ -85,8 +87,10 @@ const PREFIX_RE = /^[a-z][a-z0-9-]{0,8}$/;
 const HOST_RE = /^[a-z0-9][a-z0-9_-]*$/i;
 const STATE_FILE = 'isolated-hosts.json';
 
+const DEFAULT_STATE_BASE = '/var/lib/migrate-isolated';
+
 export function defaultStateDir(prefix: string): string {
-  return path.join('/var/lib/migrate-isolated', prefix);
+  return path.join(DEFAULT_STATE_BASE, prefix);
 }
 
 /** Why isolated hosts cannot run here, or undefined when they can (root, `ip`, `nsenter`, `dockerd`). */
@@ -203,10 +207,11 @@ export async function upIsolatedHosts(options: IsolatedHostsOptions): Promise<Is
   const stateDir = path.resolve(options.stateDir ?? defaultStateDir(prefix));
   const bridge = `${prefix}-br`;
   if (await linkExists(bridge)) {
-    throw new Error(`link ${bridge} already exists: isolated hosts with prefix "${prefix}" are up (or were left behind); remove them with downIsolatedHosts('${stateDir}') / \`migrate dev --isolated-hosts --down\``);
+    const owner = (await readState(stateDir))?.ownerPid;
+    throw new Error(`link ${bridge} already exists: isolated hosts with prefix "${prefix}" are ${owner && pidAlive(owner) ? `in use by process ${owner}` : 'up or were left behind'}; remove them with \`migrate dev --isolated-hosts --prefix ${prefix} --down\` (downIsolatedHosts('${stateDir}'))`);
   }
   await mkdir(stateDir, { recursive: true });
-  const state: StateFile = { prefix, bridge, bridgeAddress: addresses.bridge, prefixLength: addresses.prefixLength, hosts: [] };
+  const state: StateFile = { ownerPid: process.pid, prefix, bridge, bridgeAddress: addresses.bridge, prefixLength: addresses.prefixLength, hosts: [] };
   await saveState(stateDir, state);
 
   try {
@@ -360,13 +365,29 @@ async function stopHostEngine(host: IsolatedHost): Promise<void> {
 }
 
 /** Remove everything `upIsolatedHosts` made under `stateDir` (also from another process). Idempotent. */
-export async function downIsolatedHosts(stateDir: string): Promise<void> {
-  let state: StateFile;
+async function readState(stateDir: string): Promise<StateFile | undefined> {
   try {
-    state = JSON.parse(await readFile(path.join(stateDir, STATE_FILE), 'utf8')) as StateFile;
+    return JSON.parse(await readFile(path.join(stateDir, STATE_FILE), 'utf8')) as StateFile;
   } catch {
-    return;
+    return undefined;
   }
+}
+
+/**
+ * Remove what a process that has died left under `stateDir` (a killed test run, a crashed
+ * `migrate dev`); hosts whose owner still runs are left alone. True when nothing is in use there now.
+ */
+export async function removeStaleIsolatedHosts(stateDir: string): Promise<boolean> {
+  const state = await readState(stateDir);
+  if (!state) return true;
+  if (state.ownerPid !== process.pid && pidAlive(state.ownerPid)) return false;
+  await downIsolatedHosts(stateDir);
+  return true;
+}
+
+export async function downIsolatedHosts(stateDir: string): Promise<void> {
+  const state = await readState(stateDir);
+  if (!state) return;
   await Promise.all(state.hosts.map((h) => stopHostEngine(h)));
   for (const mount of await mountsUnder(stateDir)) await tryRun('umount', ['-l', mount]);
   for (const h of state.hosts) {
@@ -378,6 +399,8 @@ export async function downIsolatedHosts(stateDir: string): Promise<void> {
   if (state.firewallRule) while (await tryRun('iptables', ['-D', ...state.firewallRule]));
   for (const rule of state.natRules ?? []) while (await tryRun('iptables', ['-t', 'nat', '-D', ...rule]));
   await rm(stateDir, { recursive: true, force: true });
+  // The shared parent of the default state folders goes too once empty.
+  if (path.dirname(stateDir) === DEFAULT_STATE_BASE) await rmdir(DEFAULT_STATE_BASE).catch(() => undefined);
 }
 
 /** What is left of isolated hosts with this prefix and state folder: empty when down() was complete. */

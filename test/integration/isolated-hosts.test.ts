@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import {
-  defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, upIsolatedHosts, type IsolatedHosts,
+  defaultStateDir, isolatedHostsUnsupported, leftovers, netnsId, netnsList, netnsOfPid, pidAlive, removeStaleIsolatedHosts, upIsolatedHosts, type IsolatedHosts,
 } from '../../src/dev/isolated-hosts.js';
 import { cutLink, killEngine, killWorker, restartEngine, restoreLink } from '../../src/dev/faults.js';
 import { MIGRATE_BIN, startIsolatedEnvironment, type IsolatedEnvironment } from '../../src/dev/isolated-environment.js';
@@ -82,7 +82,7 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
   }
 
   beforeAll(async () => {
-    await downIsolatedHosts(stateDir); // what a killed earlier run left
+    await removeStaleIsolatedHosts(stateDir); // what a killed earlier run left (never another run's live hosts)
     const started = Date.now();
     iso = await upIsolatedHosts({ prefix, subnet, hosts: ['iso-a', 'iso-b'], stateDir });
     timings.upMs = Date.now() - started;
@@ -95,7 +95,7 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
   });
 
   afterAll(async () => {
-    await downIsolatedHosts(stateDir);
+    await removeStaleIsolatedHosts(stateDir); // ours, or left by a dead process: never another live run's
     console.info(`isolated hosts: ${JSON.stringify(timings)}`);
   });
 
@@ -184,12 +184,11 @@ describe.skipIf(unsupported)('a migrate worker inside each isolated host', () =>
 
   afterAll(async () => {
     await env?.stop();
-    await downIsolatedHosts(workerState);
+    await removeStaleIsolatedHosts(workerState); // ours, or left by a dead process: never another live run's
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('runs each host\'s activities in the worker process inside that host, reaching Temporal over the bridge', async () => {
-    await downIsolatedHosts(workerState);
     dir = await mkdtemp(path.join(os.tmpdir(), 'isow-'));
     const inventoryFile = path.join(dir, 'inventory.yaml');
     const doc = { version: 1, project: 'isow', hosts: { 'iso-a': {}, 'iso-b': {} } };
@@ -235,12 +234,12 @@ describe.skipIf(unsupported)('migrate dev --isolated-hosts', () => {
   let dir: string | undefined;
 
   afterAll(async () => {
-    await downIsolatedHosts(cliState);
+    await removeStaleIsolatedHosts(cliState); // ours, or left by a dead process: never another live run's
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('prints each host\'s address, engine and worker (each in its namespace), and Ctrl-C removes everything', async () => {
-    await downIsolatedHosts(cliState);
+    await removeStaleIsolatedHosts(cliState);
     dir = await mkdtemp(path.join(os.tmpdir(), 'isoc-'));
     const inventoryFile = path.join(dir, 'inventory.yaml');
     await writeFile(inventoryFile, stringify({ version: 1, project: 'isoc', hosts: { mainpc: {}, pc2: {} } }));
@@ -273,7 +272,10 @@ describe.skipIf(unsupported)('migrate dev --isolated-hosts', () => {
       for (const h of printed!.hosts) expect([h.workerPid, h.dockerPid].filter(pidAlive)).toEqual([]);
       expect(await leftovers(cliPrefix, cliState)).toEqual([]);
     } finally {
-      if (cli.exitCode === null) cli.kill('SIGKILL');
+      if (cli.exitCode === null && cli.signalCode === null) {
+        cli.kill('SIGKILL');
+        await exited;
+      }
     }
   });
 });
