@@ -11,6 +11,7 @@ import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '..
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
 import { planBackups, type BackupPlan } from './backups.js';
+import { ambiguousNames } from './names.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -382,6 +383,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     }
   }
 
+  problems.push(...ambiguousNames([...units].flatMap(([name, u]) => (placed.has(name) ? [{ unit: name, host: placed.get(name)!, path: u.path }] : []))));
   const backups = planBackups(inv, placed, problems);
 
   if (problems.length > 0) throw new InventoryError(problems);
