@@ -109,10 +109,10 @@ export async function startAllBatches(client: Client, plan: Plan, options: Batch
 export async function followBatch(handle: WorkflowHandle, onProgress?: (p: BatchProgress) => void, pollMs = 300): Promise<BatchResult> {
   for (;;) {
     const p = await handle.query(batchProgressQuery).catch(() => undefined);
-    if (p) {
-      onProgress?.(p);
-      if (BATCH_SETTLED.has(p.phase)) return p;
-    } else if ((await isOpen(handle).catch(() => true)) === false) {
+    if (p) onProgress?.(p);
+    if (p && BATCH_SETTLED.has(p.phase)) return p;
+    // Not settled, or not readable: a closed batch (refused at its gates, failed) ends the wait with its result.
+    if ((await isOpen(handle).catch(() => true)) === false) {
       try {
         return (await handle.result()) as BatchResult;
       } catch (err) {

@@ -287,7 +287,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     validator: () => { if (!paused) throw new Error(`${batch} is not paused`); },
   });
   setHandler(approveUpdate, () => { approved = true; return phase; }, {
-    validator: () => { if (phase !== 'awaiting-approval') throw new Error(`${batch} is not waiting for approval (it is ${phase}${input.approval ? '' : '; its inventory does not ask for one'})`); },
+    validator: () => {
+      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval ? '' : '; its inventory does not ask for one'})`);
+    },
   });
   setHandler(abortUpdate, (why: string) => { abortReason = why || 'aborted by operator'; return phase; }, {
     validator: (_why: string) => { if (!migrating()) throw new Error(`${batch} is ${phase}: too late to abort (roll it back with \`migrate rollback ${batch}\`)`); },
