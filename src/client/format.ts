@@ -113,7 +113,7 @@ const when = (t?: number) => (t ? new Date(t).toISOString() : '–');
 export function formatRecord(r: ChangeRecord): string {
   const what = r.kind === 'deploy' ? `release ${r.name}` : r.name;
   const lines = [
-    `${what}: ${r.status}${r.outcome && r.outcome !== 'migrated' ? ` (${r.outcome})` : ''} — from the project ledger (workflow ${r.workflowId} is no longer in Temporal's history)`,
+    `${what}: ${r.status}${r.outcome && r.outcome !== 'migrated' && r.outcome !== r.status ? ` (${r.outcome})` : ''} — from the project ledger (workflow ${r.workflowId} is no longer in Temporal's history)`,
     `  started ${when(r.startedAt)}, last change ${when(r.updatedAt)}${r.closedAt ? `, closed ${when(r.closedAt)}` : ''}`,
   ];
   const backup = formatBackupOutcome(r.backup);
