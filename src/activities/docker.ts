@@ -307,10 +307,6 @@ export function createDockerActivities(ctx: HostContext) {
       );
     },
 
-    async inspectContainer(name: string): Promise<ContainerState | undefined> {
-      return inspect(name);
-    },
-
     /** Several units' containers at once (one engine call): for "exactly as before" checks. */
     async unitsState(unitNames: string[]): Promise<Record<string, UnitContainers>> {
       const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, `${LABELS.host}=${host}`] } });

@@ -47,7 +47,7 @@ export async function decide(client: Client, handle: WorkflowHandle, what: strin
     const r = await record();
     if (!r) throw new OperationFailed(`${what} has no record: it was never started (or not in this project)`);
     if (decision === 'rollback' && r.status === 'confirmed') throw new OperationFailed(`${what} was confirmed: its previous containers were dropped. Deploy or migrate the version before it again`);
-    throw new OperationFailed(`${what} is ${r.status}, not pending confirmation: nothing to ${decision}`);
+    throw new OperationFailed(`${what} is ${r.status}, not pending confirmation: nothing to ${decision === 'rollback' ? 'roll back' : 'confirm'}`);
   }
   try {
     return decision === 'confirm'

@@ -158,7 +158,7 @@ export interface AgentInput {
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
-  const { batch, unit } = input;
+  const { unit } = input;
   const samples = input.samples ?? 20;
   const { docker, health } = onHost(unit.host);
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
@@ -250,8 +250,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   let backup: BackupOutcome | undefined;
   let decision: DecisionResult | undefined;
 
-  const changesOf = (): UnitChange[] => [...agents.values()]
-    .filter((a) => a.action && (a.phase === 'migrated' || a.phase === 'rolling-back' || a.phase === 'unchanged'))
+  /** What the run did to each agent (the ledger keeps it); with `kept`, only the agents that still hold a `.prev` of this run. */
+  const changesOf = (kept = false): UnitChange[] => [...agents.values()]
+    .filter((a) => a.action && (!kept || a.phase === 'migrated'))
     .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId }));
   const result = (): BatchResult => ({
     batch,
@@ -398,7 +399,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     confirmNow: input.autoConfirm,
     refuseRollback: (o) => (o?.restoreData ? restoreRefusal(backup, input.backup, batch, o.components) : undefined),
     units: () => input.units.filter((u) => agents.get(u.name)?.phase === 'migrated'),
-    changes: changesOf,
+    changes: () => changesOf(true),
     rollback: async (o?: RollbackOptions) => {
       const r = await rollBack();
       // The agents are back first; then the data they wrote since the backup is replaced by it.

@@ -48,7 +48,7 @@ export class LedgerEntry {
 
   /** The stamp on every container this change creates. */
   get change(): string {
-    return `${this.record.workflowId}@${this.record.runId.slice(0, 8)}`;
+    return `${this.record.workflowId}@${this.record.runId}`;
   }
 
   async write(patch: Partial<ChangeRecord> = {}): Promise<void> {
