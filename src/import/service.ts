@@ -323,7 +323,7 @@ function mapEnvironment(value: unknown, ctx: ServiceContext, text: Text, environ
   });
 }
 
-const SHORT_PORT_RE = /^(?:(\[[^\]]*\]|\d{1,3}(?:\.\d{1,3}){3}|[^:]*[^\d:][^:]*):)?(?:(\d*(?:-\d+)?):)?(\d+(?:-\d+)?)(?:\/(\w+))?$/;
+const SHORT_PORT_RE = /^(?:(\[[^\]]*\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(\d*(?:-\d+)?):)?(\d+(?:-\d+)?)(?:\/(\w+))?$/;
 
 function mapPorts(value: unknown, ctx: ServiceContext, text: Text): string[] {
   if (!Array.isArray(value)) {
@@ -432,15 +432,21 @@ function mapVolumes(value: unknown, ctx: ServiceContext, text: Text): string[] {
       if (rebased !== source) ctx.note('changed', rel, `the host path ${source} is written relative to the inventory's folder: ${rebased}`);
       source = rebased;
     } else if (!ctx.volumes.has(source)) {
-      ctx.note('mistake', rel, `the named volume "${source}" is not declared under the top-level volumes:${suggestFrom(source, ctx.volumes)} (compose would refuse it)`, `declare it under volumes:, or fix the name`);
+      ctx.note('mistake', rel, `the named volume "${source}" is not declared under the top-level \`volumes:\`${suggestFrom(source, ctx.volumes)} (compose would refuse it)`, `declare it under volumes:, or fix the name`);
     }
     out.push(`${source}:${target}${readOnly ? ':ro' : ''}`);
   });
   return out;
 }
 
+/** "did you mean": the closest name, or a declared name the word starts with ("databaseabase" → "database"). */
+function nameHint(name: string, names: Iterable<string>): string | undefined {
+  const all = [...names];
+  return closest(name, all) ?? all.filter((n) => n.length >= 3 && name.startsWith(n)).sort((a, b) => b.length - a.length)[0];
+}
+
 function suggestFrom(name: string, names: Iterable<string>): string {
-  const hint = closest(name, names);
+  const hint = nameHint(name, names);
   return hint ? ` (did you mean "${hint}"?)` : '';
 }
 
@@ -542,8 +548,8 @@ function mapNetworks(value: unknown, ctx: ServiceContext): void {
   names.forEach(([name, spec], i) => {
     const rel: Key[] = Array.isArray(value) ? ['networks', i] : ['networks', name];
     if (name !== 'default' && ctx.networks && !ctx.networks.has(name)) {
-      const hint = closest(name, ctx.networks);
-      ctx.note('mistake', rel, `the network "${name}" is not declared under the top-level networks:${hint ? ` (did you mean "${hint}"?)` : ''}: compose would refuse the file`,
+      const hint = nameHint(name, ctx.networks);
+      ctx.note('mistake', rel, `the network "${name}" is not declared under the top-level \`networks:\`${hint ? ` (did you mean "${hint}"?)` : ''}: compose would refuse the file`,
         hint ? `write "${hint}"` : `declare "${name}" under networks:`);
     }
     if (isMap(spec)) for (const k of Object.keys(spec)) ctx.note('unmappable', [...rel, k], `networks.${name}.${k} is left out: a unit is reached by its unit name on its host's one network`);
