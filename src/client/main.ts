@@ -16,6 +16,7 @@ import { registerStatus } from './commands/status.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerConfirm } from './commands/confirm.js';
 import { registerControl } from './commands/control.js';
+import { registerImport } from './commands/import.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -27,7 +28,7 @@ const program = new Command('migrate')
   });
 
 for (const register of [registerPlan, registerWorker, registerDev, registerDemo, registerBackup, registerRestore,
-  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl]) register(program);
+  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport]) register(program);
 
 try {
   await program.parseAsync(process.argv);

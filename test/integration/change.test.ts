@@ -8,10 +8,11 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import Dockerode from 'dockerode';
-import type { temporal } from '@temporalio/proto';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { findTemporalBinary } from '../../src/dev/temporal-server.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
@@ -87,11 +88,13 @@ async function installV1(s: Setup, batch: string) {
   expect(r).toMatchObject({ outcome: 'migrated', status: 'confirmed' });
 }
 
-/** A history as the `temporal` CLI writes it (proto3 JSON), with the workflow id beside it. */
-async function writeHistory(file: string, workflowId: string, history: temporal.api.history.v1.IHistory): Promise<void> {
+/** A history as the `temporal` CLI writes it (proto3 JSON: `temporal workflow show --output json`), with the workflow id beside it. */
+async function writeHistory(file: string, workflowId: string, runId?: string): Promise<void> {
   const dir = path.resolve('test/histories');
   await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, `${file}.json`), `{"workflowId":${JSON.stringify(workflowId)},"history":${historyToJSON(history as temporal.api.history.v1.History)}}\n`);
+  const args = ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowId, ...(runId ? ['--run-id', runId] : []), '--output', 'json'];
+  const { stdout } = await promisify(execFile)(await findTemporalBinary(), args, { maxBuffer: 64 * 1024 * 1024 });
+  await writeFile(path.join(dir, `${file}.json`), `{"workflowId":${JSON.stringify(workflowId)},"history":${stdout.trim()}}\n`);
 }
 
 function record(file: string, workflowId: string, runId?: string) {
@@ -102,14 +105,7 @@ afterEach(async () => {
   while (worlds.length) await worlds.pop()!.close();
 });
 afterAll(async () => {
-  if (process.env.MIGRATE_RECORD_HISTORIES === '1' && recorded.length) {
-    const world = await startWorld(parseInventory({ version: 1, project: 'recorder', hosts: { pc2: {} } }), { hosts: [], orchestrator: false });
-    for (const r of recorded) {
-      const history = await world.client.workflow.getHandle(r.workflowId, r.runId).fetchHistory();
-      await writeHistory(r.file, r.workflowId, history);
-    }
-    await world.close();
-  }
+  if (process.env.MIGRATE_RECORD_HISTORIES === '1') for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
   for (const project of projects) {
     const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
     await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
@@ -138,13 +134,14 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
 
     // batch-2 confirmed, then every execution of it deleted: status comes from the ledger, batch-3's gate passes.
     expect(await decideBatch(s.world.client, s.project, b2, 'confirm')).toEqual({ status: 'confirmed' });
-    record('batch-confirmed', batchWorkflowId(b2));
-    record('agent-migrated', agentWorkflowId(b2, 'Agent2'));
     record('batch-rolled-back', batchWorkflowId(b1), b1Run);
     await new Promise((r) => setTimeout(r, 500));
-    const histories = await Promise.all([batchWorkflowId(b2), agentWorkflowId(b2, 'Agent2')].map(async (id) => [id, await s.world.client.workflow.getHandle(id).fetchHistory()] as const));
-    const kept = new Map(histories);
-    for (const id of kept.keys()) await deleteExecution(s.world, id);
+    // Recorded before they are deleted (the replay test reads them from test/histories).
+    if (process.env.MIGRATE_RECORD_HISTORIES === '1') {
+      await writeHistory('batch-confirmed', batchWorkflowId(b2));
+      await writeHistory('agent-migrated', agentWorkflowId(b2, 'Agent2'));
+    }
+    for (const id of [batchWorkflowId(b2), agentWorkflowId(b2, 'Agent2')]) await deleteExecution(s.world, id);
     const gone = await batchStatus(s.world.client, s.project, b2);
     expect(gone).toMatchObject({ status: 'GONE', record: { kind: 'batch', name: b2, status: 'confirmed', outcome: 'migrated' } });
     expect(gone.record!.units).toEqual([expect.objectContaining({ unit: 'Agent2', host: 'pc2', action: 'new', newId: (await inspect(name(s, 'Agent2')))!.id })]);
@@ -153,12 +150,6 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
     const ledger = await readLedger(s.world.client, s.project);
     expect(Object.fromEntries(ledger.map((r) => [r.name, r.status]))).toEqual({ [b1]: 'rolled-back', [b2]: 'confirmed', [b3]: 'pending-confirmation' });
     record('ledger', ledgerWorkflowId(s.project));
-    // The recorder needs the deleted histories: write them now.
-    if (process.env.MIGRATE_RECORD_HISTORIES === '1') {
-      await writeHistory('batch-confirmed', batchWorkflowId(b2), kept.get(batchWorkflowId(b2))!);
-      await writeHistory('agent-migrated', agentWorkflowId(b2, 'Agent2'), kept.get(agentWorkflowId(b2, 'Agent2'))!);
-      recorded.splice(recorded.findIndex((r) => r.file === 'batch-confirmed'), 2);
-    }
   });
 
   it('a failure before the retire (no image) leaves the running container untouched; a second change before confirm is refused, nothing removed', async () => {

@@ -25,7 +25,7 @@ describe('containerCreateOptions (stubbed GPU: no GPU on this machine)', () => {
     const unit = plan('nvidia').units.trainer!;
     const opts = containerCreateOptions('spec', unit, { release: 'r1', change: 'c1' }, {});
     expect(opts.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 1, Capabilities: [['gpu']] }]);
-    expect(opts.name).toBe('spec-mainpc-trainer');
+    expect(opts.name).toBe('spec_mainpc_trainer');
     expect(opts.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.specHash]: unit.specHash, [LABELS.unit]: 'trainer' });
     expect(opts.HostConfig?.PortBindings).toEqual({ '8010/tcp': [{ HostIp: '127.0.0.9', HostPort: '8010' }] });
   });

@@ -14,7 +14,8 @@ import { InventoryError, formatProblem, type Problem } from '../../inventory/loa
 import { HOST_NAME_RE } from '../../inventory/schema.js';
 import { importCompose, type ComposeSource } from '../../import/compose.js';
 import { KIND_ORDER, noteWhere, type ImportNote, type NoteKind } from '../../import/notes.js';
-import { action, collect, parseOptions, printJson, UsageError } from '../common.js';
+import { BadInput } from '../../ops/errors.js';
+import { action, collect, parseOptions, printJson } from '../common.js';
 
 const importOptions = z.object({
   host: z.array(z.string().regex(HOST_NAME_RE, { message: 'must be lowercase letters, digits and "-", starting with a letter (it becomes the task queue host-<name>)' })).default([]),
@@ -52,11 +53,11 @@ export function registerImport(program: Command): void {
     .action(action(async (files: string[], raw: unknown) => {
       const opts = parseOptions(importOptions, raw);
       if (opts.host.length > files.length) {
-        throw new UsageError('more --host than files', [{ path: '--host', message: `${opts.host.length} hosts for ${files.length} file(s)`, fix: 'give one --host per compose file, in the same order' }]);
+        throw new BadInput('more --host than files', [{ path: '--host', message: `${opts.host.length} hosts for ${files.length} file(s)`, fix: 'give one --host per compose file, in the same order' }]);
       }
       const outDir = path.resolve(opts.output ? path.dirname(opts.output) : '.');
       if (opts.output && !opts.force && await access(opts.output).then(() => true, () => false)) {
-        throw new UsageError(`${opts.output} exists: nothing was written`, [{ path: '--output', message: 'would overwrite an existing file', fix: 'pass --force, or write to another file' }]);
+        throw new BadInput(`${opts.output} exists: nothing was written`, [{ path: '--output', message: 'would overwrite an existing file', fix: 'pass --force, or write to another file' }]);
       }
 
       const sources: ComposeSource[] = [];
@@ -69,7 +70,7 @@ export function registerImport(program: Command): void {
           unreadable.push({ path: file, message: `cannot read it: ${(err as Error).message}`, fix: 'pass an existing compose file' });
         }
       }
-      if (unreadable.length) throw new UsageError('cannot read the compose files: nothing was written', unreadable);
+      if (unreadable.length) throw new BadInput('cannot read the compose files: nothing was written', unreadable);
 
       let result;
       try {
@@ -79,7 +80,7 @@ export function registerImport(program: Command): void {
           output: opts.output,
         });
       } catch (err) {
-        if (err instanceof InventoryError) throw new UsageError('the compose files cannot be read as YAML: nothing was written', err.problems);
+        if (err instanceof InventoryError) throw new BadInput('the compose files cannot be read as YAML: nothing was written', err.problems);
         throw err;
       }
 
