@@ -21,12 +21,12 @@ import { NativeConnection } from '@temporalio/worker';
 import { loadInventoryFiles } from '../../src/inventory/load.js';
 import { buildPlan, type Plan, type UnitSpec } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
+import { LABELS } from '../../src/plan/queues.js';
 import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
-import type { DeployInput, deployStack } from '../../src/workflows/deploy.js';
+import { startDeploy } from '../../src/ops/index.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -42,6 +42,7 @@ async function benchPlan(project: string, octet: number): Promise<{ plan: Plan; 
   inventory.hosts.pc2!.address = `127.0.0.${octet + 1}`;
   inventory.agents = {};
   inventory.batches = [];
+  delete inventory.backups; // compose takes no backup either: both sides start containers only
   const plan = stubPlan(buildPlan(inventory), { image: STUB_IMAGE });
   return { plan, inventory };
 }
@@ -84,11 +85,12 @@ async function benchOurs(): Promise<number> {
   const workers = [await createOrchestratorWorker({ connection }), ...(await Promise.all(Object.keys(inventory.hosts).map((h) => createHostWorker({ connection, context: hostContext(inventory, h) }))))];
   const running = Promise.all(workers.map((w) => w.run()));
   try {
-    const input: DeployInput = { release: `bench-${process.pid}`, project: plan.project, units: services(plan), autoConfirm: true, concurrency: 16 };
+    const options = { autoConfirm: true, concurrency: 16 };
     // Warm-up of the workflow bundle and the workers' pollers: a no-op deploy of another project.
-    await client.workflow.execute<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-warmup-${process.pid}`, args: [{ ...input, release: `warmup-${process.pid}`, project: `benchwarm${process.pid}`, units: [] }] });
+    await (await startDeploy(client, { ...plan, project: `benchwarm${process.pid}`, units: {} }, { ...options, release: `warmup-${process.pid}` })).result();
     const started = performance.now();
-    const result = await client.workflow.execute<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-${input.release}`, args: [input] });
+    // With autoConfirm the deploy confirms itself once every service is healthy, and closes.
+    const result = await (await startDeploy(client, plan, { ...options, release: `bench-${process.pid}` })).result();
     const elapsed = performance.now() - started;
     if (!Object.values(result.units).every((u) => u.phase === 'healthy')) throw new Error(`ours: not every service healthy: ${JSON.stringify(result.units)}`);
     return elapsed;

@@ -18,9 +18,8 @@ import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
-import { agentWorkflowId, type BatchResult } from '../../src/workflows/batch.js';
-import { startBatch } from '../../src/client/commands/start.js';
-import { confirmCompletedBatch, rollbackCompletedBatch } from '../../src/client/commands/batch-rollback.js';
+import { agentWorkflowId } from '../../src/workflows/batch.js';
+import { batchStatus, decideBatch, followBatch, startBatch } from '../../src/ops/index.js';
 
 const AGENTS = 7;
 const project = `bench${process.pid}`;
@@ -49,15 +48,19 @@ const client = new Client({ connection: await Connection.connect({ address: serv
 const workers = [await createOrchestratorWorker({ connection: native }), await createHostWorker({ connection: native, context: hostContext(inventory, 'pc2') })];
 const running = Promise.all(workers.map((w) => w.run()));
 try {
+  // A batch stays open once migrated (pending confirmation): the clock stops there.
   const migrate = async (v: string) => {
     const t = performance.now();
-    const r = (await (await startBatch(client, at(v), batch, { samples: 10 })).result()) as BatchResult;
-    if (r.outcome !== 'migrated') throw new Error(`batch ${r.outcome}: ${JSON.stringify(r.agents.map((a) => a.reason))}`);
-    return performance.now() - t;
+    const handle = await startBatch(client, at(v), batch, { samples: 10 });
+    const r = await followBatch(handle, undefined, 50);
+    if (r.status !== 'pending-confirmation') throw new Error(`batch ${r.status}: ${JSON.stringify(r.agents.map((a) => a.reason))}`);
+    return { ms: performance.now() - t, handle };
   };
-  const install = await migrate('1');
-  await confirmCompletedBatch(client, project, batch);
-  const migration = await migrate('2');
+  const v1 = await migrate('1');
+  const install = v1.ms;
+  await decideBatch(client, project, batch, 'confirm');
+  await v1.handle.result(); // decided: it closes, and version 2's run takes the same workflow id
+  const migration = (await migrate('2')).ms;
 
   // Per agent, from the child's history: whole migration vs ensureContainer scheduled → waitHealthy done.
   const overheads: number[] = [];
@@ -79,9 +82,10 @@ try {
   }
 
   const t = performance.now();
-  const rolled = await rollbackCompletedBatch(client, project, batch);
+  const rolled = await decideBatch(client, project, batch, 'rollback');
   const rollback = performance.now() - t;
-  const restored = rolled.agents.filter((r) => r.phase === 'rolled-back').length;
+  if (rolled.exact !== true) throw new Error(`rollback not exact: ${(rolled.differences ?? []).join('; ')}`);
+  const restored = ((await batchStatus(client, project, batch)).progress?.agents ?? []).filter((a) => a.phase === 'rolled-back').length;
 
   const out = {
     agents: AGENTS,
@@ -90,6 +94,7 @@ try {
     perAgent: { medianTotalMs: Math.round(median(totals)), medianStartToHealthyMs: Math.round(median(bare)), medianOverheadMs: Math.round(median(overheads)), maxOverheadMs: Math.round(Math.max(...overheads)) },
     rollbackBatchMs: Math.round(rollback),
     restored,
+    exact: rolled.exact,
     targetMs: 5000,
     seedLimitMs: 30000,
   };

@@ -1,7 +1,10 @@
 /**
- * Docker on one host, through dockerode. Idempotent by construction: a unit's container has a
- * deterministic name and carries labels (project, host, unit, release, spec hash); `ensure…` looks
- * before it creates; stopping a stopped container, or removing a missing one, is success.
+ * Docker on one host, through dockerode. A unit's containers are found by their labels (project,
+ * host, unit), never by name alone; each also carries its spec hash and the change that created it.
+ * The name is for people, and says the role: `<project>_<host>_<unit>` serves, `….prev` is kept,
+ * stopped, for rollback until its change is confirmed. Every call is idempotent: `ensure…` looks
+ * before it creates, retire and put-back find the containers wherever an earlier attempt left
+ * them, stopping a stopped container or removing a missing one is success.
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,7 +12,7 @@ import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Dockerode from 'dockerode';
 import type { UnitSpec } from '../plan/plan.js';
-import { containerName, LABELS, networkName, previousName } from '../plan/queues.js';
+import { containerName, LABELS, networkName, PREVIOUS_SUFFIX, previousName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { readSecret } from './secrets.js';
 
@@ -44,11 +47,53 @@ export interface ContainerRef {
   reused: boolean;
 }
 
+/** What a created container is stamped with: the release (for people) and the change that created it. */
+export interface ChangeStamp {
+  release: string;
+  /** The deploy's or batch run's id (`deploy-r42`, `migrate-batch-1@<run>`). */
+  change: string;
+}
+
+/** One of a unit's containers, as its labels and name say. */
+export interface UnitContainer {
+  id: string;
+  name: string;
+  /** `previous`: kept, stopped, for rollback (its name ends in `.prev`); `current`: the one that serves. */
+  role: 'current' | 'previous';
+  specHash?: string;
+  change?: string;
+  running: boolean;
+}
+
+export interface UnitContainers {
+  current?: UnitContainer;
+  previous?: UnitContainer;
+  /** More than one in a role (never made by the tool): reported, never guessed at. */
+  others: UnitContainer[];
+}
+
+export interface PutBackResult {
+  /** The container running again (the previous one), if the unit had one. */
+  restored?: string;
+  /** The containers of the change that were removed. */
+  removed: string[];
+}
+
+export const short = (id: string) => id.slice(0, 12);
+
+function unconfirmedPrevious(unit: string, previous: UnitContainer): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `${unit} still keeps ${previous.name} (${short(previous.id)}) from ${previous.change ?? 'an earlier change'} that is not confirmed: confirm or roll back that change first (migrate confirm|rollback …)`,
+    'UnconfirmedPrevious',
+  );
+}
+
 export interface ContainerState {
   name: string;
   id: string;
   image: string;
   imageId: string;
+  project?: string;
   unit?: string;
   release?: string;
   specHash?: string;
@@ -63,7 +108,7 @@ export interface ContainerState {
 /** A host's running set, for "exactly as before" comparisons. */
 export interface HostSnapshot {
   host: string;
-  containers: { name: string; image: string; specHash?: string; running: boolean }[];
+  containers: { name: string; id: string; unit: string; image: string; specHash?: string; running: boolean }[];
 }
 
 function statusCode(err: unknown): number | undefined {
@@ -76,7 +121,7 @@ const NS = 1_000_000; // Docker durations are nanoseconds
 export function containerCreateOptions(
   project: string,
   unit: UnitSpec,
-  release: string,
+  stamp: ChangeStamp,
   env: Record<string, string>,
 ): Dockerode.ContainerCreateOptions {
   const name = containerName(project, unit.host, unit.name);
@@ -106,7 +151,8 @@ export function containerCreateOptions(
       [LABELS.host]: unit.host,
       [LABELS.unit]: unit.name,
       [LABELS.kind]: unit.kind,
-      [LABELS.release]: release,
+      [LABELS.release]: stamp.release,
+      [LABELS.change]: stamp.change,
       [LABELS.specHash]: unit.specHash,
     },
     Healthcheck: hc
@@ -135,6 +181,18 @@ export async function resolveEnvironment(unit: UnitSpec): Promise<Record<string,
   return out;
 }
 
+function unitContainer(c: Dockerode.ContainerInfo): UnitContainer {
+  const name = c.Names[0]!.replace(/^\//, '');
+  return {
+    id: c.Id,
+    name,
+    role: name.endsWith(PREVIOUS_SUFFIX) ? 'previous' : 'current',
+    specHash: c.Labels[LABELS.specHash],
+    change: c.Labels[LABELS.change],
+    running: c.State === 'running',
+  };
+}
+
 export function createDockerActivities(ctx: HostContext) {
   const { docker, project, host } = ctx;
 
@@ -147,6 +205,7 @@ export function createDockerActivities(ctx: HostContext) {
         id: c.Id,
         image: c.Config.Image,
         imageId: c.Image,
+        project: labels[LABELS.project],
         unit: labels[LABELS.unit],
         release: labels[LABELS.release],
         specHash: labels[LABELS.specHash],
@@ -159,6 +218,38 @@ export function createDockerActivities(ctx: HostContext) {
       };
     } catch (err) {
       if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async function unitContainers(unitName: string): Promise<UnitContainers> {
+    const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, `${LABELS.host}=${host}`, `${LABELS.unit}=${unitName}`] } });
+    const out: UnitContainers = { others: [] };
+    for (const c of list.sort((a, b) => a.Created - b.Created)) {
+      const entry = unitContainer(c);
+      if (out[entry.role]) out.others.push(entry);
+      else out[entry.role] = entry;
+    }
+    return out;
+  }
+
+  async function stop(id: string): Promise<void> {
+    try {
+      await docker.getContainer(id).stop({ t: 10 });
+    } catch (err) {
+      if (statusCode(err) !== 304 && statusCode(err) !== 404) throw err;
+    }
+  }
+
+  /** Remove (force); true when it existed. */
+  async function remove(id: string): Promise<boolean> {
+    try {
+      await docker.getContainer(id).remove({ force: true });
+      log.info('container removed', { container: id });
+      return true;
+    } catch (err) {
+      if (statusCode(err) === 404) return false;
+      if (statusCode(err) === 409) return true; // removal already in progress
       throw err;
     }
   }
@@ -218,51 +309,75 @@ export function createDockerActivities(ctx: HostContext) {
       );
     },
 
-    async inspectContainer(name: string): Promise<ContainerState | undefined> {
-      return inspect(name);
+    /** Several units' containers at once (one engine call): for "exactly as before" checks. */
+    async unitsState(unitNames: string[]): Promise<Record<string, UnitContainers>> {
+      const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, `${LABELS.host}=${host}`] } });
+      const wanted = new Set(unitNames);
+      const out: Record<string, UnitContainers> = {};
+      for (const u of unitNames) out[u] = { others: [] };
+      for (const c of list.sort((a, b) => a.Created - b.Created)) {
+        const unit = c.Labels[LABELS.unit];
+        if (!unit || !wanted.has(unit)) continue;
+        const entry = unitContainer(c);
+        const slot = out[unit]!;
+        if (slot[entry.role]) slot.others.push(entry);
+        else slot[entry.role] = entry;
+      }
+      return out;
+    },
+
+    /** The unit's containers on this host, found by their labels: the current one, the one kept for rollback, and any other. */
+    async unitContainers(unitName: string): Promise<UnitContainers> {
+      return unitContainers(unitName);
     },
 
     /**
-     * Create-or-reuse the unit's container under its deterministic name, then start it.
-     * A container of that name with another spec hash is a conflict the workflow must resolve
-     * first (retire it): nothing is ever replaced silently.
+     * Create-or-reuse the unit's container, then start it. A current container of the unit with
+     * another spec hash is a conflict the workflow must resolve first (retire it): nothing is ever
+     * replaced silently. A container of another owner under the unit's name is a conflict too.
      */
-    async ensureContainer(unit: UnitSpec, release: string): Promise<ContainerRef> {
-      const name = containerName(project, host, unit.name);
-      let state = await inspect(name);
+    async ensureContainer(unit: UnitSpec, stamp: ChangeStamp): Promise<ContainerRef> {
+      let { current } = await unitContainers(unit.name);
       let reused = true;
-      if (state && state.specHash !== unit.specHash) {
+      if (current && current.specHash !== unit.specHash) {
         throw ApplicationFailure.nonRetryable(
-          `${name} exists with spec ${state.specHash ?? '(none)'} but ${unit.specHash} is wanted: retire it first`,
+          `${current.name} (${short(current.id)}) runs spec ${current.specHash ?? '(none)'} but ${unit.specHash} is wanted: retire it first`,
           'ContainerConflict',
         );
       }
-      if (!state) {
+      if (!current) {
+        const name = containerName(project, host, unit.name);
         await ensureNetwork();
         const env = await resolveEnvironment(unit);
         try {
-          await docker.createContainer(containerCreateOptions(project, unit, release, env));
-          log.info('container created', { container: name, release, specHash: unit.specHash });
+          await docker.createContainer(containerCreateOptions(project, unit, stamp, env));
+          log.info('container created', { container: name, change: stamp.change, specHash: unit.specHash });
         } catch (err) {
-          if (statusCode(err) !== 409) throw err; // a retried attempt raced its earlier self
+          if (statusCode(err) !== 409) throw err;
+          // The name is taken: by this unit (a retried attempt raced its earlier self), or by something else.
+          const holder = await inspect(name);
+          if (holder && holder.unit !== unit.name) {
+            throw ApplicationFailure.nonRetryable(`${name} exists on host ${host} but is not ${unit.name}'s container (labels: project ${holder.project ?? '-'}, unit ${holder.unit ?? '-'}): remove or rename it`, 'ContainerConflict');
+          }
         }
         reused = false;
-        state = (await inspect(name))!;
+        current = (await unitContainers(unit.name)).current;
+        if (!current) throw new Error(`${name} was created on host ${host} but is not found by its labels`);
       }
-      if (!state.running) {
+      if (!current.running) {
         try {
-          await docker.getContainer(name).start();
-          log.info('container started', { container: name });
+          await docker.getContainer(current.id).start();
+          log.info('container started', { container: current.name });
         } catch (err) {
           if (statusCode(err) !== 304) {
-            throw ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+            throw ApplicationFailure.nonRetryable(`${current.name} could not start: ${(err as Error).message}`, 'StartFailed');
           }
         }
       }
-      return { id: state.id, name, specHash: unit.specHash, reused };
+      return { id: current.id, name: current.name, specHash: unit.specHash, reused };
     },
 
-    /** Stop a container; a stopped or missing one is success. */
+    /** Stop a container (name or id); a stopped or missing one is success. */
     async stopContainer(name: string, timeoutSeconds = 10): Promise<{ existed: boolean }> {
       try {
         await docker.getContainer(name).stop({ t: timeoutSeconds });
@@ -274,95 +389,73 @@ export function createDockerActivities(ctx: HostContext) {
       return { existed: true };
     },
 
-    async startContainer(name: string): Promise<void> {
-      try {
-        await docker.getContainer(name).start();
-        log.info('container started', { container: name });
-      } catch (err) {
-        if (statusCode(err) === 404) throw ApplicationFailure.nonRetryable(`${name} does not exist on host ${host}`, 'ContainerMissing');
-        if (statusCode(err) !== 304) throw err;
-      }
-    },
-
-    /** Rename; if it was already renamed (from missing, to present) that is success. */
-    async renameContainer(from: string, to: string): Promise<{ renamed: boolean }> {
-      const [a, b] = await Promise.all([inspect(from), inspect(to)]);
-      if (!a && b) return { renamed: false };
-      if (!a) throw ApplicationFailure.nonRetryable(`cannot rename ${from}: no such container on host ${host}`, 'ContainerMissing');
-      if (b) throw ApplicationFailure.nonRetryable(`cannot rename ${from} to ${to}: ${to} exists on host ${host}`, 'ContainerConflict');
-      await docker.getContainer(from).rename({ name: to });
-      log.info('container renamed', { from, to });
-      return { renamed: true };
-    },
-
-    /** Remove a container (stopping it first); a missing one is success. */
+    /** Remove a container (name or id), stopping it first; a missing one is success. */
     async removeContainer(name: string): Promise<{ existed: boolean }> {
-      try {
-        await docker.getContainer(name).remove({ force: true });
-        log.info('container removed', { container: name });
-        return { existed: true };
-      } catch (err) {
-        if (statusCode(err) === 404) return { existed: false };
-        if (statusCode(err) === 409) {
-          // removal already in progress
-          return { existed: true };
+      return { existed: await remove(name) };
+    },
+
+    /**
+     * Keep the unit's current container `id` for rollback: stop it and rename it to `<name>.prev`.
+     * Refused (`UnconfirmedPrevious`) while another container of the unit is kept from a change not
+     * yet confirmed: nothing is silently destroyed. Idempotent: a container already retired is
+     * success.
+     */
+    async retireContainer(unitName: string, id: string): Promise<UnitContainer> {
+      const { current, previous } = await unitContainers(unitName);
+      if (previous && previous.id !== id) throw unconfirmedPrevious(unitName, previous);
+      if (previous?.id === id) {
+        if (previous.running) await stop(id);
+        return { ...previous, running: false };
+      }
+      if (current?.id !== id) {
+        throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: container ${short(id)} is neither its current nor its kept container (current: ${current ? short(current.id) : 'none'}): something else changed it`, 'ContainerConflict');
+      }
+      await stop(id);
+      const to = previousName(current.name);
+      await docker.getContainer(id).rename({ name: to });
+      log.info('container retired', { container: current.name, to });
+      return { ...current, name: to, role: 'previous', running: false };
+    },
+
+    /**
+     * Undo a swap, from wherever an earlier attempt left it: remove every current container of the
+     * unit except `previousId`, bring `previousId` back under the unit's name and start it. Without
+     * `previousId` (a first install), the unit is left with no container. Idempotent.
+     */
+    async putBack(unitName: string, previousId?: string): Promise<PutBackResult> {
+      const { current, previous, others } = await unitContainers(unitName);
+      const removed: string[] = [];
+      for (const c of [current, ...others.filter((o) => o.role === 'current')]) {
+        if (c && c.id !== previousId) {
+          await remove(c.id);
+          removed.push(c.id);
         }
-        throw err;
       }
-    },
-
-    /**
-     * Keep the unit's current container for rollback: stop it and rename it to `<name>.prev`
-     * (an older `.prev` is removed first). Idempotent; returns what was retired, if anything.
-     */
-    async retireContainer(unitName: string): Promise<ContainerState | undefined> {
+      if (!previousId) return { removed };
+      const old = [current, previous, ...others].find((c) => c?.id === previousId);
+      if (!old) throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: its previous container ${short(previousId)} is gone, so it cannot be put back`, 'PreviousMissing');
       const name = containerName(project, host, unitName);
-      const prev = previousName(name);
-      const current = await inspect(name);
-      if (!current) return await inspect(prev); // already retired by an earlier attempt
-      const older = await inspect(prev);
-      if (older) await docker.getContainer(prev).remove({ force: true });
+      if (old.role === 'previous') {
+        // The unit's name is free now (its current container was removed above); a legacy name keeps its own form.
+        const back = old.name.slice(0, -PREVIOUS_SUFFIX.length) || name;
+        await docker.getContainer(old.id).rename({ name: back });
+        log.info('previous container put back', { container: back, id: old.id });
+      }
       try {
-        await docker.getContainer(name).stop({ t: 10 });
+        await docker.getContainer(old.id).start();
       } catch (err) {
         if (statusCode(err) !== 304) throw err;
       }
-      await docker.getContainer(name).rename({ name: prev });
-      log.info('container retired', { container: name, to: prev });
-      return { ...current, name: prev, running: false };
+      return { restored: old.id, removed };
     },
 
-    /**
-     * Undo a retire: drop the unit's current container (if any) and bring `<name>.prev` back
-     * under the unit's name, started. Idempotent.
-     */
-    async restorePrevious(unitName: string): Promise<{ restored: boolean }> {
-      const name = containerName(project, host, unitName);
-      const prev = previousName(name);
-      const previous = await inspect(prev);
-      if (!previous) return { restored: false };
-      const current = await inspect(name);
-      if (current) await docker.getContainer(name).remove({ force: true });
-      await docker.getContainer(prev).rename({ name });
-      try {
-        await docker.getContainer(name).start();
-      } catch (err) {
-        if (statusCode(err) !== 304) throw err;
-      }
-      log.info('previous container restored', { container: name });
-      return { restored: true };
-    },
-
-    /** Drop the kept `.prev` container once a release is confirmed. */
-    async discardPrevious(unitName: string): Promise<{ existed: boolean }> {
-      const prev = previousName(containerName(project, host, unitName));
-      try {
-        await docker.getContainer(prev).remove({ force: true });
-        return { existed: true };
-      } catch (err) {
-        if (statusCode(err) === 404) return { existed: false };
-        throw err;
-      }
+    /** Drop the container kept for rollback once its change is confirmed (only while it is still the kept one). */
+    async discardPrevious(unitName: string, previousId: string): Promise<{ removed: boolean }> {
+      const { previous } = await unitContainers(unitName);
+      if (previous?.id !== previousId) return { removed: false };
+      await remove(previousId);
+      log.info('previous container discarded', { unit: unitName, id: previousId });
+      return { removed: true };
     },
 
     /** The last lines a container wrote, for failure messages. */
@@ -389,7 +482,7 @@ export function createDockerActivities(ctx: HostContext) {
       return {
         host,
         containers: list
-          .map((c) => ({ name: c.Names[0]!.replace(/^\//, ''), image: c.Image, specHash: c.Labels[LABELS.specHash], running: c.State === 'running' }))
+          .map((c) => ({ name: c.Names[0]!.replace(/^\//, ''), id: c.Id, unit: c.Labels[LABELS.unit] ?? '', image: c.Image, specHash: c.Labels[LABELS.specHash], running: c.State === 'running' }))
           .sort((a, b) => a.name.localeCompare(b.name)),
       };
     },

@@ -7,7 +7,6 @@ import { createBackupStoreActivities } from './backup-store.js';
 import { createPostgresActivities } from './postgres.js';
 import { createRedisActivities } from './redis.js';
 import { createInfluxActivities } from './influx.js';
-import { createRecordActivities } from './records.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
@@ -18,7 +17,6 @@ export function createHostActivities(ctx: HostContext) {
     ...createPostgresActivities(ctx),
     ...createRedisActivities(ctx),
     ...createInfluxActivities(ctx),
-    ...createRecordActivities(),
   };
 }
 

@@ -1,32 +1,21 @@
 /**
- * What every command shares: option schemas (zod), loading the inventory into a plan, connecting
- * to Temporal, and the one error handler (exit 0 ok, 1 failure, 2 bad input).
+ * What every command shares: option schemas (zod), the options every Temporal command takes,
+ * loading the inventory into a plan, telling a release from a batch, connecting to Temporal, and the
+ * one error handler (exit 0 ok, 1 failure, 2 bad input). The work itself is in src/ops.
  */
 import path from 'node:path';
+import type { Command } from 'commander';
 import { Connection, Client } from '@temporalio/client';
 import { z } from 'zod';
-import { InventoryError, loadInventoryFiles, zodProblems, formatProblem, type Problem } from '../inventory/load.js';
+import { InventoryError, loadInventoryFiles, zodProblems, formatProblem } from '../inventory/load.js';
 import type { Inventory } from '../inventory/schema.js';
 import { buildPlan, type Plan } from '../plan/plan.js';
-import type { BackupGuard } from '../workflows/safeguard.js';
+import { stubbedPlan } from '../dev/stub-image.js';
+import { BadInput, OperationFailed } from '../ops/errors.js';
 
 export const DEFAULT_INVENTORY = ['inventory/agentsys.yaml'];
-
-/** Bad input: exit code 2, nothing started. */
-export class UsageError extends Error {
-  constructor(message: string, public readonly problems: Problem[] = []) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-/** A failure the operator should see plainly (no stack): exit code 1. */
-export class CommandFailed extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CommandFailed';
-  }
-}
+/** What `migrate dev` and `migrate demo` run: the shipped inventory with one machine playing every host. */
+export const DEV_INVENTORY = ['inventory/agentsys.yaml', 'inventory/local.yaml'];
 
 export const commonOptions = z.object({
   inventory: z.array(z.string().min(1)).default(DEFAULT_INVENTORY),
@@ -36,13 +25,44 @@ export const commonOptions = z.object({
 });
 export type CommonOptions = z.infer<typeof commonOptions>;
 
-/** Parse a command's options with its schema; a bad option is a UsageError naming the flag. */
+/** The options of the commands that run a dev server on this machine (`dev`, `demo`). */
+export const devOptions = z.object({
+  inventory: z.array(z.string()).default(DEV_INVENTORY),
+  dataDir: z.string().default('.data'),
+  port: z.coerce.number().int().min(1).max(65535).default(7233),
+  uiPort: z.coerce.number().int().min(1).max(65535).default(8233),
+});
+
+export const RELEASE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+export const releaseName = z.string().regex(RELEASE_RE, { message: 'must be letters, digits, "_", "." or "-" (at most 63), e.g. 2024-06-01 or v42' });
+
+/** `-i, --inventory FILE` (repeatable). */
+export function inventoryOption(cmd: Command, what = 'inventory file (repeat to layer overrides, like compose -f)'): Command {
+  return cmd.option('-i, --inventory <file>', what, collect);
+}
+
+/** `--address`, `--namespace` and `--json`: every command that talks to Temporal. */
+export function temporalOptions(cmd: Command): Command {
+  return cmd
+    .option('--address <host:port>', 'Temporal frontend address (default $TEMPORAL_ADDRESS or 127.0.0.1:7233)')
+    .option('--namespace <ns>', 'Temporal namespace')
+    .option('--json', 'machine-readable output');
+}
+
+/** Parse a command's options with its schema; a bad option is bad input naming the flag. */
 export function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
   const result = schema.safeParse(raw);
   if (!result.success) {
     const problems = zodProblems(result.error).map((p) => ({ ...p, path: `--${p.path.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/\[\d+\]$/, '')}` }));
-    throw new UsageError('invalid options', problems);
+    throw new BadInput('invalid options', problems);
   }
+  return result.data;
+}
+
+/** Parse a command's argument with its schema; a bad one is bad input naming the argument. */
+export function parseArgument<S extends z.ZodType>(schema: S, value: unknown, name: string): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new BadInput(`invalid ${name}`, zodProblems(result.error).map((p) => ({ ...p, path: name })));
   return result.data;
 }
 
@@ -52,27 +72,67 @@ export async function loadPlan(files: string[]): Promise<{ inventory: Inventory;
   return { inventory, plan: buildPlan(inventory, { baseDir }) };
 }
 
+/** The plan as a command runs it: with --stub, every unit is the local stub image (built first if missing). */
+export async function planForRun(plan: Plan, stub: boolean, version?: string): Promise<Plan> {
+  return stub ? stubbedPlan(plan, { version }) : plan;
+}
+
+/** What `status`, `rollback` and `confirm` act on. */
+export type Target = { kind: 'all' } | { kind: 'batch'; batch: string } | { kind: 'release'; release: string };
+
+/**
+ * Tell a target by its form: `all`, a batch of the inventory, else a release. A `batch-N` the
+ * inventory does not declare is bad input (a typo, or another inventory), not a release.
+ */
+export function resolveTarget(plan: Plan, target: string, allowAll: boolean): Target {
+  const batches = plan.batches.map((b) => b.name);
+  const choices = `a release, one of the inventory's batches (${batches.join(', ') || 'none declared'})${allowAll ? ', or all' : ''}`;
+  if (target === 'all') {
+    if (allowAll) return { kind: 'all' };
+    throw new BadInput('invalid target', [{ path: 'target', message: 'this takes one release or one batch, not all', fix: `give ${choices}` }]);
+  }
+  if (batches.includes(target)) return { kind: 'batch', batch: target };
+  if (/^batch-\d+$/.test(target)) {
+    throw new BadInput('invalid target', [{ path: 'target', message: `no batch "${target}" in the inventory (${plan.project})`, fix: `give ${choices}; or pass the inventory it ran with: -i FILE` }]);
+  }
+  if (!RELEASE_RE.test(target)) {
+    throw new BadInput('invalid target', [{ path: 'target', message: `"${target}" is neither a batch of the inventory nor a release name (letters, digits, "_", "." or "-", at most 63)`, fix: `give ${choices}` }]);
+  }
+  return { kind: 'release', release: target };
+}
+
 export async function connectClient(opts: Pick<CommonOptions, 'address' | 'namespace'>): Promise<{ client: Client; close(): Promise<void> }> {
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: opts.address, connectTimeout: 5000 });
   } catch (err) {
-    throw new CommandFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT`);
+    throw new OperationFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT`);
   }
   return { client: new Client({ connection, namespace: opts.namespace }), close: () => connection.close() };
+}
+
+/** Connect, run, close: commands never call process.exit. */
+export async function withClient<T>(opts: Pick<CommonOptions, 'address' | 'namespace'>, fn: (client: Client) => Promise<T>): Promise<T> {
+  const { client, close } = await connectClient(opts);
+  try {
+    return await fn(client);
+  } finally {
+    await close();
+  }
 }
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** The one error handler: prints what is wrong and how to fix it, returns the exit code. */
+/** The one error handler: prints what is wrong and how to fix it, returns the exit code (2 bad input, 1 failure). */
 export function reportError(err: unknown, json: boolean): number {
-  if (err instanceof InventoryError || err instanceof UsageError) {
-    const problems = err instanceof InventoryError ? err.problems : err.problems;
-    if (json) printJson({ ok: false, error: err instanceof InventoryError ? 'invalid inventory' : err.message, problems });
+  if (err instanceof InventoryError || err instanceof BadInput) {
+    const problems = err.problems;
+    const message = err instanceof InventoryError ? 'invalid inventory' : err.message;
+    if (json) printJson({ ok: false, error: message, problems });
     else {
-      process.stderr.write(`error: ${err instanceof InventoryError ? `the inventory is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}); nothing was started` : err.message}\n`);
+      process.stderr.write(`error: ${err instanceof InventoryError ? `the inventory is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}); nothing was started` : message}\n`);
       for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
     }
     return 2;
@@ -80,7 +140,7 @@ export function reportError(err: unknown, json: boolean): number {
   const message = err instanceof Error ? err.message : String(err);
   if (json) printJson({ ok: false, error: message });
   else process.stderr.write(`error: ${message}\n`);
-  if (!(err instanceof CommandFailed) && process.env.MIGRATE_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  if (!(err instanceof OperationFailed) && process.env.MIGRATE_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return 1;
 }
 
@@ -100,6 +160,9 @@ export function collect(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
+/** A backup's id, as the backup store accepts it. */
+export const backupId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/, { message: 'must be a backup id: letters, digits, "_", "." and "-" (see migrate backup list)' });
+
 /** `--skip-backup REASON`: the reason is required, and recorded in the workflow's input and result. */
 export const skipBackupOption = z.string().trim()
   .min(3, { message: 'say why the backup is skipped (it is recorded in the workflow), e.g. --skip-backup "nothing writes to the databases yet"' })
@@ -111,9 +174,3 @@ export const restoreDataOption = z
   .union([z.boolean(), z.string().regex(/^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$/, { message: 'must be backup component names separated by commas, e.g. postgres,redis (or no value: all of them)' })])
   .optional()
   .transform((v) => (v === undefined || v === false ? undefined : { components: v === true ? undefined : v.split(',') }));
-
-/** What a deploy or a batch does about the data first: a verified backup of the plan's targets, or the operator's skip. */
-export function backupGuard(plan: Plan, skipReason: string | undefined): BackupGuard | undefined {
-  if (skipReason !== undefined) return { skip: skipReason };
-  return plan.backups && plan.backups.components.length > 0 ? { take: plan.backups } : undefined;
-}

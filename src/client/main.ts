@@ -1,4 +1,8 @@
-/** The `migrate` CLI. One file per command under ./commands. */
+/**
+ * The `migrate` CLI: one file per command under ./commands, each a thin layer over src/ops (parse
+ * and check the arguments, call the operation, print). What a command is given is what it gets:
+ * no argv rewriting, no hidden commands.
+ */
 import { Command } from 'commander';
 import { registerPlan } from './commands/plan.js';
 import { registerWorker } from './commands/worker.js';
@@ -7,12 +11,12 @@ import { registerDemo } from './commands/demo.js';
 import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerDeploy } from './commands/deploy.js';
+import { registerStart } from './commands/start.js';
 import { registerStatus } from './commands/status.js';
 import { registerRollback } from './commands/rollback.js';
-import { registerStart } from './commands/start.js';
+import { registerConfirm } from './commands/confirm.js';
 import { registerControl } from './commands/control.js';
-import { registerBatchStatus } from './commands/batch-status.js';
-import { registerBatchRollback } from './commands/batch-rollback.js';
+import { registerImport } from './commands/import.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -23,28 +27,11 @@ const program = new Command('migrate')
     throw err;
   });
 
-registerPlan(program);
-registerWorker(program);
-registerDev(program);
-registerDemo(program);
-registerBackup(program);
-registerRestore(program);
-registerDeploy(program);
-registerStatus(program);
-registerRollback(program);
-registerStart(program);
-registerControl(program);
-registerBatchStatus(program);
-registerBatchRollback(program);
-
-// `migrate status|rollback|confirm batch-N` and `… RELEASE` share a verb; a batch name goes to the
-// batch commands (and `status all` too), anything else is a release.
-const argv = [...process.argv];
-if (['status', 'rollback', 'confirm'].includes(argv[2] ?? '') && /^batch-\d+$/.test(argv[3] ?? '')) argv[2] = `batch-${argv[2]}`;
-if (argv[2] === 'status' && argv[3] === 'all') argv[2] = 'batch-status';
+for (const register of [registerPlan, registerWorker, registerDev, registerDemo, registerBackup, registerRestore,
+  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport]) register(program);
 
 try {
-  await program.parseAsync(argv);
+  await program.parseAsync(process.argv);
 } catch (err) {
   if (!(err && typeof err === 'object' && 'code' in err && String((err as { code: string }).code).startsWith('commander.'))) throw err;
 }

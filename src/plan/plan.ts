@@ -12,6 +12,7 @@ import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
 import { planBackups, type BackupPlan } from './backups.js';
 import { applyCrossHostLinks } from './cross-host.js';
+import { ambiguousNames } from './names.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -385,6 +386,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     }
   }
 
+  problems.push(...ambiguousNames([...units].flatMap(([name, u]) => (placed.has(name) ? [{ unit: name, host: placed.get(name)!, path: u.path }] : []))));
   const backups = planBackups(inv, placed, problems);
   problems.push(...applyCrossHostLinks(specs, inv.hosts, warnings));
 

@@ -3,7 +3,7 @@
  * Pure and deterministic: safe to import from workflow code.
  */
 
-/** Workflows run here; any worker process may poll it. */
+/** Workflows run here, and the activities that only talk to Temporal (the ledger); any worker process may poll it. */
 export const ORCHESTRATOR_QUEUE = 'orchestrator';
 
 /** Activities that touch one host run on that host's queue, polled only by that host's worker. */
@@ -12,11 +12,18 @@ export function hostQueue(host: string): string {
 }
 
 /**
- * Container name: project, host and unit together, so several hosts (and several projects) can
- * share one Docker engine without touching each other's containers.
+ * A container's name, for people: `<project>_<host>_<unit>`. Identity is the labels (project, host,
+ * unit), never the name. Project and host names cannot contain "_", so no two units share a name.
  */
 export function containerName(project: string, host: string, unit: string): string {
-  return `${project}-${host}-${unit}`;
+  return `${project}_${host}_${unit}`;
+}
+
+/** The name a retired container is kept under, stopped, until its change is confirmed. Unit names cannot end in it. */
+export const PREVIOUS_SUFFIX = '.prev';
+
+export function previousName(container: string): string {
+  return `${container}${PREVIOUS_SUFFIX}`;
 }
 
 /** The network all of a project's containers on one host join; units reach each other by name. */
@@ -24,7 +31,7 @@ export function networkName(project: string, host: string): string {
   return `${project}-${host}`;
 }
 
-/** Labels every container the tool creates carries. */
+/** Labels every container the tool creates carries. They are the container's identity. */
 export const LABELS = {
   project: 'io.agent-migrate.project',
   host: 'io.agent-migrate.host',
@@ -32,10 +39,6 @@ export const LABELS = {
   kind: 'io.agent-migrate.kind',
   release: 'io.agent-migrate.release',
   specHash: 'io.agent-migrate.spec-hash',
-  role: 'io.agent-migrate.role',
+  /** The change (deploy or batch run) that created the container. */
+  change: 'io.agent-migrate.change',
 } as const;
-
-/** Where a replaced container is kept, stopped, until its release is confirmed (instant rollback). */
-export function previousName(container: string): string {
-  return `${container}.prev`;
-}

@@ -1,6 +1,6 @@
 /**
  * Worker wiring. A host's worker polls `host-<name>` with that host's activities (Docker at the
- * host's own endpoint); the orchestrator worker runs the workflows. `migrate worker --host NAME`
+ * host's own endpoint); the orchestrator worker runs the workflows and the ledger's activities. `migrate worker --host NAME`
  * starts both in one process by default, so every host can also carry workflow tasks.
  */
 import os from 'node:os';
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createHostActivities } from '../activities/index.js';
+import { createLedgerActivities } from '../activities/ledger.js';
 import type { HostContext } from '../activities/context.js';
 import { dockerClient } from '../activities/docker-client.js';
 import type { Inventory } from '../inventory/schema.js';
@@ -74,6 +75,8 @@ export async function createOrchestratorWorker(opts: WorkerOptions & { identity?
     taskQueue: ORCHESTRATOR_QUEUE,
     identity: opts.identity ?? `orchestrator@${os.hostname()}:${process.pid}`,
     workflowBundle: code,
+    // The ledger's activities talk to Temporal only: they run wherever workflows run.
+    activities: createLedgerActivities(),
   });
 }
 

@@ -5,26 +5,15 @@
  *   mark verified or failed → apply retention.
  * The inputs hold the plan's backup targets, whose secrets are references: the workers read them.
  */
-import { ApplicationFailure, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { HostActivities } from '../activities/index.js';
+import { ApplicationFailure, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { BackupSummary, ComponentEntry, ComponentVerification } from '../activities/backup-store.js';
 import type { BackupComponent, BackupPlan } from '../plan/backups.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
-import { hostQueue } from '../plan/queues.js';
+import { onHost } from './profiles.js';
 
-const NON_RETRYABLE = ['BackupNotFound', 'BackupCorrupt', 'InvalidBackupId', 'InvalidTarget', 'SecretMissing', 'RestoreFailed'];
-
-/** Dumps and restores are long: they heartbeat, and a host that is gone fails them after 3 hours. */
-function onHost(host: string) {
-  return proxyActivities<HostActivities>({
-    taskQueue: hostQueue(host),
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '1 minute',
-    scheduleToCloseTimeout: '3 hours',
-    retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-  });
-}
+/** Dumps and restores, on the host that holds the component. */
+const on = (host: string) => onHost(host).backup;
 
 function hostsOf(components: BackupComponent[]): string[] {
   return [...new Set(components.map((c) => c.host))];
@@ -53,7 +42,7 @@ export interface BackupResult {
 
 function take(dir: string | undefined, id: string, c: BackupComponent): Promise<ComponentEntry> {
   const req = { directory: dir, backupId: id, component: c };
-  const acts = onHost(c.host);
+  const acts = on(c.host);
   if (c.kind === 'postgres') return acts.dumpPostgres(req);
   if (c.kind === 'redis') return acts.snapshotRedis(req);
   return acts.backupInflux(req);
@@ -61,7 +50,7 @@ function take(dir: string | undefined, id: string, c: BackupComponent): Promise<
 
 function check(dir: string | undefined, id: string, c: BackupComponent, entry: ComponentEntry): Promise<ComponentVerification> {
   const req = { directory: dir, backupId: id, component: c, entry };
-  const acts = onHost(c.host);
+  const acts = on(c.host);
   if (c.kind === 'postgres') return acts.verifyPostgres(req);
   if (c.kind === 'redis') return acts.verifyRedis(req);
   return acts.verifyInflux(req);
@@ -69,13 +58,13 @@ function check(dir: string | undefined, id: string, c: BackupComponent, entry: C
 
 async function verifyOnHosts(plan: BackupPlan, id: string, extra: Record<string, ComponentVerification[]> = {}): Promise<BackupSummary[]> {
   return Promise.all(hostsOf(plan.components).map(async (host) => {
-    const manifest = await onHost(host).readBackupManifest(plan.directory, id);
+    const manifest = await on(host).readBackupManifest(plan.directory, id);
     const results = await Promise.all(manifest.components.map((entry) => {
       const component = plan.components.find((c) => c.name === entry.name && c.host === host);
       if (!component) return { name: entry.name, ok: false, detail: `component "${entry.name}" is no longer in the inventory's backups: cannot verify it`, ms: 0 };
       return check(plan.directory, id, component, entry);
     }));
-    return onHost(host).markBackup(plan.directory, id, [...results, ...(extra[host] ?? [])]);
+    return on(host).markBackup(plan.directory, id, [...results, ...(extra[host] ?? [])]);
   }));
 }
 
@@ -100,7 +89,7 @@ export async function backupDatabases(input: BackupInput): Promise<BackupResult>
 
   // 2. Record what each host holds.
   const entries = taken.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
-  await Promise.all(hosts.map((h) => onHost(h).recordBackup(plan.directory, id, createdAt, entries.filter((e) => e.host === h))));
+  await Promise.all(hosts.map((h) => on(h).recordBackup(plan.directory, id, createdAt, entries.filter((e) => e.host === h))));
 
   // 3. Prove it restorable; mark it verified or failed.
   phase('verifying');
@@ -109,7 +98,7 @@ export async function backupDatabases(input: BackupInput): Promise<BackupResult>
   // 4. Retention: never touches the newest verified backup.
   phase('retention');
   const retention: BackupResult['retention'] = {};
-  for (const h of hosts) retention[h] = await onHost(h).applyBackupRetention(plan.directory, plan.retention);
+  for (const h of hosts) retention[h] = await on(h).applyBackupRetention(plan.directory, plan.retention);
 
   const status = summaries.every((s) => s.status === 'verified') ? 'verified' : 'failed';
   phase(status);
@@ -153,7 +142,7 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreResult>
 
   // 1. Read the manifests; refuse a backup that was not proven restorable.
   phase('checking');
-  const manifests = new Map(await Promise.all(hostsOf(wanted).map(async (h) => [h, await onHost(h).readBackupManifest(plan.directory, input.id)] as const)));
+  const manifests = new Map(await Promise.all(hostsOf(wanted).map(async (h) => [h, await on(h).readBackupManifest(plan.directory, input.id)] as const)));
   for (const [h, m] of manifests) {
     if (m.status !== 'verified' && !input.force) {
       throw ApplicationFailure.nonRetryable(`backup ${input.id} on ${h} is ${m.status}, not verified: verify it (\`migrate backup verify ${input.id}\`) or pass --force`, 'BackupNotVerified');
@@ -167,7 +156,7 @@ export async function restoreBackup(input: RestoreInput): Promise<RestoreResult>
     const entry = manifests.get(c.host)!.components.find((e) => e.name === c.name);
     if (!entry) return { name: c.name, ok: false, detail: `backup ${input.id} holds no "${c.name}"`, ms: 0 };
     const req = { directory: plan.directory, backupId: input.id, component: c, entry };
-    const acts = onHost(c.host);
+    const acts = on(c.host);
     if (c.kind === 'postgres') return acts.restorePostgres({ ...req, targetDatabase: input.targetDatabase });
     if (c.kind === 'redis') return acts.restoreRedis(req);
     return acts.restoreInflux(req);

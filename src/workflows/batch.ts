@@ -1,12 +1,13 @@
 /**
  * The batch migrations of seed 001: `migrateBatch` runs one `migrateAgent` child per agent, a bounded
- * number in flight, behind gates; `rollbackBatch` and `confirmBatch` finish what a completed batch
- * left open (the retired `.prev` containers are held until one of them runs).
+ * number in flight, behind gates; then, like a deploy, it stays open, pending confirmation, until
+ * an operator confirms it (the kept `.prev` containers are dropped, after a health re-check) or
+ * rolls it back (every agent back on its exact previous container, checked) — updates on the
+ * batch's own workflow (change.ts). Its record is kept in the project ledger, which the next
+ * batch's gate reads.
  *
- * Kept `.prev` containers: a migrated agent's old container stays stopped as `<name>.prev` after the
- * batch completes, so `migrate rollback batch-N` can restore the exact old container (same id)
- * at any time until `confirmBatch` discards them. The next migration of the same agent replaces an
- * older `.prev` anyway (retireContainer), so nothing piles up.
+ * `migrateAgent` is seed 001's "migration procedure per agent": baseline → deploy (the shared
+ * unit swap) → validate → keep, or put back this agent alone.
  */
 import {
   ApplicationFailure,
@@ -17,21 +18,24 @@ import {
   defineUpdate,
   executeChild,
   getExternalWorkflowHandle,
+  ParentClosePolicy,
   startChild,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
+  allHandlersFinished,
 } from '@temporalio/workflow';
-import type { HostActivities } from '../activities/index.js';
+import type { ChangeStamp } from '../activities/docker.js';
 import type { LatencySample } from '../activities/health.js';
 import type { UnitSpec } from '../plan/plan.js';
-import type { BackupPlan } from '../plan/backups.js';
-import { containerName, hostQueue } from '../plan/queues.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
-import { backupFirst, restoreAfterRollback, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
+import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
+import { awaitDecision, LedgerEntry, type DecisionResult, type RollbackOptions } from './change.js';
+import { differences, keptRefusals, readUnits, stateOf, swapUnit, undoChange, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
+import { changeKey, type ChangeStatus, type UnitChange } from './ledger.js';
+import { ledgerActivities, onHost } from './profiles.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names and shapes shared with the client
@@ -39,8 +43,6 @@ import { backupFirst, restoreAfterRollback, type BackupGuard, type BackupOutcome
 export const batchWorkflowId = (batch: string) => `migrate-${batch}`;
 export const allBatchesWorkflowId = (project: string) => `migrate-all-${project}`;
 export const agentWorkflowId = (batch: string, agent: string) => `migrate-${batch}-${agent}`;
-export const rollbackWorkflowId = (batch: string) => `rollback-${batch}`;
-export const confirmWorkflowId = (batch: string) => `confirm-${batch}`;
 
 /**
  * Validation's latency rule: the new version's p95 may be at most `latencyTolerance` × the baseline
@@ -58,12 +60,17 @@ export type AgentPhase =
   | 'pending' | 'baseline' | 'deploying' | 'validating' | 'migrated' | 'unchanged'
   | 'rolling-back' | 'rolled-back' | 'confirmed' | 'failed';
 
+/** Phases an agent ends a batch run in (it changed nothing more after them). */
+export const SETTLED_AGENT_PHASES: readonly AgentPhase[] = ['migrated', 'unchanged', 'rolled-back', 'confirmed', 'failed'];
+
 export interface LatencyView { successRate: number; p50Ms: number; p95Ms: number }
 
 export interface AgentProgress {
   agent: string;
   host: string;
   phase: AgentPhase;
+  /** What the swap did: replaced, new (first install), restarted or reused. */
+  action?: UnitChange['action'];
   baseline?: LatencyView;
   now?: LatencyView;
   /** Container ids: the one that ran before (kept as .prev), and the new one. */
@@ -94,13 +101,21 @@ export interface BatchInput {
   samples?: number;
   /** Back up the databases after the gates (refuse if it does not verify), or skip it for a reason. */
   backup?: BackupGuard;
+  /** Confirm as soon as the batch migrated (drops the `.prev` containers at once). */
+  autoConfirm?: boolean;
 }
 
-export type BatchPhase = 'gates' | 'awaiting-approval' | 'backing-up' | 'migrating' | 'paused' | 'rolling-back' | 'migrated' | 'rolled-back';
+export type BatchPhase = 'gates' | 'awaiting-approval' | 'backing-up' | 'migrating' | 'paused' | 'rolling-back' | 'pending-confirmation' | 'confirmed' | 'rolled-back';
 
 export interface BatchResult {
   batch: string;
+  /** The run's outcome: migrated (pending confirmation, then confirmed) or rolled back. */
   outcome: 'migrated' | 'rolled-back';
+  status: ChangeStatus;
+  /** After a rollback: whether every agent runs exactly what it ran before, and what differs. */
+  exact?: boolean;
+  differences?: string[];
+  restore?: DataRestore;
   reason?: string;
   failures: number;
   agents: AgentProgress[];
@@ -120,38 +135,12 @@ export const pauseUpdate = defineUpdate<BatchPhase>('pause');
 export const resumeUpdate = defineUpdate<BatchPhase>('resume');
 export const approveUpdate = defineUpdate<BatchPhase>('approve');
 export const abortUpdate = defineUpdate<BatchPhase, [string]>('abort');
+/** A batch tells the workflow that started it (`migrateAllBatches`) that it migrated (pending confirmation) or rolled back. */
+export const batchSettledSignal = defineSignal<[BatchResult]>('batchSettled');
 /** A child reports each phase change to its batch (for the batch's progress query). */
 export const agentProgressSignal = defineSignal<[AgentProgress]>('agentProgress');
 /** The batch tells its running children to stop and roll back. */
 export const abortAgentSignal = defineSignal<[string]>('abortAgent');
-
-// ---------------------------------------------------------------------------------------------
-// Activities, per host
-
-function onHost(host: string) {
-  const queue = hostQueue(host);
-  // Short Docker calls. A host whose worker is gone must not stall the batch forever.
-  const docker = proxyActivities<HostActivities>({
-    taskQueue: queue, startToCloseTimeout: '1 minute', scheduleToCloseTimeout: '10 minutes',
-    retry: { initialInterval: '200 milliseconds', nonRetryableErrorTypes: ['ContainerConflict', 'ContainerMissing', 'StartFailed', 'SecretMissing'] },
-  });
-  // Probes heartbeat: a dead worker is noticed within seconds and the probe retried on its successor.
-  const probes = proxyActivities<HostActivities>({
-    taskQueue: queue, startToCloseTimeout: '10 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '15 minutes',
-    retry: { initialInterval: '200 milliseconds', nonRetryableErrorTypes: ['Unhealthy', 'UnitCrashed'] },
-  });
-  // Images may be built: slow, but not heartbeating.
-  const images = proxyActivities<HostActivities>({
-    taskQueue: queue, startToCloseTimeout: '30 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['ImageMissing', 'ImageBuildFailed'] },
-  });
-  // Undo steps are retried until the host answers again: a rollback is never given up.
-  const undo = proxyActivities<HostActivities>({ taskQueue: queue, startToCloseTimeout: '1 minute', retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' } });
-  // Gates ask once, briefly: an unreachable host refuses the batch before anything changes.
-  const gate = proxyActivities<HostActivities>({ taskQueue: queue, scheduleToCloseTimeout: '10 seconds', retry: { maximumAttempts: 2 } });
-  return { docker, probes, images, undo, gate };
-}
-
-const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
 // ---------------------------------------------------------------------------------------------
 // One agent: seed 001's "migration procedure per agent"
@@ -162,13 +151,16 @@ export interface AgentInput {
   unit: UnitSpec;
   latencyTolerance: number;
   samples?: number;
+  /** The batch run's stamp on every container it creates. */
+  stamp: ChangeStamp;
 }
 
+const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
+
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
-  const { project, batch, unit } = input;
+  const { unit } = input;
   const samples = input.samples ?? 20;
-  const { docker, probes, images } = onHost(unit.host);
-  const name = containerName(project, unit.host, unit.name);
+  const { docker, health } = onHost(unit.host);
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
   let abortReason: string | undefined;
   setHandler(abortAgentSignal, (reason) => { abortReason = reason; });
@@ -183,77 +175,71 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
 
   // 1. Pre-migration health check and performance baseline (of the container running now).
   await report('baseline');
-  const current = await docker.inspectContainer(name);
-  if (current && current.specHash === unit.specHash && current.running) {
-    await report('unchanged', { previousId: current.id, newId: current.id });
-    return progress;
-  }
-  if (current) {
-    const baseline = await probes.sampleLatency(unit, samples);
+  const { current } = await docker.unitContainers(unit.name);
+  if (current && current.specHash !== unit.specHash) {
+    const baseline = await health.sampleLatency(unit, samples);
     await report('baseline', { baseline: view(baseline), previousId: current.id });
     if (baseline.successRate < 1) {
       // Nothing has changed yet: refuse to migrate an agent that is already failing.
       await report('failed', { reason: `not healthy before migration (${Math.round(baseline.successRate * 100)}% of probes passed: ${baseline.errors.join('; ')}); left as it was` });
       return progress;
     }
-  } else {
-    progress.firstInstall = true;
   }
 
+  // 2. Deploy the new version (the old container is kept, stopped, as `.prev`), 3. validate.
+  const undo: UndoStep[] = [];
   try {
     checkAbort();
-    // 2. Deploy the new version; the old container is kept, stopped, as `.prev` for instant rollback.
-    await report('deploying');
-    await images.ensureImage(unit);
-    checkAbort();
-    await docker.retireContainer(unit.name);
-    const created = await docker.ensureContainer(unit, batch);
-    progress.newId = created.id;
-
-    // 3. Validate: healthy, and p95 latency within tolerance of the baseline.
-    await report('validating');
-    await probes.waitHealthy(unit);
-    checkAbort();
-    const after = await probes.sampleLatency(unit, samples);
-    progress.now = view(after);
-    if (after.successRate < 1) throw ApplicationFailure.nonRetryable(`validation: ${Math.round(after.successRate * 100)}% of probes passed (${after.errors.join('; ')})`, 'ValidationFailed');
-    if (progress.baseline) {
-      const limit = latencyLimitMs(progress.baseline.p95Ms, input.latencyTolerance);
-      if (after.p95Ms > limit) {
-        throw ApplicationFailure.nonRetryable(`validation: p95 ${after.p95Ms.toFixed(1)} ms exceeds ${limit.toFixed(1)} ms (baseline p95 ${progress.baseline.p95Ms} ms × ${input.latencyTolerance}, floor +${LATENCY_FLOOR_MS} ms)`, 'ValidationFailed');
-      }
-    }
-    checkAbort();
-
-    // 4. Confirm: migrated. The `.prev` container is held until the batch is confirmed.
-    await report('migrated');
+    const change = await swapUnit(unit, {
+      project: input.project,
+      stamp: input.stamp,
+      undo,
+      checkpoint: checkAbort,
+      onChange: (c) => {
+        Object.assign(progress, { action: c.action, previousId: c.previousId ?? progress.previousId, newId: c.newId, firstInstall: c.action === 'new' || undefined });
+        if (c.action !== 'reused' && progress.phase === 'baseline') void report('deploying');
+        if (c.newId && c.action !== 'reused') void report('validating');
+      },
+      validate: async () => {
+        const after = await health.sampleLatency(unit, samples);
+        progress.now = view(after);
+        if (after.successRate < 1) throw ApplicationFailure.nonRetryable(`validation: ${Math.round(after.successRate * 100)}% of probes passed (${after.errors.join('; ')})`, 'ValidationFailed');
+        if (progress.baseline) {
+          const limit = latencyLimitMs(progress.baseline.p95Ms, input.latencyTolerance);
+          if (after.p95Ms > limit) {
+            throw ApplicationFailure.nonRetryable(`validation: p95 ${after.p95Ms.toFixed(1)} ms exceeds ${limit.toFixed(1)} ms (baseline p95 ${progress.baseline.p95Ms} ms × ${input.latencyTolerance}, floor +${LATENCY_FLOOR_MS} ms)`, 'ValidationFailed');
+          }
+        }
+      },
+    });
+    // 4. Keep: migrated; the `.prev` container is held until the batch is confirmed.
+    await report(change.action === 'reused' ? 'unchanged' : 'migrated');
     return progress;
   } catch (err) {
-    // Rollback: this agent alone, back to its exact previous container (or none, on a first install).
     const reason = rootMessage(err);
+    if (undo.length === 0) {
+      // Failed before anything changed (refused, no image…): the running container was not touched.
+      await report('failed', { reason: `${reason}; left as it was` });
+      return progress;
+    }
+    // Rollback: this agent alone, back to its exact previous container (or none, on a first install).
     await CancellationScope.nonCancellable(async () => {
       await report('rolling-back', { reason });
-      await rollbackAgent(project, progress);
+      await undoUnits(undo, [[unit.name]]);
       await report('rolled-back');
     });
     return progress;
   }
 }
 
-/** Put one agent back as it was before its migration. Idempotent. */
-async function rollbackAgent(project: string, agent: AgentProgress): Promise<void> {
-  const { undo } = onHost(agent.host);
-  if (agent.firstInstall) await undo.removeContainer(containerName(project, agent.host, agent.agent));
-  else await undo.restorePrevious(agent.agent);
-}
-
 // ---------------------------------------------------------------------------------------------
 // One batch
 
 export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
-  const { batch } = input;
+  const { batch, project } = input;
   const hosts = [...new Set(input.units.map((u) => u.host))];
   const agents = new Map<string, AgentProgress>(input.units.map((u) => [u.name, { agent: u.name, host: u.host, phase: 'pending' as AgentPhase }]));
+  const ledger = new LedgerEntry(project, 'batch', batch);
   let phase: BatchPhase = 'gates';
   let paused = false;
   let approved = !input.approval;
@@ -262,8 +248,24 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   let outcome: BatchResult['outcome'] | undefined;
   let reason: string | undefined;
   let backup: BackupOutcome | undefined;
+  let decision: DecisionResult | undefined;
 
-  const result = (): BatchResult => ({ batch, outcome: outcome ?? 'migrated', reason, failures, agents: [...agents.values()].map((a) => ({ ...a })), backup });
+  /** What the run did to each agent (the ledger keeps it); with `kept`, only the agents that still hold a `.prev` of this run. */
+  const changesOf = (kept = false): UnitChange[] => [...agents.values()]
+    .filter((a) => a.action && (!kept || a.phase === 'migrated'))
+    .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId }));
+  const result = (): BatchResult => ({
+    batch,
+    outcome: outcome ?? 'migrated',
+    status: ledger.record.status,
+    reason,
+    failures,
+    agents: [...agents.values()].map((a) => ({ ...a })),
+    backup,
+    exact: decision?.exact,
+    differences: decision?.differences,
+    restore: decision?.restore,
+  });
   const setPhase = (p: BatchPhase) => {
     phase = p;
     upsertSearchAttributes([{ key: SA.phase, value: p }]);
@@ -274,28 +276,38 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     for (const a of agents.values()) counts.set(a.phase, (counts.get(a.phase) ?? 0) + 1);
     setCurrentDetails(`**${batch}** on ${hosts.join(', ')}: ${phase}${paused ? ' (paused)' : ''}\n\n${[...counts].map(([p, n]) => `${p}: ${n}`).join(' · ')}${reason ? `\n\n${reason}` : ''}`);
   };
-  const finished = () => phase === 'migrated' || phase === 'rolled-back';
+  const migrating = () => ['gates', 'awaiting-approval', 'backing-up', 'migrating', 'paused'].includes(phase);
+  const write = (status?: ChangeStatus) => ledger.write({ ...(status ? { status } : {}), outcome, reason, backup, units: changesOf() });
 
   setHandler(batchProgressQuery, () => ({ ...result(), phase, paused, aborting: abortReason !== undefined, awaitingApproval: phase === 'awaiting-approval' }));
   setHandler(agentProgressSignal, (p) => { agents.set(p.agent, p); refreshDetails(); });
   setHandler(pauseUpdate, () => { paused = true; refreshDetails(); return phase; }, {
-    validator: () => { if (finished() || phase === 'rolling-back') throw new Error(`${batch} is ${phase}: nothing left to pause`); if (paused) throw new Error(`${batch} is already paused`); },
+    validator: () => { if (!migrating()) throw new Error(`${batch} is ${phase}: nothing left to pause`); if (paused) throw new Error(`${batch} is already paused`); },
   });
   setHandler(resumeUpdate, () => { paused = false; refreshDetails(); return phase; }, {
     validator: () => { if (!paused) throw new Error(`${batch} is not paused`); },
   });
   setHandler(approveUpdate, () => { approved = true; return phase; }, {
-    validator: () => { if (phase !== 'awaiting-approval') throw new Error(`${batch} is not waiting for approval (it is ${phase}${input.approval ? '' : '; its inventory does not ask for one'})`); },
+    validator: () => {
+      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval ? '' : '; its inventory does not ask for one'})`);
+    },
   });
   setHandler(abortUpdate, (why: string) => { abortReason = why || 'aborted by operator'; return phase; }, {
-    validator: (_why: string) => { if (finished() || phase === 'rolling-back') throw new Error(`${batch} is ${phase}: too late to abort (roll it back with \`migrate rollback ${batch}\`)`); },
+    validator: (_why: string) => { if (!migrating()) throw new Error(`${batch} is ${phase}: too late to abort (roll it back with \`migrate rollback ${batch}\`)`); },
   });
 
   upsertSearchAttributes([{ key: SA.kind, value: 'batch' }, { key: SA.batch, value: batch }, { key: SA.hosts, value: hosts }]);
   setPhase('gates');
+  await write();
 
   // --- Gates: before anything changes ---------------------------------------------------------
-  await checkGates(input, hosts);
+  let before: UnitsState;
+  try {
+    before = await checkGates(input, hosts, ledger.change);
+  } catch (err) {
+    await ledger.write({ status: 'failed', reason: rootMessage(err) });
+    throw err;
+  }
 
   if (!approved) {
     setPhase('awaiting-approval');
@@ -305,20 +317,26 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   // --- A verified backup, as close to the change as possible (after any wait for approval) -------
   if (abortReason === undefined) {
     if (input.backup && 'take' in input.backup) setPhase('backing-up');
-    backup = await backupFirst(input.backup, batch);
+    try {
+      backup = await backupFirst(input.backup, batch);
+    } catch (err) {
+      await ledger.write({ status: 'failed', reason: rootMessage(err) });
+      throw err;
+    }
+    await write();
   }
 
   // --- The agents, a bounded number in flight ---------------------------------------------------
   setPhase('migrating');
+  const stamp: ChangeStamp = { release: batch, change: ledger.change };
   const stopLaunching = () => abortReason !== undefined || failures > input.maxFailures;
   const running = new Map<string, Promise<void>>();
   for (const unit of input.units) {
     await condition(() => stopLaunching() || (!paused && running.size < input.concurrency));
     if (stopLaunching()) break;
-    const childId = agentWorkflowId(batch, unit.name);
     const run = executeChild(migrateAgent, {
-      workflowId: childId,
-      args: [{ project: input.project, batch, unit, latencyTolerance: input.latencyTolerance, samples: input.samples }],
+      workflowId: agentWorkflowId(batch, unit.name),
+      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, samples: input.samples, stamp }],
       staticSummary: `${unit.name} on ${unit.host} (${batch})`,
     }).then((p) => {
       agents.set(unit.name, p);
@@ -339,51 +357,77 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     }
   }
 
+  // Put every changed agent back, newest first; then compare with what ran before.
+  const rollBack = async (): Promise<DecisionResult> => {
+    setPhase('rolling-back');
+    const list = [...agents.values()].filter((a) => a.phase === 'migrated' || a.phase === 'rolling-back');
+    for (const agent of list.reverse()) {
+      agents.set(agent.agent, { ...agent, phase: 'rolling-back' });
+      refreshDetails();
+      await CancellationScope.nonCancellable(() => undoChange({ unit: agent.agent, host: agent.host, action: agent.action, previousId: agent.previousId, newId: agent.newId }));
+      agents.set(agent.agent, { ...agent, phase: 'rolled-back', reason: agent.reason ?? 'batch rolled back' });
+    }
+    const diff = differences(before, stateOf(await CancellationScope.nonCancellable(() => readUnits(input.units, 'undo'))));
+    outcome = 'rolled-back';
+    return { status: 'rolled-back', exact: diff.length === 0, differences: diff };
+  };
+  const settle = async () => {
+    const parent = workflowInfo().parent;
+    if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(batchSettledSignal, result()).catch(() => undefined);
+  };
+
   // --- Whole-batch rollback: too many failures, or an abort -------------------------------------
   if (abortReason !== undefined || failures > input.maxFailures) {
     reason = abortReason !== undefined ? `aborted: ${abortReason}` : `${failures} agent(s) failed, more than the batch allows (${input.maxFailures}): every agent rolled back`;
-    setPhase('rolling-back');
-    await CancellationScope.nonCancellable(() => rollbackAgents(input.project, [...agents.values()], (p) => { agents.set(p.agent, p); refreshDetails(); }));
-    outcome = 'rolled-back';
+    decision = await rollBack();
+    ledger.record.status = 'rolled-back';
     setPhase('rolled-back');
+    await write('rolled-back');
+    await settle();
     return result();
   }
+
+  // --- Migrated: open, pending confirmation -------------------------------------------------------
   outcome = 'migrated';
   if (failures > 0) reason = `${failures} agent(s) rolled back alone (the batch allows ${input.maxFailures})`;
-  setPhase('migrated');
+  ledger.record.status = 'pending-confirmation';
+  setPhase('pending-confirmation');
+  await write('pending-confirmation');
+  await settle();
+  decision = await awaitDecision({
+    what: batch,
+    confirmNow: input.autoConfirm,
+    refuseRollback: (o) => (o?.restoreData ? restoreRefusal(backup, input.backup, batch, o.components) : undefined),
+    units: () => input.units.filter((u) => agents.get(u.name)?.phase === 'migrated'),
+    changes: () => changesOf(true),
+    rollback: async (o?: RollbackOptions) => {
+      const r = await rollBack();
+      // The agents are back first; then the data they wrote since the backup is replaced by it.
+      if (o?.restoreData) r.restore = await restoreAfterRollback(input.backup, backup, batch, o.components);
+      return r;
+    },
+    onDecided: async (r) => {
+      ledger.record.status = r.status;
+      if (r.status === 'confirmed') for (const a of agents.values()) if (a.phase === 'migrated' || a.phase === 'unchanged') agents.set(a.agent, { ...a, phase: 'confirmed' });
+      setPhase(r.status === 'confirmed' ? 'confirmed' : 'rolled-back');
+      await write(r.status);
+    },
+  });
+  await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
   return result();
 }
 
-/** Roll back every agent that changed, in reverse batch order. Agents that did not change are left alone. */
-async function rollbackAgents(project: string, list: AgentProgress[], onChange: (p: AgentProgress) => void): Promise<AgentProgress[]> {
-  const out: AgentProgress[] = [];
-  for (const agent of [...list].reverse()) {
-    if (agent.phase === 'migrated' || agent.phase === 'rolling-back') {
-      onChange({ ...agent, phase: 'rolling-back' });
-      await rollbackAgent(project, agent);
-      const done: AgentProgress = { ...agent, phase: 'rolled-back', reason: agent.reason ?? 'batch rolled back' };
-      onChange(done);
-      out.unshift(done);
-    } else {
-      out.unshift(agent);
-    }
-  }
-  return out;
-}
-
-async function checkGates(input: BatchInput, hosts: string[]): Promise<void> {
+/** Refuse before any change (GateRefused); returns what every agent runs now. */
+async function checkGates(input: BatchInput, hosts: string[], change: string): Promise<UnitsState> {
   const refuse = (message: string) => ApplicationFailure.nonRetryable(`${input.batch} refused before any change: ${message}`, 'GateRefused');
-  const first = onHost(hosts[0]!).gate;
 
-  // 1. The previous batch completed (and was not rolled back since), unless forced.
+  // 1. The previous batch migrated (and was not rolled back since), unless forced: the ledger says.
   if (input.previousBatch && !input.force) {
-    const prev = await first.runRecord(batchWorkflowId(input.previousBatch));
-    if (prev.status !== 'COMPLETED' || prev.outcome !== 'migrated') {
-      throw refuse(`${input.previousBatch} has not completed (${prev.status === 'NOT_FOUND' ? 'never started' : prev.status.toLowerCase()}${prev.outcome ? `, ${prev.outcome}` : ''}): run \`migrate start ${input.previousBatch}\` first, or pass --force`);
-    }
-    const rb = await first.runRecord(rollbackWorkflowId(input.previousBatch));
-    if (rb.status !== 'NOT_FOUND' && (rb.startedAt ?? 0) > (prev.closedAt ?? 0)) {
-      throw refuse(`${input.previousBatch} was rolled back after it completed: migrate it again first, or pass --force`);
+    const prev = await ledgerActivities.readChange(input.project, changeKey({ kind: 'batch', name: input.previousBatch }));
+    if (!prev) throw refuse(`${input.previousBatch} has not completed (never started): run \`migrate start ${input.previousBatch}\` first, or pass --force`);
+    if (prev.status === 'rolled-back') throw refuse(`${input.previousBatch} was rolled back: migrate it again first, or pass --force`);
+    if (prev.status !== 'pending-confirmation' && prev.status !== 'confirmed') {
+      throw refuse(`${input.previousBatch} has not completed (${prev.status}): wait for it (\`migrate status ${input.previousBatch}\`), or pass --force`);
     }
   }
   // 2. Every host's worker answers.
@@ -399,49 +443,11 @@ async function checkGates(input: BatchInput, hosts: string[]): Promise<void> {
     if (!r.ok) sick.push(`${d.name} on ${d.host} (${r.detail ?? 'failing'})`);
   }));
   if (sick.length) throw refuse(`dependencies not healthy: ${sick.sort().join(', ')}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// After a batch: roll back a completed one, or confirm it (drop the kept `.prev` containers)
-
-export interface AfterBatchInput {
-  project: string;
-  batch: string;
-  /** The completed batch's agents, from its result. */
-  agents: AgentProgress[];
-  /** Rollback only: then restore this backup (the one the batch started with) on these targets. */
-  restoreData?: { backupId: string; backups: BackupPlan; components?: string[] };
-}
-
-export interface AfterBatchResult {
-  agents: AgentProgress[];
-  restore?: DataRestore;
-}
-
-export async function rollbackBatch(input: AfterBatchInput): Promise<AfterBatchResult> {
-  upsertSearchAttributes([{ key: SA.kind, value: 'batch-rollback' }, { key: SA.batch, value: input.batch }, { key: SA.hosts, value: [...new Set(input.agents.map((a) => a.host))] }]);
-  setCurrentDetails(`rolling back **${input.batch}**`);
-  return CancellationScope.nonCancellable(async () => {
-    const agents = await rollbackAgents(input.project, input.agents, (p) => setCurrentDetails(`rolling back **${input.batch}**: ${p.agent} ${p.phase}`));
-    if (!input.restoreData) return { agents };
-    // The agents are back first; then the data they wrote since the backup is replaced by it.
-    setCurrentDetails(`rolling back **${input.batch}**: restoring backup ${input.restoreData.backupId}`);
-    const { backupId, backups, components } = input.restoreData;
-    const restore = await restoreAfterRollback({ take: backups }, { status: 'verified', id: backupId }, input.batch, components);
-    setCurrentDetails(`rolled back **${input.batch}**; data ${restore.ok ? 'restored' : 'NOT fully restored'} from backup ${backupId}`);
-    return { agents, restore };
-  });
-}
-
-export async function confirmBatch(input: AfterBatchInput): Promise<AfterBatchResult> {
-  upsertSearchAttributes([{ key: SA.kind, value: 'batch-confirm' }, { key: SA.batch, value: input.batch }]);
-  const out: AgentProgress[] = [];
-  // Every agent of the batch: an "unchanged" one may still hold the .prev of an earlier, unconfirmed run.
-  for (const agent of input.agents) {
-    await onHost(agent.host).undo.discardPrevious(agent.agent);
-    out.push(agent.phase === 'migrated' || agent.phase === 'unchanged' ? { ...agent, phase: 'confirmed' } : agent);
-  }
-  return { agents: out };
+  // 4. No agent keeps a container from another change that is not confirmed.
+  const state = await readUnits(input.units);
+  const kept = keptRefusals(state, change);
+  if (kept.length) throw refuse(kept.join('; '));
+  return stateOf(state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,10 +472,16 @@ export interface AllBatchesProgress {
 
 export const allBatchesProgressQuery = defineQuery<AllBatchesProgress>('progress');
 
-/** Run the batches one after the other, durably: the sequence survives the client and any worker. */
+/**
+ * Run the batches one after the other, durably: the sequence survives the client and any worker.
+ * Each batch is started once the one before has migrated (it then stays open, pending confirmation,
+ * on its own: the children outlive this workflow).
+ */
 export async function migrateAllBatches(input: AllBatchesInput): Promise<AllBatchesProgress> {
   const progress: AllBatchesProgress = { runs: {}, results: [] };
+  const settled = new Map<string, BatchResult>();
   setHandler(allBatchesProgressQuery, () => progress);
+  setHandler(batchSettledSignal, (r) => { settled.set(r.batch, r); });
   upsertSearchAttributes([{ key: SA.kind, value: 'batches' }, { key: SA.hosts, value: [...new Set(input.batches.flatMap((b) => b.units.map((u) => u.host)))].sort() }]);
   const show = () => setCurrentDetails(
     `**all batches of ${input.project}**: ${progress.results.map((r) => `${r.batch} ${r.outcome}`).join(' · ') || 'starting'}` +
@@ -484,10 +496,16 @@ export async function migrateAllBatches(input: AllBatchesInput): Promise<AllBatc
       const child = await startChild(migrateBatch, {
         workflowId: batchWorkflowId(batch.batch),
         args: [batch],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
         staticSummary: `${batch.batch}: ${batch.units.length} agent(s) (part of all batches)`,
       });
       progress.runs[batch.batch] = child.firstExecutionRunId;
-      const result = await child.result();
+      let closed: unknown;
+      const done = child.result().then((r) => { settled.set(r.batch, r); }, (err: unknown) => { closed = err; });
+      await condition(() => settled.has(batch.batch) || closed !== undefined);
+      if (closed !== undefined) throw closed;
+      void done;
+      const result = settled.get(batch.batch)!;
       progress.results.push(result);
       if (result.outcome !== 'migrated') {
         progress.stoppedAt = batch.batch;

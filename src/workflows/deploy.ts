@@ -1,23 +1,23 @@
 /**
- * Health-gated deploy of the stack, in dependency order, with exact rollback (issue #3).
+ * Health-gated deploy of the stack, in dependency order, with exact rollback.
  *
  * The runbook, as `deployStack` runs it:
  *   1. lock      — one deploy per project at a time (a child workflow `deploy-lock-<project>`
  *                  lives exactly as long as this deploy: the server refuses a second one).
- *   2. backup    — take a backup of the inventory's databases and prove it restorable (the
+ *   2. refuse    — a unit that still keeps a container from another unconfirmed change is not
+ *                  touched: the deploy is refused before anything moves, with the fix.
+ *   3. backup    — take a backup of the inventory's databases and prove it restorable (the
  *                  `backupDatabases` child); one that does not verify refuses the deploy. Skipped
  *                  only with an operator's reason, recorded in the input and the progress.
- *   3. baseline  — snapshot every host's containers of the project.
- *   4. deploy    — each service starts as soon as all of its dependencies are healthy, on its own
- *                  host's worker, at most `concurrency` at once:
- *                  ensureImage → retire the old container (undo: restorePrevious) →
- *                  ensureContainer (undo: removeContainer) → waitHealthy.
- *                  A container with the same spec hash, running, is reused (phase `unchanged`).
- *   5. on failure: undo in reverse dependency order, in a non-cancellable scope, then snapshot
- *                  again: every host is as it was at step 3. Data is not touched.
- *   6. on success: "pending confirmation", holding the `.prev` containers, until the `confirm`
- *                  update (drops them) or the `rollback` update (the same undo as step 5; with
- *                  `restoreData`, then the step 2 backup is restored).
+ *   4. baseline  — what every unit runs now (container ids), for the exactness check.
+ *   5. deploy    — each service is swapped (unit-swap.ts) as soon as all of its dependencies are
+ *                  healthy, on its own host's worker, at most `concurrency` at once. A running
+ *                  container of the same spec is reused (phase `unchanged`).
+ *   6. on failure: undo in reverse dependency order, never cancelled, then compare every unit with
+ *                  step 4. Data is not touched.
+ *   7. on success: pending confirmation (change.ts) — `confirm` re-checks health and drops the
+ *                  `.prev` containers; `rollback` is step 6, then, with `restoreData`, the backup.
+ * Every status change is written to the project ledger.
  *
  * Deterministic: no I/O here; activity types only.
  */
@@ -28,25 +28,24 @@ import {
   condition,
   defineQuery,
   defineSignal,
-  defineUpdate,
   isCancellation,
-  proxyActivities,
   setHandler,
   setCurrentDetails,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
   allHandlersFinished,
-  log,
 } from '@temporalio/workflow';
-import type { HostActivities } from '../activities/index.js';
-import type { HostSnapshot } from '../activities/docker.js';
 import type { UnitSpec } from '../plan/plan.js';
-import { containerName, hostQueue } from '../plan/queues.js';
 import { topologicalWaves } from '../plan/graph.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
+import { awaitDecision, LedgerEntry, type DecisionResult, type RollbackOptions } from './change.js';
+import { differences, keptRefusals, readUnits, stateOf, swapUnit, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
+import type { UnitChange } from './ledger.js';
+
+export type { DecisionResult, RollbackOptions } from './change.js';
 
 // ------------------------------------------------------------------------------------------------
 // Contract
@@ -90,35 +89,17 @@ export interface DeployProgress {
   updatedAt: number;
   units: Record<string, UnitProgress>;
   error?: string;
-  /** Hosts' containers before the deploy, and after a rollback (equal when the rollback was exact). */
-  before?: HostSnapshot[];
-  after?: HostSnapshot[];
-  /** After a rollback: whether `after` equals `before`. */
+  /** After a rollback: whether every unit runs exactly what it ran before the deploy. */
   exact?: boolean;
+  /** After a rollback: each unit that differs from before, in words. */
+  differences?: string[];
   /** The backup the deploy started with (or why there is none). */
   backup?: BackupOutcome;
   /** After `rollback` with `restoreData`: the data restore. */
   restore?: DataRestore;
 }
 
-export interface DecisionResult {
-  phase: DeployPhase;
-  exact?: boolean;
-  restore?: DataRestore;
-}
-
-export interface RollbackOptions {
-  /** After the containers are back, restore the backup the deploy started with. */
-  restoreData?: boolean;
-  /** Restore only these backup components (default: all). */
-  components?: string[];
-}
-
 export const progressQuery = defineQuery<DeployProgress>('progress');
-/** Keep this release: drop the `.prev` containers. */
-export const confirmUpdate = defineUpdate<DecisionResult>('confirm');
-/** Back to the release before: restore every replaced container, remove every added one; optionally the data too. */
-export const rollbackUpdate = defineUpdate<DecisionResult, [RollbackOptions?]>('rollback');
 /** The lock child is told to let go (it also ends when its parent closes). */
 export const releaseLockSignal = defineSignal('release');
 
@@ -127,25 +108,6 @@ export function deployWorkflowId(release: string): string {
 }
 export function deployLockId(project: string): string {
   return `deploy-lock-${project}`;
-}
-
-// ------------------------------------------------------------------------------------------------
-// Activities, per host
-
-const NON_RETRYABLE = ['ImageMissing', 'ImageBuildFailed', 'ContainerConflict', 'ContainerMissing', 'SecretMissing', 'StartFailed', 'UnitCrashed', 'Unhealthy', 'InvalidSpec'];
-
-function onHost(host: string) {
-  const retry = { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: NON_RETRYABLE };
-  // Docker calls: seconds each. A host whose worker is gone stalls them: scheduleToClose bounds that.
-  const docker = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '2 minutes', scheduleToCloseTimeout: '10 minutes', retry });
-  // Building an image may take long.
-  const image = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '30 minutes', scheduleToCloseTimeout: '40 minutes', retry });
-  // Health waits heartbeat: a dead worker is noticed within the heartbeat timeout and the wait resumes elsewhere.
-  const health = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry });
-  // Undo steps (and confirm's clean-up) never give up: a host whose worker is away is waited for,
-  // visibly (a pending activity in the Web UI), as the batch rollback does. Permanent errors still fail at once.
-  const undo = proxyActivities<HostActivities>({ taskQueue: hostQueue(host), startToCloseTimeout: '2 minutes', retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' } });
-  return { docker, image, health, undo };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -162,16 +124,6 @@ export async function deployLock(holder: string): Promise<string> {
 // ------------------------------------------------------------------------------------------------
 // The deploy
 
-interface Undo {
-  unit: string;
-  what: string;
-  run: () => Promise<unknown>;
-}
-
-function sameSnapshots(a: HostSnapshot[], b: HostSnapshot[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
 export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   const { release, project } = input;
   const units = new Map(input.units.map((u) => [u.name, u]));
@@ -179,6 +131,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   const hosts = [...new Set(input.units.map((u) => u.host))].sort();
   const deps = new Map(names.map((n) => [n, Object.keys(units.get(n)!.dependsOn).filter((d) => units.has(d)).sort()]));
   const limit = Math.max(1, input.concurrency ?? 8);
+  const ledger = new LedgerEntry(project, 'deploy', release);
 
   const now = () => Date.now(); // workflow time: deterministic
   const progress: DeployProgress = {
@@ -217,15 +170,21 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     { key: SA.phase, value: 'deploying' },
   ]);
   showDetails();
+  await ledger.write();
+
+  const fail = async (message: string, type: string, details?: unknown): Promise<never> => {
+    progress.error = message;
+    setPhase('failed');
+    await ledger.write({ status: 'failed', reason: message, backup: progress.backup });
+    throw ApplicationFailure.nonRetryable(message, type, details);
+  };
 
   // 1. Lock: one deploy per project. The server refuses a second child with this id while one runs.
   let lock: ChildWorkflowHandle<typeof deployLock>;
   try {
     lock = await startChild(deployLock, { workflowId: deployLockId(project), args: [workflowInfo().workflowId] });
   } catch (err) {
-    progress.error = `another deploy of project ${project} is running or waiting for confirmation (it holds ${deployLockId(project)}): wait for it, or confirm or roll it back first`;
-    setPhase('failed');
-    throw ApplicationFailure.nonRetryable(progress.error, 'DeployLocked', String(err));
+    return fail(`another deploy of project ${project} is running or waiting for confirmation (it holds ${deployLockId(project)}): wait for it, or confirm or roll it back first`, 'DeployLocked', String(err));
   }
   // Let go of the lock and wait until it is free (the parent-close policy would also end it).
   const releaseLock = () => CancellationScope.nonCancellable(async () => {
@@ -233,33 +192,38 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     await lock.result();
   });
 
-  // 2. A verified backup first: nothing changes until the data is safe.
+  // 2. Refuse to touch a unit that keeps another change's unconfirmed container.
+  const state = await readUnits(input.units);
+  const kept = keptRefusals(state, ledger.change);
+  if (kept.length) {
+    await releaseLock();
+    await fail(`deploy ${release} refused before any change: ${kept.join('; ')}`, 'UnconfirmedPrevious');
+  }
+
+  // 3. A verified backup first: nothing changes until the data is safe.
   if (input.backup && 'take' in input.backup) setPhase('backing-up');
   try {
     progress.backup = await backupFirst(input.backup, `deploy ${release}`);
   } catch (err) {
-    progress.error = rootMessage(err);
-    setPhase('failed');
     await releaseLock();
-    throw err;
+    await fail(rootMessage(err), 'BackupFailed');
   }
   setPhase('deploying');
+  await ledger.write({ backup: progress.backup });
 
-  // 3. Baseline.
-  const snapshot = async () => Promise.all(hosts.map((h) => onHost(h).docker.snapshotHost()));
-  progress.before = await snapshot();
+  // 4. Baseline: what every unit runs now.
+  const before: UnitsState = stateOf(state);
 
-  // 4. Deploy, a dependency graph: each service waits for its own dependencies only.
-  const undo: Undo[] = [];
-  const replaced: UnitSpec[] = [];
+  // 5. Deploy, a dependency graph: each service waits for its own dependencies only.
+  const undo: UndoStep[] = [];
+  const changes = new Map<string, UnitChange>();
   let failure: { unit: string; message: string } | undefined;
   let inFlight = 0;
   const healthScopes = new Set<CancellationScope>();
   const done = new Map<string, Promise<void>>();
+  const stopped = () => { if (failure) throw ApplicationFailure.nonRetryable('stopped: another service failed', 'Stopped'); };
 
   const deployUnit = async (unit: UnitSpec): Promise<void> => {
-    const { docker, image, health, undo: undoOn } = onHost(unit.host);
-    const name = containerName(project, unit.host, unit.name);
     await condition(() => failure !== undefined || inFlight < limit);
     if (failure) {
       setUnit(unit.name, { phase: 'skipped' });
@@ -268,35 +232,35 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     inFlight++;
     setUnit(unit.name, { phase: 'starting' });
     try {
-      await image.ensureImage(unit);
-      const current = await docker.inspectContainer(name);
-      let action: UnitProgress['action'] = 'new';
-      if (current && current.specHash === unit.specHash && current.running) {
-        action = 'reused';
-      } else if (current && current.specHash === unit.specHash) {
-        action = 'restarted';
-        undo.push({ unit: unit.name, what: `stop ${name} again`, run: () => undoOn.stopContainer(name) });
-      } else if (current) {
-        action = 'replaced';
-        // Compensation first: if the retire half-happens, restoring is still the right undo.
-        undo.push({ unit: unit.name, what: `restore the previous ${name}`, run: () => undoOn.restorePrevious(unit.name) });
-        replaced.push(unit);
-        await docker.retireContainer(unit.name);
-      } else {
-        undo.push({ unit: unit.name, what: `remove ${name}`, run: () => undoOn.removeContainer(name) });
-      }
-      const ref = action === 'reused' ? { id: current!.id } : await docker.ensureContainer(unit, release);
-      setUnit(unit.name, { action, containerId: ref.id });
-      // A health wait is read-only: when another service fails, it is cancelled so the rollback starts now.
-      const scope = new CancellationScope();
-      healthScopes.add(scope);
-      if (failure) scope.cancel();
-      const healthy = await scope.run(() => health.waitHealthy(unit)).finally(() => healthScopes.delete(scope));
-      setUnit(unit.name, { phase: action === 'reused' ? 'unchanged' : 'healthy', healthyAt: healthy.healthyAt });
+      const change = await swapUnit(unit, {
+        project,
+        stamp: { release, change: ledger.change },
+        undo,
+        checkpoint: stopped,
+        onChange: (c) => {
+          changes.set(unit.name, c);
+          setUnit(unit.name, { action: c.action, containerId: c.newId });
+        },
+        // A health wait is read-only: when another service fails, it is cancelled so the rollback starts now.
+        healthScope: async (wait) => {
+          const scope = new CancellationScope();
+          healthScopes.add(scope);
+          if (failure) scope.cancel();
+          try {
+            const healthy = await scope.run(wait);
+            setUnit(unit.name, { healthyAt: healthy.healthyAt });
+            return healthy;
+          } finally {
+            healthScopes.delete(scope);
+          }
+        },
+      });
+      setUnit(unit.name, { phase: change.action === 'reused' ? 'unchanged' : 'healthy' });
     } catch (err) {
-      const message = isCancellation(err) ? 'stopped: another service failed' : rootMessage(err);
+      const byOther = isCancellation(err) || failure !== undefined;
+      const message = byOther ? 'stopped: another service failed' : rootMessage(err);
       setUnit(unit.name, { phase: 'failed', error: message });
-      if (!failure && !isCancellation(err)) {
+      if (!byOther) {
         failure = { unit: unit.name, message };
         for (const s of healthScopes) s.cancel();
       }
@@ -329,84 +293,49 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     failure = { unit: '(workflow)', message: 'the deploy was cancelled' };
   }
 
-  // 5. Roll back: reverse dependency order, nothing can cancel it.
+  // 6. Roll back: reverse dependency order, nothing can cancel it; then compare with the baseline.
   const rollBack = async () => {
     setPhase('rolling-back');
-    await CancellationScope.nonCancellable(async () => {
-      const byUnit = new Map<string, Undo[]>();
-      for (const u of undo) byUnit.set(u.unit, [...(byUnit.get(u.unit) ?? []), u]);
-      const waves = topologicalWaves(deps).reverse(); // dependents before their dependencies
-      for (const wave of waves) {
-        await Promise.all(wave.filter((n) => byUnit.has(n)).map(async (n) => {
-          for (const step of [...byUnit.get(n)!].reverse()) {
-            log.info('compensating', { unit: n, step: step.what });
-            await step.run();
-          }
-          // A failed service keeps its phase (and error); the others say they were undone.
-          if (progress.units[n]!.phase !== 'failed') setUnit(n, { phase: 'rolled-back' });
-        }));
-      }
-      // Reused services were never touched: they stay as they were (phase unchanged).
-      progress.after = await Promise.all(hosts.map((h) => onHost(h).undo.snapshotHost()));
-      progress.exact = sameSnapshots(progress.before!, progress.after);
+    await undoUnits(undo, topologicalWaves(deps).reverse(), (n) => {
+      // A failed service keeps its phase (and error); the others say they were undone.
+      if (progress.units[n]!.phase !== 'failed') setUnit(n, { phase: 'rolled-back' });
     });
+    // Reused services were never touched: they stay as they were (phase unchanged).
+    progress.differences = differences(before, stateOf(await CancellationScope.nonCancellable(() => readUnits(input.units, 'undo'))));
+    progress.exact = progress.differences.length === 0;
   };
 
+  ledger.record.units = [...changes.values()];
   if (failure) {
     progress.error = `${failure.unit}: ${failure.message}`;
     await rollBack();
-    setPhase('failed');
-    progress.error += progress.exact ? ' — rolled back: every host runs exactly what it ran before' : ' — rolled back, but some host differs from before (see progress.before/after)';
+    progress.error += progress.exact ? ' — rolled back: every host runs exactly what it ran before' : ` — rolled back, but some units differ from before: ${progress.differences!.join('; ')}`;
     if (progress.backup?.id) progress.error += `; data untouched (backup ${progress.backup.id} was taken before: \`migrate restore ${progress.backup.id}\` if needed)`;
     await releaseLock();
-    throw ApplicationFailure.nonRetryable(`deploy ${release} failed: ${progress.error}`, cancelled ? 'DeployCancelled' : 'DeployFailed');
+    await fail(`deploy ${release} failed: ${progress.error}`, cancelled ? 'DeployCancelled' : 'DeployFailed');
   }
 
-  // 6. Pending confirmation: the `.prev` containers stay until the release is confirmed.
-  let decision: 'confirm' | 'rollback' | undefined = input.autoConfirm ? 'confirm' : undefined;
-  let restoreData: RollbackOptions | undefined;
-  const pending = (): void => {
-    if (progress.phase !== 'pending-confirmation') throw new Error(`release ${release} is ${progress.phase}, not pending confirmation`);
-  };
-  const finished = () => ['confirmed', 'rolled-back'].includes(progress.phase);
-  setHandler(confirmUpdate, async () => { decision ??= 'confirm'; await condition(finished); return { phase: progress.phase }; }, { validator: pending });
-  setHandler(rollbackUpdate, async (options?: RollbackOptions) => {
-    if (decision === undefined) {
-      decision = 'rollback';
-      restoreData = options?.restoreData ? options : undefined;
-    }
-    await condition(finished);
-    return { phase: progress.phase, exact: progress.exact, restore: progress.restore };
-  }, {
-    validator: (options?: RollbackOptions) => {
-      pending();
-      const refusal = options?.restoreData ? restoreRefusal(progress.backup, input.backup, `release ${release}`, options.components) : undefined;
-      if (refusal) throw new Error(refusal);
+  // 7. Pending confirmation: the `.prev` containers stay until the release is decided.
+  setPhase('pending-confirmation');
+  await ledger.write({ status: 'pending-confirmation' });
+  await awaitDecision({
+    what: `release ${release}`,
+    confirmNow: input.autoConfirm,
+    confirmAfterMs: input.confirmAfterMs,
+    refuseRollback: (o) => (o?.restoreData ? restoreRefusal(progress.backup, input.backup, `release ${release}`, o.components) : undefined),
+    units: () => input.units.filter((u) => changes.get(u.name)?.action !== 'reused'),
+    changes: () => [...changes.values()],
+    rollback: async (o?: RollbackOptions): Promise<DecisionResult> => {
+      await rollBack();
+      // The containers are back first: the database itself may be one of them.
+      if (o?.restoreData) progress.restore = await restoreAfterRollback(input.backup, progress.backup, `release ${release}`, o.components);
+      return { status: 'rolled-back', exact: progress.exact, differences: progress.differences, restore: progress.restore };
+    },
+    onDecided: async (result) => {
+      setPhase(result.status === 'confirmed' ? 'confirmed' : 'rolled-back');
+      await ledger.write({ status: result.status });
     },
   });
-  setPhase('pending-confirmation');
-
-  try {
-    if (input.confirmAfterMs !== undefined) {
-      if (!(await condition(() => decision !== undefined, input.confirmAfterMs))) decision = 'confirm';
-    } else {
-      await condition(() => decision !== undefined);
-    }
-  } catch (err) {
-    if (!isCancellation(err)) throw err;
-    decision = 'rollback'; // cancelling a pending release rolls it back
-  }
-
-  if (decision === 'confirm') {
-    setPhase('confirming');
-    await CancellationScope.nonCancellable(() => Promise.all(replaced.map((u) => onHost(u.host).undo.discardPrevious(u.name))));
-    setPhase('confirmed');
-  } else {
-    await rollBack();
-    // The containers are back first: the database itself may be one of them.
-    if (restoreData) progress.restore = await CancellationScope.nonCancellable(() => restoreAfterRollback(input.backup, progress.backup, `release ${release}`, restoreData?.components));
-    setPhase('rolled-back');
-  }
   await releaseLock();
   await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
   return progress;

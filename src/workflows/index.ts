@@ -2,4 +2,5 @@
 export { probeHosts, gpuStep } from './routing.js';
 export { backupDatabases, verifyBackup, restoreBackup } from './backup.js';
 export { deployStack, deployLock } from './deploy.js';
-export { migrateBatch, migrateAgent, rollbackBatch, confirmBatch, migrateAllBatches } from './batch.js';
+export { migrateBatch, migrateAgent, migrateAllBatches } from './batch.js';
+export { projectLedger } from './ledger.js';

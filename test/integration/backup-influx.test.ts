@@ -17,7 +17,7 @@ import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
-import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
+import { containerName, LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import type { BackupPlan } from '../../src/plan/backups.js';
 import type { Manifest } from '../../src/activities/backup-store.js';
 import { runTool } from '../../src/activities/exec.js';
@@ -27,7 +27,7 @@ import { ensureInfluxImage, INFLUX_IMAGE } from '../helpers/influx-image.js';
 
 const pid = process.pid;
 const project = `influxbk${pid}`;
-const container = `${project}-mainpc-influxdb`; // what planBackups names for unit influxdb on mainpc
+const container = containerName(project, 'mainpc', 'influxdb'); // what planBackups names for unit influxdb on mainpc
 const user = 'admin';
 const secretVar = `MIGRATE_TEST_INFLUX_PASSWORD_${pid}`;
 const secret = `s3cr3t-${pid}-${Math.random().toString(36).slice(2)}`;

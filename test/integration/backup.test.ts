@@ -17,7 +17,7 @@ import type { BackupPlan } from '../../src/plan/backups.js';
 import type { Manifest } from '../../src/activities/backup-store.js';
 import type { BackupResult, RestoreResult } from '../../src/workflows/backup.js';
 import { historyText, startWorld, type TestWorld } from '../helpers/temporal.js';
-import { upsertBackupSchedule } from '../../src/client/commands/backup.js';
+import { upsertBackupSchedule } from '../../src/ops/index.js';
 
 const pid = process.pid;
 const database = `migrate_bk_${pid}`;

@@ -6,15 +6,13 @@
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
 import Dockerode from 'dockerode';
-import { WorkflowFailedError } from '@temporalio/client';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
 import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { batchProgressQuery, abortUpdate, approveUpdate, type BatchResult } from '../../src/workflows/batch.js';
-import { followAllBatches, startAllBatches, startBatch } from '../../src/client/commands/start.js';
-import { confirmCompletedBatch, rollbackCompletedBatch } from '../../src/client/commands/batch-rollback.js';
+import { decideBatch, followAllBatches, followBatch, startAllBatches, startBatch, type BatchStartOptions } from '../../src/ops/index.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 
 const docker = new Dockerode();
@@ -58,18 +56,20 @@ async function setup(tag: string, opts: { agents?: number; maxFailures?: number;
 
 const version = (s: Setup, v: string, env?: Record<string, Record<string, string>>) => stubPlan(s.plan, { image: STUB_IMAGE, version: v, env });
 
-async function run(s: Setup, plan: Plan, batch: string, options = {}): Promise<BatchResult> {
-  const handle = await startBatch(s.world.client, plan, batch, { samples: 5, ...options });
-  return (await handle.result()) as BatchResult;
+/** Run a batch until it settles: migrated and pending confirmation, or rolled back. */
+async function run(s: Setup, plan: Plan, batch: string, options: BatchStartOptions = {}): Promise<BatchResult> {
+  return followBatch(await startBatch(s.world.client, plan, batch, { samples: 5, ...options }));
 }
+
+const confirm = (s: Setup, batch: string) => decideBatch(s.world.client, s.project, batch, 'confirm');
 
 /** Install version 1 (first install) and confirm it, as the state before a migration. */
 async function installV1(s: Setup): Promise<void> {
   for (const b of s.batches) {
-    const r = await run(s, version(s, '1'), b, { force: true });
-    if (r.outcome !== 'migrated') console.log(JSON.stringify(r, null, 1));
-    expect(r.outcome).toBe('migrated');
-    await confirmCompletedBatch(s.world.client, s.project, b);
+    const handle = await startBatch(s.world.client, version(s, '1'), b, { samples: 5, force: true, autoConfirm: true });
+    const r = await handle.result();
+    if (r.status !== 'confirmed') console.log(JSON.stringify(r, null, 1));
+    expect(r).toMatchObject({ outcome: 'migrated', status: 'confirmed' });
   }
 }
 
@@ -119,12 +119,14 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
       expect(p.baseline?.successRate).toBe(1);
       expect(p.now?.successRate).toBe(1);
     }
+    expect(r.status).toBe('pending-confirmation');
+    // Confirm drops the kept containers.
+    expect(await confirm(s, s.batches[0]!)).toEqual({ status: 'confirmed' });
+    for (const a of s.agents) expect(await inspect(previousName(name(s, a)))).toBeUndefined();
     // Migrating again to the same version changes nothing.
     const again = await run(s, version(s, '2'), s.batches[0]!);
     expect(again.agents.map((a) => a.phase)).toEqual(['unchanged', 'unchanged', 'unchanged']);
-    // Confirm drops the kept containers.
-    await confirmCompletedBatch(s.world.client, s.project, s.batches[0]!);
-    for (const a of s.agents) expect(await inspect(previousName(name(s, a)))).toBeUndefined();
+    await confirm(s, s.batches[0]!);
   });
 
   it('rolls back alone an agent that fails validation, to its exact old container', async () => {
@@ -151,13 +153,14 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     expect(r.agents.map((a) => a.phase)).toEqual(['rolled-back', 'rolled-back', 'rolled-back']);
     expect(await snapshot(s.project)).toEqual(before);
 
-    // migrate batch-rollback: a completed, healthy migration put back as it was, timed.
+    expect(r).toMatchObject({ status: 'rolled-back', exact: true, differences: [] });
+
+    // migrate rollback batch-N: a migrated batch, open, put back as it was.
     const ok = await run(s, version(s, '2'), s.batches[0]!);
-    expect(ok.outcome).toBe('migrated');
-    const started = Date.now();
-    await rollbackCompletedBatch(s.world.client, s.project, s.batches[0]!);
-    expect(Date.now() - started).toBeLessThan(30_000); // seed 001: "within 30 seconds"
+    expect(ok).toMatchObject({ outcome: 'migrated', status: 'pending-confirmation' });
+    expect(await decideBatch(s.world.client, s.project, s.batches[0]!, 'rollback')).toMatchObject({ status: 'rolled-back', exact: true, differences: [] });
     expect(await snapshot(s.project)).toEqual(before);
+    await expect(confirm(s, s.batches[0]!)).rejects.toThrow(/is rolled-back, not pending confirmation/);
   });
 
   it('aborts mid-batch: the agents in flight and those already migrated are rolled back', async () => {
@@ -171,7 +174,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
       await new Promise((r) => setTimeout(r, 100));
     }
     await handle.executeUpdate(abortUpdate, { args: ['test abort'] });
-    const r = (await handle.result()) as BatchResult;
+    const r = await handle.result();
     expect(r.outcome).toBe('rolled-back');
     expect(r.reason).toMatch(/test abort/);
     expect(await snapshot(s.project)).toEqual(before);
@@ -181,7 +184,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     const s = await setup('double', { approval: true });
     const plan = version(s, '1');
     const handle = await startBatch(s.world.client, plan, s.batches[0]!, { samples: 5 });
-    await expect(startBatch(s.world.client, plan, s.batches[0]!)).rejects.toThrow(/already running/);
+    await expect(startBatch(s.world.client, plan, s.batches[0]!)).rejects.toThrow(/still open/);
     for (;;) {
       if ((await handle.query(batchProgressQuery)).phase === 'awaiting-approval') break;
       await new Promise((r) => setTimeout(r, 100));
@@ -189,7 +192,8 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     expect(await snapshot(s.project)).toEqual({}); // nothing changes before approval
     await handle.executeUpdate(approveUpdate);
     await expect(handle.executeUpdate(approveUpdate)).rejects.toSatisfy((e: Error) => /not waiting for approval/.test(String((e.cause as Error).message)));
-    expect(((await handle.result()) as BatchResult).outcome).toBe('migrated');
+    expect((await followBatch(handle)).outcome).toBe('migrated');
+    await confirm(s, s.batches[0]!);
   });
 
   it('resumes after the host worker is killed mid-batch, with no duplicate containers', async () => {
@@ -203,7 +207,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     await s.world.stopHost('pc2');
     await new Promise((r) => setTimeout(r, 1000));
     await s.world.startHost('pc2');
-    const r = (await handle.result()) as BatchResult;
+    const r = await followBatch(handle);
     expect(r.outcome).toBe('migrated');
     expect(r.agents.map((a) => a.phase)).toEqual(['migrated', 'migrated', 'migrated']);
     const snap = await snapshot(s.project);
@@ -214,8 +218,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
   it('refuses an out-of-order start (gate) before any change; the next batch goes once the previous one completed', async () => {
     const s = await setup('gate', { agents: 2, batches: 2 });
     const run2 = run(s, version(s, '1'), s.batches[1]!);
-    await expect(run2).rejects.toBeInstanceOf(WorkflowFailedError);
-    await expect(run2).rejects.toSatisfy((e: WorkflowFailedError) => /gate-batch-1 has not completed \(never started\)/.test(String((e.cause as Error).message)));
+    await expect(run2).rejects.toThrow(/gate-batch-1 has not completed \(never started\)/);
     expect(await snapshot(s.project)).toEqual({});
     // Batch 1 done: batch 2 may go.
     expect((await run(s, version(s, '1'), s.batches[0]!)).outcome).toBe('migrated');
@@ -228,7 +231,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
     const v1 = await followAllBatches(s.world.client, await startAllBatches(s.world.client, version(s, '1'), { samples: 5 }), s.batches, async () => undefined);
     expect(v1.stoppedAt).toBeUndefined();
     expect(v1.results.map((r) => [r.batch, r.outcome])).toEqual(s.batches.map((b) => [b, 'migrated']));
-    for (const b of s.batches) await confirmCompletedBatch(s.world.client, s.project, b);
+    for (const b of s.batches) await confirm(s, b);
     const before = await snapshot(s.project);
 
     // Version 2 with Agent2 (batch 2) failing: batch 1 migrates, batch 2 rolls back, batch 3 is not started.
@@ -256,7 +259,7 @@ describe('batch migrations (real Temporal dev server, real Docker engine, stub a
   it('refuses a batch whose agents\' dependency is not healthy, before any change', async () => {
     const s = await setup('dep', { agents: 1, dependency: true });
     const r = run(s, version(s, '1'), s.batches[0]!);
-    await expect(r).rejects.toSatisfy((e: WorkflowFailedError) => /dependencies not healthy: edgehub on pc2/.test(String((e.cause as Error).message)));
+    await expect(r).rejects.toThrow(/dependencies not healthy: edgehub on pc2/);
     expect(await snapshot(s.project)).toEqual({});
   });
 });

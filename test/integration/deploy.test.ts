@@ -16,7 +16,8 @@ import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan, type StubOptions } from '../../src/plan/stub.js';
 import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
-import type { DeployInput, DeployProgress, deployStack } from '../../src/workflows/deploy.js';
+import { deployStack, type DeployInput, type DeployProgress } from '../../src/workflows/deploy.js';
+import { confirmUpdate, rollbackUpdate } from '../../src/workflows/change.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 
@@ -50,7 +51,7 @@ function input(plan: Plan, release: string, extra: Partial<DeployInput> = {}): D
 }
 
 async function startDeploy(world: TestWorld, args: DeployInput): Promise<WorkflowHandle<typeof deployStack>> {
-  return world.client.workflow.start<typeof deployStack>('deployStack', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-${args.release}`, args: [args] });
+  return world.client.workflow.start(deployStack, { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `deploy-${args.release}`, args: [args] });
 }
 
 async function waitPhase(handle: WorkflowHandle<typeof deployStack>, done: (p: DeployProgress) => boolean, timeoutMs = 60_000): Promise<DeployProgress> {
@@ -109,9 +110,9 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const progress = await waitPhase(handle, pendingConfirmation);
 
       const live = await containers(plan.project);
-      expect(live.map((c) => c.name)).toEqual([`${plan.project}-mainpc-api`, `${plan.project}-mainpc-cache`, `${plan.project}-mainpc-db`, `${plan.project}-pc2-web`]);
+      expect(live.map((c) => c.name)).toEqual([`${plan.project}_mainpc_api`, `${plan.project}_mainpc_cache`, `${plan.project}_mainpc_db`, `${plan.project}_pc2_web`]);
       for (const [name, unit] of Object.entries(plan.units)) {
-        const info = await docker.getContainer(`${plan.project}-${unit.host}-${name}`).inspect();
+        const info = await docker.getContainer(`${plan.project}_${unit.host}_${name}`).inspect();
         expect(progress.units[name]!.phase).toBe('healthy');
         for (const dep of Object.keys(unit.dependsOn)) {
           // The dependent's container started after the dependency was seen healthy.
@@ -127,7 +128,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect(refused).toBeInstanceOf(WorkflowFailedError);
       expect(String((refused as WorkflowFailedError).cause?.message)).toMatch(/another deploy of project .* is running or waiting for confirmation/);
 
-      expect(await handle.executeUpdate('confirm')).toMatchObject({ phase: 'confirmed' });
+      expect(await handle.executeUpdate(confirmUpdate)).toMatchObject({ status: 'confirmed' });
       const result = await handle.result();
       expect(result.phase).toBe('confirmed');
       expect((await containers(plan.project)).every((c) => c.running && !c.name.endsWith('.prev'))).toBe(true);
@@ -154,7 +155,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect(await containers(plan1.project)).toEqual(before);
       const progress = await handle.query<DeployProgress>('progress');
       expect(progress.exact).toBe(true);
-      expect(progress.after).toEqual(progress.before);
+      expect(progress.differences).toEqual([]);
       expect(progress.units.api!.phase).toBe('failed');
       expect(progress.units.web!.phase).toBe('skipped'); // never started: its dependency failed
     });
@@ -174,10 +175,10 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect(Object.values(progress.units).map((u) => u.phase)).toEqual(['healthy', 'healthy', 'healthy', 'healthy']);
 
       const live = await containers(plan.project);
-      expect(live.map((c) => c.name)).toEqual([`${plan.project}-mainpc-api`, `${plan.project}-mainpc-cache`, `${plan.project}-mainpc-db`, `${plan.project}-pc2-web`]);
+      expect(live.map((c) => c.name)).toEqual([`${plan.project}_mainpc_api`, `${plan.project}_mainpc_cache`, `${plan.project}_mainpc_db`, `${plan.project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
       expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(progress.units.db!.containerId);
-      await handle.executeUpdate('confirm');
+      await handle.executeUpdate(confirmUpdate);
     });
   });
 
@@ -213,14 +214,14 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const progress = await waitPhase(handle, pendingConfirmation, 90_000);
       expect(Object.values(progress.units).map((u) => u.phase)).toEqual(['healthy', 'healthy']);
       const live = await containers(project);
-      expect(live.map((c) => c.name)).toEqual([`${project}-mainpc-db`, `${project}-pc2-web`]);
+      expect(live.map((c) => c.name)).toEqual([`${project}_mainpc_db`, `${project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
       expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(during.units.db!.containerId); // the same container, not a second one
       // The health wait ran twice: once on the killed process, once on its successor.
       const history = await world.client.workflow.getHandle(handle.workflowId).fetchHistory();
       const waits = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes && (history.events ?? []).find((s) => String(s.eventId) === String(e.activityTaskStartedEventAttributes!.scheduledEventId))?.activityTaskScheduledEventAttributes?.activityType?.name === 'waitHealthy');
       expect(waits.some((e) => (e.activityTaskStartedEventAttributes!.attempt ?? 1) >= 2)).toBe(true);
-      await handle.executeUpdate('confirm');
+      await handle.executeUpdate(confirmUpdate);
     } finally {
       first?.kill('SIGKILL');
       second?.kill('SIGTERM');
@@ -241,11 +242,11 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect(Object.fromEntries(Object.entries(progress.units).map(([n, u]) => [n, u.phase]))).toEqual({ api: 'unchanged', cache: 'unchanged', db: 'unchanged', web: 'healthy' });
       const after = await containers(plan1.project);
       const id = (list: typeof after, suffix: string) => list.find((c) => c.name.endsWith(suffix))?.id;
-      for (const unit of ['-db', '-cache', '-api']) expect(id(after, unit)).toBe(id(before, unit)); // not restarted
-      expect(id(after, '-web')).not.toBe(id(before, '-web'));
-      expect(id(after, '-web.prev')).toBe(id(before, '-web')); // kept for rollback
+      for (const unit of ['_db', '_cache', '_api']) expect(id(after, unit)).toBe(id(before, unit)); // not restarted
+      expect(id(after, '_web')).not.toBe(id(before, '_web'));
+      expect(id(after, '_web.prev')).toBe(id(before, '_web')); // kept for rollback
 
-      expect(await handle.executeUpdate('rollback')).toEqual({ phase: 'rolled-back', exact: true });
+      expect(await handle.executeUpdate(rollbackUpdate, { args: [{}] })).toEqual({ status: 'rolled-back', exact: true, differences: [] });
       expect(await containers(plan1.project)).toEqual(before);
     });
   });

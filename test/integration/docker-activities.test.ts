@@ -50,47 +50,86 @@ afterAll(async () => {
 describe('docker activities (real engine)', () => {
   it('ensureContainer is idempotent: a second call reuses, never duplicates', async () => {
     const unit = plan.units.Healthy!;
-    const first = await run(dockerActs.ensureContainer, unit, 'r1');
-    const second = await run(dockerActs.ensureContainer, unit, 'r1');
+    const first = await run(dockerActs.ensureContainer, unit, { release: 'r1', change: 'c1' });
+    const second = await run(dockerActs.ensureContainer, unit, { release: 'r1', change: 'c1' });
     expect(first.reused).toBe(false);
     expect(second).toMatchObject({ id: first.id, reused: true });
     const mine = (await projectContainers()).filter((c) => c.Labels[LABELS.unit] === 'Healthy');
     expect(mine).toHaveLength(1);
-    expect(mine[0]!.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.specHash]: unit.specHash, [LABELS.host]: 'edge' });
+    expect(mine[0]!.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.change]: 'c1', [LABELS.specHash]: unit.specHash, [LABELS.host]: 'edge' });
   });
 
   it('a stopped container is started again; stopping twice is success', async () => {
     const name = containerName(project, 'edge', 'Healthy');
     await run(dockerActs.stopContainer, name, 1);
     expect(await run(dockerActs.stopContainer, name, 1)).toEqual({ existed: true });
-    const again = await run(dockerActs.ensureContainer, plan.units.Healthy!, 'r1');
+    const again = await run(dockerActs.ensureContainer, plan.units.Healthy!, { release: 'r1', change: 'c1' });
     expect(again.reused).toBe(true);
     expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
     expect(await run(dockerActs.removeContainer, 'no-such-container-anywhere')).toEqual({ existed: false });
   });
 
-  it('refuses to replace a container silently; retire keeps it, restore brings back the very same one', async () => {
+  it('refuses to replace a container silently; retire keeps it, put-back brings back the very same one', async () => {
     const unit = plan.units.Healthy!;
     const v2 = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '2' }).units.Healthy!;
     const name = containerName(project, 'edge', 'Healthy');
     const before = await docker.getContainer(name).inspect();
-    await expect(run(dockerActs.ensureContainer, v2, 'r2')).rejects.toMatchObject({ type: 'ContainerConflict' });
+    await expect(run(dockerActs.ensureContainer, v2, { release: 'r2', change: 'c2' })).rejects.toMatchObject({ type: 'ContainerConflict' });
 
-    await run(dockerActs.retireContainer, 'Healthy');
-    expect(await run(dockerActs.retireContainer, 'Healthy')).toMatchObject({ name: `${name}.prev` }); // idempotent
-    const created = await run(dockerActs.ensureContainer, v2, 'r2');
+    await run(dockerActs.retireContainer, 'Healthy', before.Id);
+    expect(await run(dockerActs.retireContainer, 'Healthy', before.Id)).toMatchObject({ name: `${name}.prev`, role: 'previous' }); // idempotent
+    const created = await run(dockerActs.ensureContainer, v2, { release: 'r2', change: 'c2' });
     expect(created.id).not.toBe(before.Id);
     await run(health.waitHealthy, v2);
 
-    await run(dockerActs.restorePrevious, 'Healthy');
+    // A second change before this one is decided is refused: the kept container stays.
+    await expect(run(dockerActs.retireContainer, 'Healthy', created.id)).rejects.toMatchObject({ type: 'UnconfirmedPrevious' });
+    expect((await docker.getContainer(`${name}.prev`).inspect()).Id).toBe(before.Id);
+
+    expect(await run(dockerActs.putBack, 'Healthy', before.Id)).toEqual({ restored: before.Id, removed: [created.id] });
     const after = await docker.getContainer(name).inspect();
     expect(after.Id).toBe(before.Id);
     expect(after.State.Running).toBe(true);
     expect((await projectContainers()).filter((c) => c.Labels[LABELS.unit] === 'Healthy')).toHaveLength(1);
     await run(health.waitHealthy, unit);
+    // Again: nothing left to do, and the running container is left alone.
+    expect(await run(dockerActs.putBack, 'Healthy', before.Id)).toEqual({ restored: before.Id, removed: [] });
+    expect((await docker.getContainer(name).inspect()).State.StartedAt).toBe(after.State.StartedAt);
+  });
+
+  it('put-back retried after its first attempt stopped midway still starts the old container', async () => {
+    const v2 = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '2' }).units.Healthy!;
+    const name = containerName(project, 'edge', 'Healthy');
+    const old = (await docker.getContainer(name).inspect()).Id;
+    await run(dockerActs.retireContainer, 'Healthy', old);
+    const created = await run(dockerActs.ensureContainer, v2, { release: 'r3', change: 'c3' });
+
+    // Midway 1: the new container was removed, then the attempt died before the rename.
+    await docker.getContainer(created.id).remove({ force: true });
+    expect(await run(dockerActs.putBack, 'Healthy', old)).toEqual({ restored: old, removed: [] });
+    expect((await docker.getContainer(name).inspect())).toMatchObject({ Id: old, State: { Running: true } });
+
+    // Midway 2: renamed back, but the attempt died before the start.
+    await run(dockerActs.retireContainer, 'Healthy', old);
+    const again = await run(dockerActs.ensureContainer, v2, { release: 'r4', change: 'c4' });
+    await docker.getContainer(again.id).remove({ force: true });
+    await docker.getContainer(old).rename({ name });
+    expect((await docker.getContainer(old).inspect()).State.Running).toBe(false);
+    expect(await run(dockerActs.putBack, 'Healthy', old)).toEqual({ restored: old, removed: [] });
+    expect((await docker.getContainer(name).inspect())).toMatchObject({ Id: old, State: { Running: true } });
+  });
+
+  it('a container of another owner under a unit\'s name is a conflict, never adopted', async () => {
+    const name = containerName(project, 'edge', 'Sick');
+    await docker.createContainer({ name, Image: STUB_IMAGE, Labels: { [LABELS.project]: `${project}-other` } });
+    try {
+      await expect(run(dockerActs.ensureContainer, plan.units.Sick!, { release: 'r1', change: 'c1' })).rejects.toMatchObject({ type: 'ContainerConflict' });
+      expect((await docker.getContainer(name).inspect()).Config.Labels[LABELS.project]).toBe(`${project}-other`);
+    } finally {
+      await docker.getContainer(name).remove({ force: true });
+    }
   });
 });
-
 describe('the stub image and the probes', () => {
   it('healthy: passes at once', async () => {
     const r = await run(health.waitHealthy, plan.units.Healthy!);
@@ -98,7 +137,7 @@ describe('the stub image and the probes', () => {
   });
 
   it('unhealthy: listens but fails its HTTP probe, and the wait gives up with the reason', async () => {
-    await run(dockerActs.ensureContainer, plan.units.Sick!, 'r1');
+    await run(dockerActs.ensureContainer, plan.units.Sick!, { release: 'r1', change: 'c1' });
     const err = await run(health.waitHealthy, plan.units.Sick!).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'Unhealthy', nonRetryable: true });
@@ -107,14 +146,14 @@ describe('the stub image and the probes', () => {
 
   it('slow to start: healthy only after its start delay, within its start period', async () => {
     const started = Date.now();
-    await run(dockerActs.ensureContainer, plan.units.Slow!, 'r1');
+    await run(dockerActs.ensureContainer, plan.units.Slow!, { release: 'r1', change: 'c1' });
     const r = await run(health.waitHealthy, plan.units.Slow!);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     expect(r.attempts).toBeGreaterThan(1);
   });
 
   it('crash: detected as a crash, not waited out', async () => {
-    await run(dockerActs.ensureContainer, plan.units.Crashy!, 'r1');
+    await run(dockerActs.ensureContainer, plan.units.Crashy!, { release: 'r1', change: 'c1' });
     const err = await run(health.waitHealthy, plan.units.Crashy!).catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'UnitCrashed' });
   });

@@ -77,7 +77,7 @@ describe.skipIf(unsupported)(`isolated hosts${unsupported ? ` (skipped: ${unsupp
   async function create(docker: Dockerode, unit: string): Promise<void> {
     const spec = plan().units[unit]!;
     await docker.createNetwork({ Name: networkName(project, spec.host), CheckDuplicate: true }).catch(() => undefined);
-    const container = await docker.createContainer(containerCreateOptions(project, spec, 'r1', { AGENT_PORTS: '8080' }));
+    const container = await docker.createContainer(containerCreateOptions(project, spec, { release: 'r1', change: 'test-r1' }, { AGENT_PORTS: '8080' }));
     await container.start();
   }
 

@@ -20,10 +20,7 @@ import { containerName, LABELS } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import type { DeployProgress } from '../../src/workflows/deploy.js';
 import type { BatchResult } from '../../src/workflows/batch.js';
-import { startDeploy } from '../../src/client/commands/deploy.js';
-import { rollbackReleaseCommand } from '../../src/client/commands/rollback.js';
-import { startBatch } from '../../src/client/commands/start.js';
-import { confirmCompletedBatch, rollbackCompletedBatch } from '../../src/client/commands/batch-rollback.js';
+import { decideBatch, decideRelease, followBatch, startBatch, startDeploy } from '../../src/ops/index.js';
 import { historyText, startWorld, type TestWorld } from '../helpers/temporal.js';
 
 const pid = process.pid;
@@ -166,8 +163,8 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     await scribble();
     expect(await contents()).not.toEqual(before);
 
-    const decided = await rollbackReleaseCommand(world.client, release, { restoreData: true });
-    expect(decided.phase).toBe('rolled-back');
+    const decided = await decideRelease(world.client, release, 'rollback', { restoreData: true });
+    expect(decided.status).toBe('rolled-back');
     expect(decided.exact).toBe(true);
     expect(decided.restore?.ok).toBe(true);
     expect(decided.restore?.backupId).toBe(progress.backup!.id);
@@ -205,10 +202,10 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     expect((await order(world, handle.workflowId)).children).toEqual(['deployLock']);
     expect(await historyText(world.client, handle.workflowId)).toContain(reason);
 
-    await expect(rollbackReleaseCommand(world.client, release, { restoreData: true })).rejects.toThrow(/no backup to restore: its backup was skipped/);
+    await expect(decideRelease(world.client, release, 'rollback', { restoreData: true })).rejects.toThrow(/no backup to restore: its backup was skipped/);
     expect((await handle.query<DeployProgress>('progress')).phase).toBe('pending-confirmation'); // refused: nothing happened
-    const decided = await rollbackReleaseCommand(world.client, release);
-    expect(decided.phase).toBe('rolled-back');
+    const decided = await decideRelease(world.client, release, 'rollback');
+    expect(decided.status).toBe('rolled-back');
     expect(await containers()).toEqual([]);
     await remember(handle.workflowId);
   });
@@ -216,14 +213,16 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
   it('batch: the backup is taken after the gates, before any agent moves; rollback --restore-data restores the exact old containers, then the rows', async () => {
     const plan = buildPlan(inventory());
     // Version 1 installed and confirmed (skipping the backup, with a reason).
-    const v1 = (await (await startBatch(world.client, stubbed(plan, '1'), 'sg-batch-1', { force: true, samples: 5, skipBackup: 'first install in a test' })).result()) as BatchResult;
+    const v1 = await followBatch(await startBatch(world.client, stubbed(plan, '1'), 'sg-batch-1', { force: true, samples: 5, skipBackup: 'first install in a test' }));
     expect(v1.outcome).toBe('migrated');
     expect(v1.backup).toEqual({ status: 'skipped', reason: 'first install in a test' });
-    await confirmCompletedBatch(world.client, project, 'sg-batch-1');
+    await expect(decideBatch(world.client, project, 'sg-batch-1', 'rollback', { restoreData: true })).rejects.toThrow(/no backup to restore: its backup was skipped/);
+    await decideBatch(world.client, project, 'sg-batch-1', 'confirm');
+    await remember('migrate-sg-batch-1');
     const oldIds = Object.fromEntries((await containers()).map((c) => [c.name, c.id]));
     const before = await contents();
 
-    const v2 = (await (await startBatch(world.client, stubbed(plan, '2'), 'sg-batch-1', { force: true, samples: 5 })).result()) as BatchResult;
+    const v2 = await followBatch(await startBatch(world.client, stubbed(plan, '2'), 'sg-batch-1', { force: true, samples: 5 }));
     expect(v2.outcome).toBe('migrated');
     expect(v2.backup?.status).toBe('verified');
     expect(v2.backup?.id).toMatch(/^migrate-sg-batch-1-backup-/);
@@ -236,17 +235,17 @@ describe('a verified backup before every deploy and batch; rollback --restore-da
     expect(backupDone).toBeLessThan(firstAgent);
 
     await scribble();
-    const back = await rollbackCompletedBatch(world.client, project, 'sg-batch-1', { restoreData: plan.backups });
-    expect(back.agents.map((a) => a.phase)).toEqual(['rolled-back', 'rolled-back']);
+    const back = await decideBatch(world.client, project, 'sg-batch-1', 'rollback', { restoreData: true });
+    expect(back).toMatchObject({ status: 'rolled-back', exact: true, differences: [] });
+    expect(((await world.client.workflow.getHandle('migrate-sg-batch-1').result()) as BatchResult).agents.map((a) => a.phase)).toEqual(['rolled-back', 'rolled-back']);
     expect(back.restore?.ok).toBe(true);
     expect(back.restore?.backupId).toBe(v2.backup!.id);
     expect(await contents()).toEqual(before);
     const now = await containers();
     expect(Object.fromEntries(now.filter((c) => !c.name.endsWith('.prev')).map((c) => [c.name, c.id]))).toEqual(oldIds);
     expect(now.every((c) => c.running || c.name.endsWith('.prev'))).toBe(true);
-    expect(await historyText(world.client, 'rollback-sg-batch-1')).not.toContain(secret);
+    expect(await historyText(world.client, 'migrate-sg-batch-1')).not.toContain(secret);
     await remember('migrate-sg-batch-1');
-    await remember('rollback-sg-batch-1');
   });
 
   it('replays every history above (deploys, batch, agents, backups, restores) against the current code', async () => {

@@ -32,7 +32,7 @@ describe('backups in the plan', () => {
     }));
     expect(plan.backups?.retention).toEqual({ keepLast: 7, keepDaily: 7, keepWeekly: 4 });
     expect(plan.backups?.components).toEqual([
-      expect.objectContaining({ name: 'pg', kind: 'postgres', host: 'mainpc', container: 'p-mainpc-db', database: 'app', user: 'postgres', password: { from_env: 'PGPW' } }),
+      expect.objectContaining({ name: 'pg', kind: 'postgres', host: 'mainpc', container: 'p_mainpc_db', database: 'app', user: 'postgres', password: { from_env: 'PGPW' } }),
       expect.objectContaining({ name: 'cache', kind: 'redis', host: 'pc2', via: 'tcp', port: 6380 }),
     ]);
   });
@@ -69,7 +69,7 @@ describe('backups in the plan', () => {
     const { loadInventoryFiles } = await import('../../src/inventory/load.js');
     const seeds = buildPlan((await loadInventoryFiles(['inventory/agentsys.yaml'])).inventory).backups!;
     expect(seeds.components.map((c) => `${c.kind}:${c.via}:${c.container}`)).toEqual([
-      'postgres:docker-exec:agentsys-mainpc-postgres', 'redis:docker-exec:agentsys-mainpc-redis', 'influxdb:docker-exec:agentsys-mainpc-influxdb',
+      'postgres:docker-exec:agentsys_mainpc_postgres', 'redis:docker-exec:agentsys_mainpc_redis', 'influxdb:docker-exec:agentsys_mainpc_influxdb',
     ]);
     const local = buildPlan((await loadInventoryFiles(['inventory/agentsys.yaml', 'inventory/local.yaml'])).inventory).backups!;
     expect(local.components.map((c) => `${c.kind}:${c.via}:${c.address}:${c.port}`)).toEqual(['postgres:tcp:127.0.0.1:5432', 'redis:tcp:127.0.0.1:6379']);
@@ -92,13 +92,13 @@ describe('InfluxDB backups: version 1 or 2', () => {
 
   it('defaults to version 2 (the seed\'s influxdb:2.7): the token is the secret, no 1.x fields', () => {
     expect(influxOf({ token: { from_env: 'TOK' } })).toEqual({
-      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p-mainpc-influx', address: '127.0.0.1', version: 2, password: { from_env: 'TOK' },
+      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p_mainpc_influx', address: '127.0.0.1', version: 2, password: { from_env: 'TOK' },
     });
   });
 
   it('version 1: all databases by default, HTTP 8086 and RPC 8088 inside the container, user and password', () => {
     expect(influxOf({ version: 1 })).toEqual({
-      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p-mainpc-influx', address: '127.0.0.1', version: 1, port: 8086, rpcPort: 8088,
+      name: 'tsdb', kind: 'influxdb', host: 'mainpc', via: 'docker-exec', container: 'p_mainpc_influx', address: '127.0.0.1', version: 1, port: 8086, rpcPort: 8088,
       databases: undefined, user: undefined, password: undefined,
     });
     expect(influxOf({ version: 1, databases: ['metrics', 'events_v2'], port: 9086, rpc_port: 9088, user: 'admin', password: { from_file: '/run/secrets/influx' } })).toMatchObject({

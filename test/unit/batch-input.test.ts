@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadInventoryFiles } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
-import { batchInput } from '../../src/client/commands/start.js';
+import { batchInput } from '../../src/ops/index.js';
 import { latencyLimitMs } from '../../src/workflows/batch.js';
 
 describe('batchInput', async () => {

@@ -23,16 +23,16 @@ function plan(runtime: 'nvidia' | 'none') {
 describe('containerCreateOptions (stubbed GPU: no GPU on this machine)', () => {
   it('asks Docker for the NVIDIA GPUs a unit needs when its host has the NVIDIA runtime', () => {
     const unit = plan('nvidia').units.trainer!;
-    const opts = containerCreateOptions('spec', unit, 'r1', {});
+    const opts = containerCreateOptions('spec', unit, { release: 'r1', change: 'c1' }, {});
     expect(opts.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 1, Capabilities: [['gpu']] }]);
-    expect(opts.name).toBe('spec-mainpc-trainer');
+    expect(opts.name).toBe('spec_mainpc_trainer');
     expect(opts.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.specHash]: unit.specHash, [LABELS.unit]: 'trainer' });
     expect(opts.HostConfig?.PortBindings).toEqual({ '8010/tcp': [{ HostIp: '127.0.0.9', HostPort: '8010' }] });
   });
 
   it('makes no device request without the runtime, nor for a unit that needs no GPU', () => {
-    expect(containerCreateOptions('spec', plan('none').units.trainer!, 'r1', {}).HostConfig?.DeviceRequests).toBeUndefined();
-    expect(containerCreateOptions('spec', plan('nvidia').units.api!, 'r1', {}).HostConfig?.DeviceRequests).toBeUndefined();
+    expect(containerCreateOptions('spec', plan('none').units.trainer!, { release: 'r1', change: 'c1' }, {}).HostConfig?.DeviceRequests).toBeUndefined();
+    expect(containerCreateOptions('spec', plan('nvidia').units.api!, { release: 'r1', change: 'c1' }, {}).HostConfig?.DeviceRequests).toBeUndefined();
   });
 
   it('changes the spec hash (so the container is replaced) when the GPU request changes', () => {

@@ -35,8 +35,8 @@ describe('crossHostLinks', () => {
     const plan = buildPlan(inventory(stack));
     expect(plan.units.grafana!.extraHosts).toEqual(['influxdb:10.231.0.2', 'redis:10.231.0.2']);
     expect(plan.units.loki!.extraHosts).toBeUndefined();
-    expect(containerCreateOptions('xh', plan.units.grafana!, 'r1', {}).HostConfig?.ExtraHosts).toEqual(['influxdb:10.231.0.2', 'redis:10.231.0.2']);
-    expect(containerCreateOptions('xh', plan.units.loki!, 'r1', {}).HostConfig?.ExtraHosts).toBeUndefined();
+    expect(containerCreateOptions('xh', plan.units.grafana!, { release: 'r1', change: 'test-r1' }, {}).HostConfig?.ExtraHosts).toEqual(['influxdb:10.231.0.2', 'redis:10.231.0.2']);
+    expect(containerCreateOptions('xh', plan.units.loki!, { release: 'r1', change: 'test-r1' }, {}).HostConfig?.ExtraHosts).toBeUndefined();
   });
 
   it('replaces the dependent container when its dependency moves to another host (the spec hash changes)', () => {

@@ -1,20 +1,18 @@
 /**
  * `migrate backup now|list|verify|schedule`: take, list and verify backups, and keep them coming on
- * a Temporal Schedule. The workflows run on the workers; this only starts them and prints results.
+ * a Temporal Schedule. The workflows run on the workers; src/ops starts them, this prints.
  */
 import type { Command } from 'commander';
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import { z } from 'zod';
-import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import type { BackupPlan } from '../../plan/backups.js';
 import { parseDuration } from '../../inventory/schema.js';
-import type { BackupResult } from '../../workflows/backup.js';
-import { action, collect, commonOptions, connectClient, loadPlan, parseOptions, printJson, UsageError } from '../common.js';
+import { BadInput, backupNow, controlSchedule, listBackups, scheduleId, upsertBackupSchedule, verifyBackupNow, type BackupResult } from '../../ops/index.js';
+import { action, backupId, commonOptions, inventoryOption, loadPlan, parseArgument, parseOptions, printJson, temporalOptions, withClient } from '../common.js';
 
 async function backupPlan(inventory: string[]): Promise<{ project: string; backups: BackupPlan }> {
   const { plan } = await loadPlan(inventory);
   if (!plan.backups || plan.backups.components.length === 0) {
-    throw new UsageError('nothing to back up', [{ path: 'backups', message: 'the inventory declares no backups', fix: 'add a `backups:` section (postgres, redis, influxdb) to the inventory' }]);
+    throw new BadInput('nothing to back up', [{ path: 'backups', message: 'the inventory declares no backups', fix: 'add a `backups:` section (postgres, redis, influxdb) to the inventory' }]);
   }
   return { project: plan.project, backups: plan.backups };
 }
@@ -28,42 +26,32 @@ function formatResult(r: { id: string; status: string; hosts: BackupResult['host
   return lines.join('\n');
 }
 
-export interface ScheduleOptions {
-  scheduleId: string;
-  cron?: string;
-  every?: string;
-  input: { backups: BackupPlan };
-  catchupWindow?: string;
-}
+const duration = (what: string) => z.string().refine((v) => parseDuration(v) !== undefined, { message: `must be a duration like ${what}` });
 
-/** Create the backup schedule, or update it in place (spec and action) if it exists. */
-export async function upsertBackupSchedule(client: Client, opts: ScheduleOptions): Promise<'created' | 'updated'> {
-  const spec = opts.cron ? { cronExpressions: [opts.cron] } : { intervals: [{ every: opts.every! }] };
-  const action = {
-    type: 'startWorkflow' as const,
-    workflowType: 'backupDatabases',
-    taskQueue: ORCHESTRATOR_QUEUE,
-    // Each run's id gets the scheduled time appended: backup-scheduled-2025-01-01T03:00:00Z.
-    workflowId: 'backup-scheduled',
-    args: [opts.input],
-  };
-  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: opts.catchupWindow ?? '10 minutes' };
-  const handle = client.schedule.getHandle(opts.scheduleId);
-  try {
-    await handle.describe();
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await client.schedule.create({ scheduleId: opts.scheduleId, spec, action, policies });
-    return 'created';
-  }
-  await handle.update((prev) => ({ ...prev, spec, action, policies: { ...prev.policies, ...policies } }));
-  return 'updated';
+/**
+ * What Temporal accepts as a schedule's cron string: an optional `CRON_TZ=`/`TZ=` zone, then 5 to 7
+ * fields (minute hour day-of-month month day-of-week [year]; or second first with 7), or a shorthand
+ * (@daily, @hourly, @every 6h…), then an optional `# comment`.
+ */
+const CRON_FIELD = /^[0-9A-Za-z*?,/#-]+$/;
+export function cronProblem(expr: string): string | undefined {
+  const s = expr.replace(/#\s.*$/, '').trim().replace(/^(CRON_TZ|TZ)=\S+\s+/, '');
+  if (/^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(s)) return undefined;
+  if (/^@every\s+\d+[smhd](\/\d+[smhd])?$/.test(s)) return undefined;
+  if (s.startsWith('@')) return 'unknown shorthand: use @yearly, @monthly, @weekly, @daily, @hourly or @every 6h';
+  const fields = s.split(/\s+/).filter(Boolean);
+  if (fields.length < 5 || fields.length > 7) return `has ${fields.length} field(s): give 5 (minute hour day-of-month month day-of-week), e.g. "0 3 * * *"`;
+  const bad = fields.find((f) => !CRON_FIELD.test(f));
+  return bad ? `field "${bad}" is not a cron field (digits, names, *, ?, ",", "-", "/")` : undefined;
 }
 
 const scheduleOptions = commonOptions.extend({
-  cron: z.string().min(1).optional(),
-  every: z.string().refine((v) => parseDuration(v) !== undefined, { message: 'must be a duration like "30s", "15m" or "6h"' }).optional(),
-  catchupWindow: z.string().refine((v) => parseDuration(v) !== undefined, { message: 'must be a duration like "10m" or "2h": how late a missed run may still start' }).optional(),
+  cron: z.string().superRefine((v, ctx) => {
+    const problem = cronProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }).optional(),
+  every: duration('"30s", "15m" or "6h"').optional(),
+  catchupWindow: duration('"10m" or "2h": how late a missed run may still start').optional(),
   pause: z.boolean().default(false),
   resume: z.boolean().default(false),
   trigger: z.boolean().default(false),
@@ -75,61 +63,39 @@ const scheduleOptions = commonOptions.extend({
 
 export function registerBackup(program: Command): void {
   const backup = program.command('backup').description('take, list, verify and schedule backups of the databases (PostgreSQL, Redis, InfluxDB)');
-  const common = (cmd: Command) => cmd
-    .option('-i, --inventory <file>', 'inventory file (repeatable)', collect)
-    .option('--address <host:port>', 'Temporal frontend address')
-    .option('--namespace <ns>', 'Temporal namespace')
-    .option('--json', 'machine-readable output');
+  const sub = (name: string, description: string) => temporalOptions(inventoryOption(backup.command(name).description(description)));
 
-  common(backup.command('now').description('back up every database now, verify the backup, apply retention'))
+  sub('now', 'back up every database now, verify the backup, apply retention')
     .option('--reason <word>', 'names the backup: backup-<reason> (default: backup-<timestamp>)')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(commonOptions.extend({ reason: z.string().regex(/^[A-Za-z0-9_.-]{1,80}$/, { message: 'letters, digits, "_", "." and "-"' }).optional() }), raw);
       const { backups } = await backupPlan(opts.inventory);
-      const { client, close } = await connectClient(opts);
-      try {
-        const workflowId = `backup-${opts.reason ?? new Date().toISOString().replace(/[:.]/g, '-')}`;
-        const result: BackupResult = await client.workflow.execute('backupDatabases', { taskQueue: ORCHESTRATOR_QUEUE, workflowId, args: [{ backups }] });
-        if (opts.json) printJson(result);
-        else process.stdout.write(`${formatResult(result)}\n`);
-        return result.status === 'verified' ? 0 : 1;
-      } finally {
-        await close();
-      }
+      const result = await withClient(opts, (client) => backupNow(client, backups, opts.reason));
+      if (opts.json) printJson(result);
+      else process.stdout.write(`${formatResult(result)}\n`);
+      return result.status === 'verified' ? 0 : 1;
     }));
 
-  common(backup.command('list').description('list backup runs (from Temporal\'s visibility: MigrateKind=backup)'))
+  sub('list', 'list backup runs (from Temporal\'s visibility: MigrateKind=backup)')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(commonOptions, raw);
-      const { client, close } = await connectClient(opts);
-      try {
-        const rows: { workflowId: string; type: string; status: string; startTime: string }[] = [];
-        for await (const wf of client.workflow.list({ query: `MigrateKind = 'backup'` })) {
-          rows.push({ workflowId: wf.workflowId, type: wf.type, status: wf.status.name, startTime: wf.startTime.toISOString() });
-        }
-        if (opts.json) printJson(rows);
-        else process.stdout.write(rows.length ? `${rows.map((r) => `${r.startTime}  ${r.status.padEnd(10)} ${r.type.padEnd(16)} ${r.workflowId}`).join('\n')}\n` : 'no backups yet\n');
-      } finally {
-        await close();
-      }
+      const rows = await withClient(opts, listBackups);
+      if (opts.json) printJson(rows);
+      else process.stdout.write(rows.length ? `${rows.map((r) => `${r.startTime}  ${r.status.padEnd(10)} ${r.type.padEnd(16)} ${r.workflowId}`).join('\n')}\n` : 'no backups yet\n');
     }));
 
-  common(backup.command('verify').argument('<id>', 'backup id').description('prove a backup restorable again (scratch restore, compare); marks it verified or failed'))
+  sub('verify', 'prove a backup restorable again (scratch restore, compare); marks it verified or failed')
+    .argument('<id>', 'backup id')
     .action(action(async (id: string, raw: unknown) => {
-      const opts = parseOptions(commonOptions, raw);
+      const opts = { ...parseOptions(commonOptions, raw), id: parseArgument(backupId, id, '<id>') };
       const { backups } = await backupPlan(opts.inventory);
-      const { client, close } = await connectClient(opts);
-      try {
-        const result = await client.workflow.execute('verifyBackup', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `verify-${id}`, args: [{ id, backups }] });
-        if (opts.json) printJson(result);
-        else process.stdout.write(`${formatResult(result)}\n`);
-        return result.status === 'verified' ? 0 : 1;
-      } finally {
-        await close();
-      }
+      const result = await withClient(opts, (client) => verifyBackupNow(client, backups, opts.id));
+      if (opts.json) printJson(result);
+      else process.stdout.write(`${formatResult(result)}\n`);
+      return result.status === 'verified' ? 0 : 1;
     }));
 
-  common(backup.command('schedule').description('create or update the backup schedule (overlap: skip), or pause/resume/trigger/delete it'))
+  sub('schedule', 'create or update the backup schedule (overlap: skip), or pause/resume/trigger/delete it')
     .option('--cron <expr>', 'cron expression, e.g. "0 3 * * *"')
     .option('--every <duration>', 'interval instead of cron, e.g. 6h')
     .option('--catchup-window <duration>', 'a run missed while the server was down still starts if this late (default 10m)')
@@ -140,23 +106,14 @@ export function registerBackup(program: Command): void {
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(scheduleOptions, raw);
       const { project, backups } = await backupPlan(opts.inventory);
-      const scheduleId = `backup-${project}`;
-      const { client, close } = await connectClient(opts);
-      try {
-        const handle = client.schedule.getHandle(scheduleId);
-        let outcome: string;
-        if (opts.pause) { await handle.pause('paused with migrate backup schedule --pause'); outcome = 'paused'; }
-        else if (opts.resume) { await handle.unpause('resumed with migrate backup schedule --resume'); outcome = 'resumed'; }
-        else if (opts.trigger) { await handle.trigger(ScheduleOverlapPolicy.SKIP); outcome = 'triggered'; }
-        else if (opts.delete) { await handle.delete(); outcome = 'deleted'; }
-        else outcome = await upsertBackupSchedule(client, { scheduleId, cron: opts.cron, every: opts.every, catchupWindow: opts.catchupWindow, input: { backups } });
-        if (opts.json) printJson({ ok: true, scheduleId, outcome });
-        else process.stdout.write(`schedule ${scheduleId}: ${outcome}\n`);
-      } catch (err) {
-        if (err instanceof ScheduleNotFoundError) throw new UsageError('no such schedule', [{ path: '--schedule', message: `no schedule ${scheduleId}`, fix: 'create it first: migrate backup schedule --cron "0 3 * * *"' }]);
-        throw err;
-      } finally {
-        await close();
-      }
+      const id = scheduleId(project);
+      const control = opts.pause ? 'pause' : opts.resume ? 'resume' : opts.trigger ? 'trigger' : opts.delete ? 'delete' : undefined;
+      const outcome = await withClient(opts, async (client) => {
+        if (!control) return upsertBackupSchedule(client, { scheduleId: id, cron: opts.cron, every: opts.every, catchupWindow: opts.catchupWindow, input: { backups } });
+        await controlSchedule(client, id, control);
+        return ({ pause: 'paused', resume: 'resumed', trigger: 'triggered', delete: 'deleted' } as const)[control];
+      });
+      if (opts.json) printJson({ ok: true, scheduleId: id, outcome });
+      else process.stdout.write(`schedule ${id}: ${outcome}\n`);
     }));
 }

@@ -1,20 +1,20 @@
 /**
  * `migrate demo`: the README's main command. On this one machine: a Temporal dev server with its
  * Web UI, one worker per inventory host, then the plan and the routing proof (each host's step on
- * its own worker, each GPU-bound step on the host the plan chose). Later steps of the demo (deploy,
- * batch migration) run here too as they land.
+ * its own worker, each GPU-bound step on the host the plan chose), a deploy, and a batch migration
+ * with one agent made to fail, rolled back with its data (the steps under ../demo, through src/ops).
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { Client } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { buildPlan } from '../../plan/plan.js';
 import { formatPlan } from '../../plan/format.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
+import { gpuStep, probeHosts } from '../../workflows/routing.js';
 import { startDevEnvironment } from '../../dev/environment.js';
 import type { HostReport, GpuGrant } from '../../activities/host-info.js';
-import { action, collect, parseOptions } from '../common.js';
-import { DEV_INVENTORY, devOptions } from './dev.js';
+import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions } from '../common.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
 import { seedDemoData } from '../demo/data-step.js';
@@ -22,10 +22,9 @@ import { seedDemoData } from '../demo/data-step.js';
 const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233) });
 
 export function registerDemo(program: Command): void {
-  program
+  inventoryOption(program
     .command('demo')
-    .description('run the demo on this machine: dev server, one worker per host, plan and routing proof')
-    .option('-i, --inventory <file>', `inventory files (default ${DEV_INVENTORY.join(' + ')})`, collect)
+    .description('run the demo on this machine: dev server, one worker per host, plan, routing, deploy, batch migration and rollback'), `inventory files (default ${DEV_INVENTORY.join(' + ')})`)
     .option('--data-dir <dir>', 'dev server data folder', '.data')
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
@@ -42,16 +41,16 @@ export function registerDemo(program: Command): void {
       const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
       say(`Temporal ${env.server.address}, Web UI ${env.server.uiUrl}`);
       try {
-        const client = new Client({ connection: await import('@temporalio/client').then((m) => m.Connection.connect({ address: env.server.address })) });
+        const client = new Client({ connection: await Connection.connect({ address: env.server.address }) });
         say();
         say('== 3. Routing: one step on each host\'s queue ==');
         const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-        const reports: HostReport[] = await client.workflow.execute('probeHosts', { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `demo-probe-hosts-${stamp}`, args: [plan.hosts.map((h) => h.name)] });
+        const reports: HostReport[] = await client.workflow.execute(probeHosts, { taskQueue: ORCHESTRATOR_QUEUE, workflowId: `demo-probe-hosts-${stamp}`, args: [plan.hosts.map((h) => h.name)] });
         for (const r of reports) say(`  ${r.host.padEnd(8)} ran on worker ${r.identity} (Docker ${r.docker.serverVersion}, ${r.gpus.map((g) => `${g.model} ${g.vramGb} GB`).join(', ') || 'no GPU'})`);
         say();
         say('== 4. GPU-bound steps run only on the host whose GPU fits ==');
         for (const unit of Object.values(plan.units).filter((u) => u.gpu)) {
-          const grant: GpuGrant = await client.workflow.execute('gpuStep', {
+          const grant: GpuGrant = await client.workflow.execute(gpuStep, {
             taskQueue: ORCHESTRATOR_QUEUE,
             workflowId: `demo-gpu-${unit.name}-${stamp}`,
             args: [{ unit: unit.name, host: unit.host, gpu: unit.gpu! }],

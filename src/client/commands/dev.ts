@@ -11,15 +11,10 @@ import { startDevEnvironment, quietRuntime } from '../../dev/environment.js';
 import { ISOLATED_DEFAULTS, startIsolatedEnvironment } from '../../dev/isolated-environment.js';
 import { defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers } from '../../dev/isolated-hosts.js';
 import { hostQueue } from '../../plan/queues.js';
-import { action, collect, CommandFailed, parseOptions, printJson } from '../common.js';
+import { OperationFailed } from '../../ops/errors.js';
+import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions, printJson } from '../common.js';
 
-export const DEV_INVENTORY = ['inventory/agentsys.yaml', 'inventory/local.yaml'];
-
-export const devOptions = z.object({
-  inventory: z.array(z.string()).default(DEV_INVENTORY),
-  dataDir: z.string().default('.data'),
-  port: z.coerce.number().int().min(1).max(65535).default(7233),
-  uiPort: z.coerce.number().int().min(1).max(65535).default(8233),
+const devCommandOptions = devOptions.extend({
   isolatedHosts: z.boolean().default(false),
   subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, { message: 'must be an IPv4 CIDR, e.g. 10.231.0.0/24' }).default(ISOLATED_DEFAULTS.subnet),
   prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).default(ISOLATED_DEFAULTS.prefix),
@@ -35,10 +30,9 @@ function untilSignal(): Promise<void> {
 }
 
 export function registerDev(program: Command): void {
-  program
+  inventoryOption(program
     .command('dev')
-    .description('start a Temporal dev server (SQLite, Web UI) and one worker per inventory host on this machine')
-    .option('-i, --inventory <file>', `inventory files (default ${DEV_INVENTORY.join(' + ')})`, collect)
+    .description('start a Temporal dev server (SQLite, Web UI) and one worker per inventory host on this machine'), `inventory files (default ${DEV_INVENTORY.join(' + ')})`)
     .option('--data-dir <dir>', 'where the dev server keeps its SQLite file and hosts their data', '.data')
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
@@ -48,7 +42,7 @@ export function registerDev(program: Command): void {
     .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
     .option('--json', 'print the hosts as JSON')
     .action(action(async (raw: unknown) => {
-      const opts = parseOptions(devOptions, raw);
+      const opts = parseOptions(devCommandOptions, raw);
       if (opts.isolatedHosts) return isolatedDev(opts);
       const { inventory } = await loadInventoryFiles(opts.inventory);
       const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
@@ -60,7 +54,7 @@ export function registerDev(program: Command): void {
     }));
 }
 
-async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
+async function isolatedDev(opts: z.infer<typeof devCommandOptions>): Promise<number> {
   const stateDir = defaultStateDir(opts.prefix);
   if (opts.down) {
     await downIsolatedHosts(stateDir);
@@ -70,7 +64,7 @@ async function isolatedDev(opts: z.infer<typeof devOptions>): Promise<number> {
     return left.length ? 1 : 0;
   }
   const why = await isolatedHostsUnsupported();
-  if (why) throw new CommandFailed(`cannot start isolated hosts: ${why}; \`migrate dev\` without --isolated-hosts plays every host on this machine's engine`);
+  if (why) throw new OperationFailed(`cannot start isolated hosts: ${why}; \`migrate dev\` without --isolated-hosts plays every host on this machine's engine`);
   quietRuntime();
   const { inventory } = await loadInventoryFiles(opts.inventory);
   // Listen before starting: a Ctrl-C during the start still ends in the ordered teardown below.

@@ -1,13 +1,12 @@
 /** `migrate plan`: validate the inventory and print the plan. Starts nothing. */
 import type { Command } from 'commander';
 import { formatPlan } from '../../plan/format.js';
-import { action, collect, commonOptions, loadPlan, parseOptions, printJson } from '../common.js';
+import { action, commonOptions, inventoryOption, loadPlan, parseOptions, printJson } from '../common.js';
 
 export function registerPlan(program: Command): void {
-  program
+  inventoryOption(program
     .command('plan')
-    .description('validate the inventory and print the plan: hosts, dependency order, placement, batches')
-    .option('-i, --inventory <file>', 'inventory file (repeat to layer overrides, like compose -f)', collect)
+    .description('validate the inventory and print the plan: hosts, dependency order, placement, batches'))
     .option('--json', 'machine-readable output')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(commonOptions.pick({ inventory: true, json: true }), raw);

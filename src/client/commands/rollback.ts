@@ -1,83 +1,39 @@
 /**
- * `migrate rollback RELEASE` and `migrate confirm RELEASE`: decide a release that is healthy and
- * pending confirmation. Both are updates on the release's still-open deploy workflow, which holds
- * the exact undo list and the kept `.prev` containers.
+ * `migrate rollback RELEASE | batch-N [--restore-data [NAMES]]`: undo a change pending confirmation
+ * — every unit back on its exact previous container, checked — an update on the change's own open
+ * workflow, which holds what to undo and the backup it started with (`--restore-data` restores it).
  */
 import type { Command } from 'commander';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { deployWorkflowId, type DecisionResult, type DeployProgress, type RollbackOptions } from '../../workflows/deploy.js';
-import { action, CommandFailed, commonOptions, connectClient, parseOptions, printJson, restoreDataOption } from '../common.js';
-import { releaseName } from './deploy.js';
-import { formatDataRestore } from '../safeguard-format.js';
-import { rootMessage } from '../../common/failure.js';
+import { BadInput, decideBatch, decideRelease, type RollbackOptions } from '../../ops/index.js';
+import { unknownComponents } from '../../workflows/safeguard.js';
+import { action, commonOptions, inventoryOption, loadPlan, parseOptions, printJson, resolveTarget, restoreDataOption, temporalOptions, withClient } from '../common.js';
+import { decisionOk, formatDecision } from '../format.js';
 
-const decideOptions = commonOptions.pick({ json: true, address: true, namespace: true }).extend({ release: releaseName, restoreData: restoreDataOption });
-
-async function decide(client: Client, release: string, update: 'rollback' | 'confirm', options: RollbackOptions = {}): Promise<DecisionResult> {
-  const handle = client.workflow.getHandle(deployWorkflowId(release));
-  let running: boolean;
-  try {
-    running = (await handle.describe()).status.name === 'RUNNING';
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new CommandFailed(`no deploy of release ${release} (no workflow ${deployWorkflowId(release)})`);
-    throw err;
-  }
-  const progress = await handle.query<DeployProgress>('progress').catch(() => undefined);
-  if (!running || progress?.phase !== 'pending-confirmation') {
-    const phase = progress?.phase ?? 'closed';
-    if (update === 'rollback' && phase === 'confirmed') {
-      throw new CommandFailed(`release ${release} was confirmed: its previous containers were dropped. Deploy the release before it again (migrate deploy --release …)`);
-    }
-    throw new CommandFailed(`release ${release} is ${phase}, not pending confirmation: nothing to ${update}`);
-  }
-  if (update === 'confirm') return handle.executeUpdate<DecisionResult, []>('confirm');
-  try {
-    return await handle.executeUpdate<DecisionResult, [RollbackOptions]>('rollback', { args: [options] });
-  } catch (err) {
-    // The validator's refusal (e.g. --restore-data with no backup) reaches us as the update's failure.
-    throw new CommandFailed(`rollback of ${release} refused: ${rootMessage(err)}`);
-  }
-}
-
-/** Back to the release before: restore each replaced container, remove each added one; with restoreData, the data too. */
-export function rollbackReleaseCommand(client: Client, release: string, options: RollbackOptions = {}): Promise<DecisionResult> {
-  return decide(client, release, 'rollback', options);
-}
-
-/** Keep the release: drop the previous containers kept for rollback. */
-export function confirmReleaseCommand(client: Client, release: string): Promise<DecisionResult> {
-  return decide(client, release, 'confirm');
-}
-
-function register(program: Command, name: 'rollback' | 'confirm', description: string, fn: (c: Client, r: string, o: RollbackOptions) => Promise<DecisionResult>): void {
-  const command = program
-    .command(`${name} <release>`)
-    .description(description);
-  if (name === 'rollback') command.option('--restore-data [components]', 'then restore the backup the deploy (or batch) started with: every component, or those named (comma-separated)');
-  command
-    .option('--address <host:port>', 'Temporal frontend')
-    .option('--namespace <ns>', 'Temporal namespace')
-    .option('--json', 'machine-readable output')
-    .action(action(async (release: string, raw: Record<string, unknown>) => {
-      const opts = parseOptions(decideOptions, { ...raw, release });
-      const { client, close } = await connectClient(opts);
-      try {
-        const result = await fn(client, opts.release, opts.restoreData ? { restoreData: true, components: opts.restoreData.components } : {});
-        const ok = result.exact !== false && (!result.restore || result.restore.ok);
-        if (opts.json) printJson({ ok, release: opts.release, ...result });
-        else {
-          process.stdout.write(`release ${opts.release}: ${result.phase}${result.exact === true ? ' (every host runs exactly what it ran before)' : ''}\n`);
-          if (result.exact === false) process.stdout.write('warning: some host differs from before the deploy: `migrate status` shows before/after\n');
-          if (result.restore) process.stdout.write(`${formatDataRestore(result.restore)}\n`);
-        }
-        return ok ? 0 : 1;
-      } finally {
-        await close();
-      }
-    }));
-}
+const rollbackOptions = commonOptions.extend({ restoreData: restoreDataOption });
 
 export function registerRollback(program: Command): void {
-  register(program, 'rollback', 'return a release pending confirmation to the release before it (`rollback batch-N`: a completed batch\'s agents to their old containers)', rollbackReleaseCommand);
-  register(program, 'confirm', 'keep a release pending confirmation: drop the previous containers (`confirm batch-N`: the same for a completed batch)', confirmReleaseCommand);
+  temporalOptions(inventoryOption(program
+    .command('rollback')
+    .description('undo a release or a batch pending confirmation: every unit back on exactly what it ran before, checked')
+    .argument('<target>', 'a release, or a batch of the inventory (batch-1 … batch-4)'), 'inventory file (repeatable): names the project and its batches')
+    .option('--restore-data [components]', 'then restore the backup the deploy or batch started with: every component, or those named (comma-separated)'))
+    .action(action(async (target: string, raw: unknown) => {
+      const opts = parseOptions(rollbackOptions, raw);
+      const { plan } = await loadPlan(opts.inventory);
+      const t = resolveTarget(plan, target, false);
+      const components = opts.restoreData?.components;
+      // The change's workflow holds its backup and checks the names again; the inventory's names catch a typo before anything starts.
+      const unknown = components && plan.backups ? unknownComponents(plan.backups, components) : [];
+      if (unknown.length) {
+        throw new BadInput('invalid --restore-data', [{ path: '--restore-data', message: `no backup component ${unknown.map((u) => `"${u}"`).join(', ')}`, fix: `name some of ${plan.backups!.components.map((c) => c.name).join(', ')}, or give no value to restore all` }]);
+      }
+      const options: RollbackOptions = opts.restoreData ? { restoreData: true, components } : {};
+      const what = t.kind === 'batch' ? t.batch : `release ${target}`;
+      const result = await withClient(opts, (client) => (t.kind === 'batch'
+        ? decideBatch(client, plan.project, t.batch, 'rollback', options)
+        : decideRelease(client, target, 'rollback', options, plan.project)));
+      if (opts.json) printJson({ ok: decisionOk(result), target, ...result });
+      else process.stdout.write(`${formatDecision(what, result)}\n`);
+      return decisionOk(result) ? 0 : 1;
+    }));
 }

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } from '../../workers/workers.js';
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
-import { action, collect, commonOptions, CommandFailed, parseOptions, UsageError } from '../common.js';
+import { BadInput, OperationFailed } from '../../ops/errors.js';
+import { action, collect, commonOptions, parseOptions } from '../common.js';
 
 const workerOptions = commonOptions.extend({
   host: z.string({ message: 'name this machine\'s host: --host NAME (one of the inventory\'s hosts)' }).min(1),
@@ -25,17 +26,17 @@ export function registerWorker(program: Command): void {
       const opts = parseOptions(workerOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
       if (!inventory.hosts[opts.host]) {
-        throw new UsageError('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
+        throw new BadInput('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
       }
       let connection: NativeConnection;
       try {
         connection = await NativeConnection.connect({ address: opts.address });
       } catch (err) {
-        throw new CommandFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address`);
+        throw new OperationFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address`);
       }
       const context = hostContext(inventory, opts.host);
       await context.docker.ping().catch((err: Error) => {
-        throw new CommandFailed(`host ${opts.host}: its Docker engine does not answer (${err.message}); check hosts.${opts.host}.docker in the inventory`);
+        throw new OperationFailed(`host ${opts.host}: its Docker engine does not answer (${err.message}); check hosts.${opts.host}.docker in the inventory`);
       });
       const workers: Worker[] = [await createHostWorker({ connection, namespace: opts.namespace, context })];
       if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: opts.namespace }));

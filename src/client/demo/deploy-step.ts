@@ -4,9 +4,9 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Plan } from '../../plan/plan.js';
-import { defaultRelease, followDeploy, startDeploy } from '../commands/deploy.js';
 import { stubbedPlan } from '../../dev/stub-image.js';
-import { formatBackupOutcome } from '../safeguard-format.js';
+import { decideRelease, defaultRelease, startDeploy } from '../../ops/index.js';
+import { followDeployLines, formatBackupOutcome } from '../format.js';
 
 export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<void> {
   const stubbed = await stubbedPlan(plan);
@@ -15,7 +15,7 @@ export async function deployDemoStep(client: Client, plan: Plan, say: (line?: st
   say(`  ${services.length} services of ${plan.project}, each started once its dependencies are healthy (release ${release})`);
   const started = Date.now();
   const handle = await startDeploy(client, stubbed, { release });
-  const { progress, error } = await followDeploy(handle, (line) => say(line));
+  const { progress, error } = await followDeployLines(handle, (line) => say(line));
   if (error) {
     say(`  deploy failed and was rolled back: ${error}`);
     return;
@@ -23,6 +23,6 @@ export async function deployDemoStep(client: Client, plan: Plan, say: (line?: st
   const backup = formatBackupOutcome(progress.backup);
   if (backup) say(`  ${backup}`);
   say(`  all ${services.length} healthy in ${((Date.now() - started) / 1000).toFixed(1)} s; ${progress.phase}`);
-  await handle.executeUpdate('confirm');
+  await decideRelease(client, release, 'confirm', {}, plan.project);
   say(`  confirmed (\`migrate status ${release}\` shows it; a failed service would have rolled every host back)`);
 }

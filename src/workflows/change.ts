@@ -1,0 +1,147 @@
+/**
+ * One shape for every change (a deploy, a batch): it records itself in the project ledger, and once
+ * its units are swapped it stays open, pending confirmation, until an operator decides:
+ *   `confirm`  — re-check that every changed unit is healthy, then drop the kept `.prev` containers;
+ *                refused (the change stays open) while a unit is not healthy;
+ *   `rollback` — put every unit back, check that each host runs exactly what it ran before, and
+ *                with `restoreData`, restore the backup the change started with.
+ * Both are updates on the change's own workflow. Cancelling a pending change rolls it back.
+ *
+ * Deterministic: activity calls only.
+ */
+import { ApplicationFailure, CancellationScope, condition, defineUpdate, isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { UnitSpec } from '../plan/plan.js';
+import { rootMessage } from '../common/failure.js';
+import type { ChangeRecord, ChangeStatus, UnitChange } from './ledger.js';
+import { ledgerActivities, onHost } from './profiles.js';
+import type { DataRestore } from './safeguard.js';
+
+export interface RollbackOptions {
+  /** After the containers are back, restore the backup the change started with. */
+  restoreData?: boolean;
+  /** Restore only these backup components (default: all). */
+  components?: string[];
+}
+
+export interface DecisionResult {
+  status: ChangeStatus;
+  /** After a rollback: whether every unit runs exactly what it ran before. */
+  exact?: boolean;
+  /** After a rollback: each unit that differs from before, in words. */
+  differences?: string[];
+  restore?: DataRestore;
+}
+
+/** Keep the change: drop the containers kept for rollback (after a health re-check). */
+export const confirmUpdate = defineUpdate<DecisionResult>('confirm');
+/** Undo the change exactly; optionally restore its backup too. */
+export const rollbackUpdate = defineUpdate<DecisionResult, [RollbackOptions]>('rollback');
+
+/** The change's ledger record, kept current and written on every status change. */
+export class LedgerEntry {
+  readonly record: ChangeRecord;
+
+  constructor(private readonly project: string, kind: ChangeRecord['kind'], name: string) {
+    const info = workflowInfo();
+    this.record = { kind, name, workflowId: info.workflowId, runId: info.runId, status: 'running', units: [], startedAt: Date.now(), updatedAt: Date.now() };
+  }
+
+  /** The stamp on every container this change creates. */
+  get change(): string {
+    return `${this.record.workflowId}@${this.record.runId}`;
+  }
+
+  async write(patch: Partial<ChangeRecord> = {}): Promise<void> {
+    Object.assign(this.record, patch, { updatedAt: Date.now() });
+    if (['confirmed', 'rolled-back', 'failed'].includes(this.record.status)) this.record.closedAt ??= Date.now();
+    await CancellationScope.nonCancellable(() => ledgerActivities.recordChange(this.project, { ...this.record, units: this.record.units.map((u) => ({ ...u })) }));
+  }
+}
+
+/** Units whose probes fail now, in words (empty: all healthy). */
+export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
+  const sick: string[] = [];
+  await Promise.all(units.map(async (u) => {
+    const r = await onHost(u.host).gate.probeUnit(u).catch((err: unknown) => ({ ok: false, detail: rootMessage(err) }));
+    if (!r.ok) sick.push(`${u.name} on ${u.host} (${r.detail ?? 'failing'})`);
+  }));
+  return sick.sort();
+}
+
+/** Drop the kept containers of the replaced units (only while each is still the kept one). */
+export async function discardKept(changes: UnitChange[]): Promise<void> {
+  await CancellationScope.nonCancellable(() => Promise.all(
+    changes.filter((c) => c.action === 'replaced' && c.previousId).map((c) => onHost(c.host).undo.discardPrevious(c.unit, c.previousId!)),
+  ));
+}
+
+export interface PendingOptions {
+  /** "release r42", "batch-1": for messages. */
+  what: string;
+  confirmNow?: boolean;
+  /** Confirm by itself after this long pending (ms). */
+  confirmAfterMs?: number;
+  /** Why `rollback` with these options cannot be done (validator), or undefined. */
+  refuseRollback?: (options?: RollbackOptions) => string | undefined;
+  /** The units to re-check, and drop the kept containers of. */
+  units: () => UnitSpec[];
+  changes: () => UnitChange[];
+  rollback: (options?: RollbackOptions) => Promise<DecisionResult>;
+  /** Told when the change is decided. */
+  onDecided?: (result: DecisionResult) => Promise<void>;
+}
+
+/**
+ * Hold the change open until it is confirmed or rolled back (updates), and return the decision.
+ * A confirm whose health re-check fails is refused and the change stays open.
+ */
+export async function awaitDecision(options: PendingOptions): Promise<DecisionResult> {
+  let decided: DecisionResult | undefined;
+  let busy = false;
+  const pending = () => {
+    if (decided) throw new Error(`${options.what} is already ${decided.status}`);
+  };
+  const serialized = async (fn: () => Promise<DecisionResult>): Promise<DecisionResult> => {
+    await condition(() => !busy);
+    if (decided) return decided;
+    busy = true;
+    try {
+      const result = await CancellationScope.nonCancellable(fn);
+      decided = result;
+      await options.onDecided?.(result);
+      return result;
+    } finally {
+      busy = false;
+    }
+  };
+  const confirm = () => serialized(async () => {
+    const sick = await unhealthyUnits(options.units());
+    if (sick.length) {
+      throw ApplicationFailure.nonRetryable(`${options.what} not confirmed: ${sick.join(', ')} ${sick.length === 1 ? 'is' : 'are'} not healthy now, and confirming would drop the way back. Roll it back (migrate rollback), or fix the unit and confirm again`, 'UnitsUnhealthy');
+    }
+    await discardKept(options.changes());
+    return { status: 'confirmed' };
+  });
+  const rollback = (o: RollbackOptions) => serialized(() => options.rollback(o));
+
+  setHandler(confirmUpdate, confirm, { validator: pending });
+  setHandler(rollbackUpdate, rollback, {
+    validator: (o: RollbackOptions) => {
+      pending();
+      const refusal = options.refuseRollback?.(o);
+      if (refusal) throw new Error(refusal);
+    },
+  });
+
+  try {
+    if (options.confirmNow) await confirm().catch(() => undefined); // unhealthy: stays open
+    else if (options.confirmAfterMs !== undefined) {
+      if (!(await condition(() => decided !== undefined, options.confirmAfterMs))) await confirm().catch(() => undefined);
+    }
+    await condition(() => decided !== undefined && !busy);
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    await rollback({}); // cancelling a pending change rolls it back
+  }
+  return decided!;
+}

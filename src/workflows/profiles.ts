@@ -1,0 +1,69 @@
+/**
+ * How workflows call activities: one profile per kind of call, declared once and used by every
+ * workflow. Each host's activities run on that host's queue (`host-<name>`); the ledger's on the
+ * orchestrator queue.
+ *
+ * - `docker`:  short Docker calls; a host whose worker is gone stalls them, bounded by schedule-to-close.
+ * - `image`:   building or finding an image; may take long.
+ * - `health`:  probes and waits; they heartbeat, so a dead worker is noticed within seconds.
+ * - `undo`:    put-back, discard, stop-again: retried until the host answers (a rollback is never
+ *              given up); permanent errors still fail at once.
+ * - `gate`:    asked once, briefly: an unreachable host refuses the change before anything moves.
+ * - `backup`:  dumps and restores: long, they heartbeat, and a host that is gone fails them after 3 hours.
+ *
+ * Pure: safe in workflow code.
+ */
+import { proxyActivities, type ActivityInterfaceFor, type ActivityOptions } from '@temporalio/workflow';
+import type { HostActivities } from '../activities/index.js';
+import type { LedgerActivities } from '../activities/ledger.js';
+import { hostQueue, ORCHESTRATOR_QUEUE } from '../plan/queues.js';
+
+/** Error types no retry can fix: the activity throws them as non-retryable, and they are listed here too. */
+export const ERRORS = {
+  imageMissing: 'ImageMissing',
+  imageBuildFailed: 'ImageBuildFailed',
+  containerConflict: 'ContainerConflict',
+  containerMissing: 'ContainerMissing',
+  previousMissing: 'PreviousMissing',
+  unconfirmedPrevious: 'UnconfirmedPrevious',
+  secretMissing: 'SecretMissing',
+  startFailed: 'StartFailed',
+  unitCrashed: 'UnitCrashed',
+  unhealthy: 'Unhealthy',
+  invalidSpec: 'InvalidSpec',
+  gpuUnavailable: 'GpuUnavailable',
+} as const;
+
+/** The backup activities' permanent errors. */
+export const BACKUP_ERRORS = ['BackupNotFound', 'BackupCorrupt', 'InvalidBackupId', 'InvalidTarget', 'SecretMissing', 'RestoreFailed'];
+
+const PERMANENT = Object.values(ERRORS);
+const quick = { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: PERMANENT };
+
+export const PROFILES = {
+  docker: { startToCloseTimeout: '1 minute', scheduleToCloseTimeout: '10 minutes', retry: quick },
+  image: { startToCloseTimeout: '30 minutes', scheduleToCloseTimeout: '40 minutes', retry: { ...quick, maximumAttempts: 3 } },
+  health: { startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry: quick },
+  undo: { startToCloseTimeout: '1 minute', retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', nonRetryableErrorTypes: [ERRORS.previousMissing, ERRORS.containerConflict] } },
+  gate: { scheduleToCloseTimeout: '10 seconds', retry: { maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT } },
+  backup: { startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', scheduleToCloseTimeout: '3 hours', retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: BACKUP_ERRORS } },
+} satisfies Record<string, ActivityOptions>;
+
+export type Profile = keyof typeof PROFILES;
+
+/** A host's activities under each profile: `onHost('pc2').undo.putBack(…)`. */
+export type HostCalls = ActivityInterfaceFor<HostActivities>;
+
+export function onHost(host: string): Record<Profile, HostCalls> {
+  const taskQueue = hostQueue(host);
+  return Object.fromEntries(
+    (Object.keys(PROFILES) as Profile[]).map((p) => [p, proxyActivities<HostActivities>({ taskQueue, ...PROFILES[p] })]),
+  ) as Record<Profile, HostCalls>;
+}
+
+/** The ledger's activities (they talk to Temporal only), on the orchestrator queue; writes never give up. */
+export const ledgerActivities = proxyActivities<LedgerActivities>({
+  taskQueue: ORCHESTRATOR_QUEUE,
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' },
+});

@@ -1,0 +1,169 @@
+/**
+ * The one unit-swap procedure of every change, deploy or batch:
+ *
+ *   refuse   — a unit that still keeps a container from another unconfirmed change is not touched;
+ *   ensure the image;
+ *   retire   — the running container is stopped and kept as `.prev` (its undo, put-back, is logged
+ *              first: if the retire half-happens, putting back is still right);
+ *   ensure   — the new container, created and started;
+ *   wait healthy, then validate (the caller's check: a batch's latency judge);
+ *   keep `.prev` until the change is confirmed — or put back.
+ *
+ * A failure before the retire restores nothing: the running container is never touched. Every
+ * undo step finds the containers by label and id wherever an earlier attempt left them
+ * (`putBack`), so it can be retried after any crash. After a rollback, `differences` compares each
+ * unit with what ran before the change.
+ *
+ * Deterministic: activity calls only.
+ */
+import { ApplicationFailure, CancellationScope, log } from '@temporalio/workflow';
+import type { ChangeStamp, UnitContainers } from '../activities/docker.js';
+import type { HealthyResult } from '../activities/health.js';
+import type { UnitSpec } from '../plan/plan.js';
+import type { UnitChange } from './ledger.js';
+import { ERRORS, onHost } from './profiles.js';
+
+/** A step that puts a unit back, logged before the forward step it undoes. */
+export interface UndoStep {
+  unit: string;
+  what: string;
+  run: () => Promise<unknown>;
+}
+
+export interface SwapOptions {
+  project: string;
+  stamp: ChangeStamp;
+  /** Undo steps are appended here as the swap goes. */
+  undo: UndoStep[];
+  /** Called between steps: throw to stop (an abort, another unit's failure). */
+  checkpoint?: () => void;
+  /** Run the health wait in a scope the caller can cancel. */
+  healthScope?: (wait: () => Promise<HealthyResult>) => Promise<HealthyResult>;
+  /** After the health wait: throw to fail the swap (it is then put back by the caller's undo). */
+  validate?: (change: UnitChange) => Promise<void>;
+  /** Told the container ids as soon as they are known. */
+  onChange?: (change: UnitChange) => void;
+}
+
+/** Why a unit cannot be changed now (it keeps another change's unconfirmed container), or undefined. */
+export function keptByAnotherChange(unit: string, state: UnitContainers, change: string): string | undefined {
+  const kept = state.previous;
+  if (!kept || kept.change === change) return undefined;
+  return `${unit} still keeps ${kept.name} (${kept.id.slice(0, 12)}) from ${kept.change ?? 'an earlier change'}, not yet confirmed: confirm or roll back that change first (migrate confirm|rollback; if its workflow is gone, \`docker rm ${kept.name}\` drops the way back by hand)`;
+}
+
+/**
+ * Swap one unit to `unit`'s spec. Returns what it did; throws (after logging its undo steps) when a
+ * step fails. Reuses a running container of the same spec untouched.
+ */
+export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<UnitChange> {
+  const { docker, image, health } = onHost(unit.host);
+  const check = options.checkpoint ?? (() => undefined);
+  const change: UnitChange = { unit: unit.name, host: unit.host };
+  const tell = (patch: Partial<UnitChange>) => { Object.assign(change, patch); options.onChange?.({ ...change }); };
+
+  const state = await docker.unitContainers(unit.name);
+  const refusal = keptByAnotherChange(unit.name, state, options.stamp.change);
+  if (refusal) throw ApplicationFailure.nonRetryable(refusal, ERRORS.unconfirmedPrevious);
+  const current = state.current;
+  if (current && current.specHash === unit.specHash && current.running) {
+    tell({ action: 'reused', newId: current.id });
+    return change;
+  }
+  await image.ensureImage(unit);
+  check();
+
+  // Each undo step is logged before the forward step it undoes.
+  if (current && current.specHash === unit.specHash) {
+    tell({ action: 'restarted', previousId: current.id });
+    options.undo.push({ unit: unit.name, what: `stop ${current.name} again`, run: () => undoChange({ ...change }) });
+  } else if (current) {
+    tell({ action: 'replaced', previousId: current.id });
+    options.undo.push({ unit: unit.name, what: `put ${current.name} back`, run: () => undoChange({ ...change }) });
+    await docker.retireContainer(unit.name, current.id);
+  } else {
+    tell({ action: 'new' });
+    options.undo.push({ unit: unit.name, what: `remove ${unit.name}'s new container`, run: () => undoChange({ ...change }) });
+  }
+  check();
+  const created = await docker.ensureContainer(unit, options.stamp);
+  tell({ newId: created.id });
+  const wait = () => health.waitHealthy(unit);
+  await (options.healthScope ? options.healthScope(wait) : wait());
+  check();
+  await options.validate?.({ ...change });
+  return change;
+}
+
+/**
+ * Undo what a swap did to one unit, from wherever it got to: a replaced unit gets its previous
+ * container back, a new one is removed, a restarted one is stopped again, a reused one is left.
+ * Idempotent; retried until the host answers.
+ */
+export async function undoChange(change: UnitChange): Promise<void> {
+  const { undo } = onHost(change.host);
+  switch (change.action) {
+    case 'replaced': await undo.putBack(change.unit, change.previousId); break;
+    case 'new': await undo.putBack(change.unit); break;
+    case 'restarted': await undo.stopContainer(change.previousId!); break;
+    default: break;
+  }
+}
+
+/** Run the undo steps of each unit, newest first; units wave by wave (each wave in parallel). Never cancelled. */
+export async function undoUnits(steps: UndoStep[], waves: string[][], onUnit?: (unit: string) => void): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    const byUnit = new Map<string, UndoStep[]>();
+    for (const s of steps) byUnit.set(s.unit, [...(byUnit.get(s.unit) ?? []), s]);
+    for (const wave of waves) {
+      await Promise.all(wave.filter((u) => byUnit.has(u)).map(async (u) => {
+        for (const step of [...byUnit.get(u)!].reverse()) {
+          log.info('undo', { unit: u, step: step.what });
+          await step.run();
+        }
+        onUnit?.(u);
+      }));
+    }
+  });
+}
+
+/** What each unit runs: its current container's id and whether it runs, and the kept one. */
+export interface UnitState {
+  current?: { id: string; running: boolean };
+  previous?: string;
+}
+export type UnitsState = Record<string, UnitState>;
+
+/** The units' containers, host by host (one engine call per host), keyed `host/unit`. */
+export async function readUnits(units: Pick<UnitSpec, 'name' | 'host'>[], profile: 'docker' | 'undo' = 'docker'): Promise<Record<string, UnitContainers>> {
+  const hosts = [...new Set(units.map((u) => u.host))].sort();
+  const out: Record<string, UnitContainers> = {};
+  await Promise.all(hosts.map(async (h) => {
+    const states = await onHost(h)[profile].unitsState(units.filter((u) => u.host === h).map((u) => u.name));
+    for (const [unit, s] of Object.entries(states)) out[`${h}/${unit}`] = s;
+  }));
+  return out;
+}
+
+/** What each unit runs, for comparing before and after. Pure. */
+export function stateOf(raw: Record<string, UnitContainers>): UnitsState {
+  return Object.fromEntries(Object.entries(raw).map(([key, s]) => [key, { current: s.current && { id: s.current.id, running: s.current.running }, previous: s.previous?.id }]));
+}
+
+/** Every unit that keeps another change's unconfirmed container, in words. Pure. */
+export function keptRefusals(raw: Record<string, UnitContainers>, change: string): string[] {
+  return Object.entries(raw).flatMap(([key, s]) => keptByAnotherChange(key, s, change) ?? []).sort();
+}
+
+/** Each unit whose containers differ between two states, in words; empty when they are the same. Pure. */
+export function differences(before: UnitsState, after: UnitsState): string[] {
+  const out: string[] = [];
+  const show = (s?: UnitState) => (s?.current ? `${s.current.id.slice(0, 12)} (${s.current.running ? 'running' : 'stopped'})` : 'nothing');
+  for (const key of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+    const a = before[key];
+    const b = after[key];
+    if (a?.current?.id !== b?.current?.id || a?.current?.running !== b?.current?.running) out.push(`${key}: ran ${show(a)} before, runs ${show(b)} now`);
+    else if (a?.previous !== b?.previous) out.push(`${key}: kept ${a?.previous?.slice(0, 12) ?? 'nothing'} before, keeps ${b?.previous?.slice(0, 12) ?? 'nothing'} now`);
+  }
+  return out;
+}

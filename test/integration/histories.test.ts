@@ -1,0 +1,31 @@
+/**
+ * Upgrades of the tool while changes are open: a batch may stay open for days, so the workflow code
+ * of a new release must replay the histories the previous release recorded. Histories recorded by
+ * this release (test/integration/change.test.ts with MIGRATE_RECORD_HISTORIES=1) are checked in
+ * under test/histories and replayed here against the current bundle. A change that breaks one needs
+ * `patched()` (or worker versioning): see the README's "Changing workflow code".
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+
+const dir = path.resolve('test/histories');
+
+describe('checked-in histories replay against the current workflow code', () => {
+  it('replays every recorded history (deploy, batches, agent, ledger) without a non-determinism error', async () => {
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    const failed: string[] = [];
+    for (const file of files) {
+      const { workflowId, history } = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { workflowId: string; history: unknown };
+      try {
+        await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundle') } }, historyFromJSON(history), workflowId);
+      } catch (err) {
+        failed.push(`${file}: ${(err as Error).message}`);
+      }
+    }
+    expect(failed).toEqual([]);
+  });
+});
