@@ -166,6 +166,7 @@ export async function startEngine(host: IsolatedHost, timeoutMs = 60_000): Promi
   const pid = child.pid;
   if (pid === undefined) throw new Error(`host ${host.name}: dockerd could not be started`);
   host.dockerPid = pid;
+  await recordEnginePid(host);
   const docker = dockerFor(host);
   const ok = await waitFor(async () => {
     if (!pidAlive(pid)) return true;
@@ -180,14 +181,26 @@ export async function startEngine(host: IsolatedHost, timeoutMs = 60_000): Promi
 
 /** SIGKILL a host's dockerd and the containerd it started: the engine is gone, its containers' shims stay. */
 export async function killEngineProcesses(host: IsolatedHost): Promise<void> {
+  const enginePid = await findEnginePid(host);
+  if (enginePid === undefined) return; // already dead
   const table = await processTable();
-  const victims = [host.dockerPid, ...childPids(host.dockerPid, table)];
+  const victims = [enginePid, ...childPids(enginePid, table)];
   for (const pid of victims) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch { /* already gone */ }
   }
   await waitFor(() => victims.every((p) => !pidAlive(p)), 10_000);
+}
+
+/** Keep the state file's pid current after a restart (`migrate dev --isolated-hosts --down` reports from it). */
+async function recordEnginePid(host: IsolatedHost): Promise<void> {
+  const stateDir = path.dirname(host.stateDir);
+  const state = await readState(stateDir);
+  const entry = state?.hosts.find((h) => h.name === host.name);
+  if (!state || !entry) return;
+  entry.dockerPid = host.dockerPid;
+  await saveState(stateDir, state);
 }
 
 // --- up --------------------------------------------------------------------------------------------
@@ -331,8 +344,23 @@ async function containerIds(host: IsolatedHost): Promise<string[]> {
   }
 }
 
+/**
+ * The host's running dockerd, found in its namespace by its data root (never a pid taken on trust:
+ * a recorded pid may be stale after a restart, or reused by another process).
+ */
+async function findEnginePid(host: IsolatedHost): Promise<number | undefined> {
+  const dataRoot = host.engineArgv[host.engineArgv.indexOf('--data-root') + 1]!;
+  for (const pid of await netnsPids(host.netns)) {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (path.basename(argv[0] ?? '') === 'dockerd' && argv.includes(dataRoot)) return pid;
+  }
+  return undefined;
+}
+
 async function stopHostEngine(host: IsolatedHost): Promise<void> {
-  if (host.dockerPid > 0 && pidAlive(host.dockerPid)) {
+  const enginePid = await findEnginePid(host);
+  if (enginePid !== undefined) {
+    host.dockerPid = enginePid;
     // Remove its containers through the engine first: that unmounts and frees everything cleanly.
     const docker = dockerFor(host);
     try {
