@@ -5,7 +5,7 @@
  * Secrets stay references (`{ from_env }` / `{ from_file }`): the worker of the target's host reads
  * them, so they never enter a workflow's input or history.
  */
-import type { Problem } from '../inventory/load.js';
+import type { Problem } from '../inventory/problems.js';
 import type { Inventory, SecretRef } from '../inventory/schema.js';
 import { closest } from './graph.js';
 import { containerName } from './queues.js';

@@ -6,7 +6,7 @@
  * InventoryError listing every problem with the field's path and a fix. Nothing is started.
  */
 import { createHash } from 'node:crypto';
-import { InventoryError, type Problem } from '../inventory/load.js';
+import { InventoryError, type Problem } from '../inventory/problems.js';
 import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '../inventory/schema.js';
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
