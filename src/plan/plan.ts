@@ -11,6 +11,7 @@ import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '..
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
 import { planBackups, type BackupPlan } from './backups.js';
+import { literalSecretProblems } from './secrets.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -90,10 +91,6 @@ export interface PlanOptions {
   /** Folder that relative build contexts and bind mounts resolve against (the inventory's folder). */
   baseDir?: string;
 }
-
-const SECRET_KEY_RE = /(PASS(WORD)?|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
-const URL_CREDENTIALS_RE = /:\/\/[^:/@\s]+:[^@\s]+@/;
-const SECRET_FLAG_RE = /^--?(requirepass|password|pass|token|secret)$/i;
 
 function joinPath(base: string | undefined, p: string): string {
   if (!base || p.startsWith('/')) return p;
@@ -232,25 +229,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
   for (const [name, { kind, spec, path }] of units) {
     const host = placed.get(name);
     // Literal secrets never enter the inventory (nor, therefore, any workflow input).
-    for (const [key, value] of Object.entries(spec.environment)) {
-      if (typeof value !== 'string' || value === '') continue;
-      if (SECRET_KEY_RE.test(key) || URL_CREDENTIALS_RE.test(value)) {
-        problems.push({
-          path: `${path}.environment.${key}`,
-          message: URL_CREDENTIALS_RE.test(value) ? 'a credential is written into this URL' : 'a secret is written here as a literal value',
-          fix: `write { from_env: ${key} } or { from_file: /path/on/the/host }: the worker reads it on its host, so it never enters the inventory or Temporal's history`,
-        });
-      }
-    }
-    spec.command?.forEach((arg, i, all) => {
-      if (SECRET_FLAG_RE.test(arg) && all[i + 1] !== undefined) {
-        problems.push({
-          path: `${path}.command[${i + 1}]`,
-          message: `a secret follows "${arg}" on the command line`,
-          fix: 'pass it through an environment variable set { from_env: … } and refer to it from the command',
-        });
-      }
-    });
+    problems.push(...literalSecretProblems(path, spec));
 
     if (kind === 'agent' && !spec.healthcheck) {
       problems.push({
