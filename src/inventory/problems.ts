@@ -74,7 +74,8 @@ function unionTypes(issue: Issue): string[] | undefined {
 
 /** The branch of a union that got furthest: its type matched, and it has the fewest problems. */
 function bestBranch(issue: Issue & { code: 'invalid_union' }): Issue[] | undefined {
-  const typeMismatch = (b: Issue[]) => b.some((i) => i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'invalid_union'));
+  // A branch whose type did not even match (a string given where a map is expected) got nowhere.
+  const typeMismatch = (b: Issue[]) => b.some((i) => i.path.length === 0 && (i.code === 'invalid_type' || unionTypes(i) !== undefined));
   const ranked = [...issue.errors].filter((b) => b.length > 0).sort((a, b) => Number(typeMismatch(a)) - Number(typeMismatch(b)) || a.length - b.length);
   return ranked[0];
 }
@@ -95,7 +96,8 @@ function issueProblems(issue: Issue, prefix: readonly PropertyKey[]): Problem[] 
       const types = unionTypes(issue);
       if (types) {
         const got = receivedOf(issue.errors[0]![0]!);
-        return [{ path, message: `expected ${types.map(kind).join(', or ')}${got ? `, got ${got}` : ''}`, fix: `write ${types.map(kind).join(', or ')} here (${README_FIX})` }];
+        const fix = custom ? `correct it as the message says (${README_FIX})` : `write ${types.map(kind).join(', or ')} here (${README_FIX})`;
+        return [{ path, message: custom ? issue.message : `expected ${types.map(kind).join(', or ')}${got ? `, got ${got}` : ''}`, fix }];
       }
       const best = bestBranch(issue);
       return best ? best.flatMap((sub) => issueProblems(sub, at)) : [{ path, message: 'this value matches none of the accepted forms', fix: README_FIX }];
@@ -110,11 +112,15 @@ function issueProblems(issue: Issue, prefix: readonly PropertyKey[]): Problem[] 
       return [{ path, message: custom ? issue.message : `must be one of ${values}`, fix: `write one of: ${values}` }];
     }
     case 'invalid_format':
+      if (issue.format === 'starts_with') {
+        const prefix = (issue as { prefix?: string }).prefix ?? '';
+        return [{ path, message: custom ? issue.message : `must start with "${prefix}"`, fix: `write it starting with "${prefix}"` }];
+      }
       return [{ path, message: custom ? issue.message : `is not a valid ${issue.format}`, fix: custom ? `change it: it ${issue.message}` : `write a valid ${issue.format}${issue.format === 'regex' ? ` matching ${(issue as { pattern?: string }).pattern}` : ''}` }];
     case 'too_small': {
       const min = String(issue.minimum);
       const what = issue.origin === 'array' ? `needs at least ${min} entr${min === '1' ? 'y' : 'ies'}` : issue.origin === 'string' ? `needs at least ${min} character(s)` : `must be ${issue.inclusive ? 'at least' : 'more than'} ${min}`;
-      return [{ path, message: custom ? issue.message : what, fix: issue.origin === 'array' ? 'add entries, or remove the field' : issue.origin === 'string' ? 'write a value, or remove the field' : `write a number ${issue.inclusive ? '≥' : '>'} ${min}` }];
+      return [{ path, message: custom ? issue.message : what, fix: issue.origin === 'array' ? `add at least ${min} entr${min === '1' ? 'y' : 'ies'}` : issue.origin === 'string' ? 'write a value, or remove the field' : `write a number ${issue.inclusive ? '≥' : '>'} ${min}` }];
     }
     case 'too_big': {
       const max = String(issue.maximum);

@@ -106,7 +106,7 @@ export const hostSchema = z.strictObject({
 const secretRef = z.union([
   z.strictObject({ from_env: z.string().regex(ENV_NAME_RE, { message: 'must be an environment variable name' }) }),
   z.strictObject({ from_file: z.string().min(1) }),
-]);
+], { message: 'a secret is never written in the inventory: write { from_env: VARIABLE } or { from_file: /path/on/the/host }, which the worker reads on its host' });
 export type SecretRef = z.infer<typeof secretRef>;
 
 const envValue = z.union([z.string(), z.number(), z.boolean(), secretRef]);
@@ -249,7 +249,7 @@ export const serviceSchema = z
     volumes: z.array(volumeMount).default([]),
     healthcheck: healthcheckSchema.optional(),
     depends_on: dependsOn.default({}),
-    gpu: z.strictObject({ count: z.number().int().min(1).default(1), min_vram_gb: z.number().positive().default(1) }).optional(),
+    gpu: z.strictObject({ count: z.union([z.number().int().min(1), z.literal('all')]).default(1), min_vram_gb: z.number().positive().default(1) }).optional(),
     deploy: composeDeploy.optional(),
     placement: z.union([
       z.strictObject({ host: z.string() }),

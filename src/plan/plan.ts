@@ -304,7 +304,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
         problems.push({
           path: `${path}.healthcheck.${field}`,
           message: wantedTarget === undefined
-            ? `has an ${field} health check but publishes no port (${kind === 'agent' ? 'the seeds list some agents without ports' : 'nothing to probe'})`
+            ? `has ${field === 'http' ? 'an' : 'a'} ${field} health check but publishes no port (${kind === 'agent' ? 'the seeds list some agents without ports' : 'nothing to probe'})`
             : `probes container port ${wantedTarget}, which is not published`,
           fix: `publish the port (ports: ["HOST:${wantedTarget ?? 'CONTAINER'}"]) or probe inside the container with healthcheck.exec`,
         });
