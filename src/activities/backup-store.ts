@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { log } from '@temporalio/activity';
@@ -97,32 +97,46 @@ const hex64 = z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be a sha256 in
 const count = z.number().int().min(0);
 const plainName = z.string().regex(ID_RE, { message: 'must be a plain name (letters, digits, "_", "." and "-"; no "/" or "..")' });
 
+/** One component of a manifest, as read from disk or handed to an activity by a workflow. */
+const componentSchema = z.object({
+  name: plainName,
+  kind: z.enum(['postgres', 'redis', 'influxdb']),
+  host: z.string().min(1),
+  file: plainName,
+  bytes: count,
+  sha256: hex64,
+  tables: z.record(z.string(), z.object({ rows: count, checksum: z.string() })).optional(),
+  dumpMs: count.optional(),
+  statsMs: count.optional(),
+  influx: z.object({
+    version: z.literal(1),
+    countedTo: z.string(),
+    databases: z.array(z.object({
+      name: z.string(),
+      folder: plainName,
+      series: z.array(z.object({ rp: z.string(), measurement: z.string(), fields: z.record(z.string(), count) })),
+    })),
+  }).optional(),
+});
+
+const issuesText = (error: z.ZodError) => error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+
+/** A folder of the store that is what it says: a real folder, not a link out of the store. */
+async function folderProblem(folder: string): Promise<string | undefined> {
+  const st = await lstat(folder).catch(() => undefined);
+  if (!st) return undefined; // missing: the caller says so in its own words
+  if (!st.isDirectory()) return `${folder} is not a folder (a link?): refused`;
+  const [root, real] = await Promise.all([realpath(path.dirname(folder)), realpath(folder)]);
+  return path.dirname(real) === root ? undefined : `${folder} resolves to ${real}, outside the backup store: refused`;
+}
+
 /** A manifest as read from disk: a tampered or truncated one is refused, never followed. */
 export const manifestSchema = z.object({
   id: plainName,
   createdAt: z.string().refine((t) => !Number.isNaN(Date.parse(t)), { message: 'must be an ISO 8601 time' }),
   host: z.string().min(1),
   status: z.enum(['taken', 'verified', 'failed']),
-  components: z.array(z.object({
-    name: plainName,
-    kind: z.enum(['postgres', 'redis', 'influxdb']),
-    host: z.string().min(1),
-    file: plainName,
-    bytes: count,
-    sha256: hex64,
-    tables: z.record(z.string(), z.object({ rows: count, checksum: z.string() })).optional(),
-    dumpMs: count.optional(),
-    statsMs: count.optional(),
-    influx: z.object({
-      version: z.literal(1),
-      countedTo: z.string(),
-      databases: z.array(z.object({
-        name: z.string(),
-        folder: plainName,
-        series: z.array(z.object({ rp: z.string(), measurement: z.string(), fields: z.record(z.string(), count) })),
-      })),
-    }).optional(),
-  })),
+  components: z.array(componentSchema),
   verification: z.object({
     at: z.string(),
     components: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string(), ms: z.number() })),
@@ -133,7 +147,7 @@ export const manifestSchema = z.object({
 export function checkManifest(raw: unknown, id: string): { manifest: Manifest } | { problem: string } {
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) {
-    return { problem: `manifest.json is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}` };
+    return { problem: `manifest.json is invalid: ${issuesText(parsed.error)}` };
   }
   if (parsed.data.id !== id) return { problem: `manifest.json names the backup "${parsed.data.id}" but lies in the folder "${id}"` };
   return { manifest: parsed.data };
@@ -164,7 +178,12 @@ export async function sha256File(file: string): Promise<{ sha256: string; bytes:
 
 /** The file is still the one the manifest recorded; otherwise a sentence saying what changed. */
 export async function checkFile(folder: string, entry: ComponentEntry): Promise<string | undefined> {
+  // The entry came through a workflow: checked again here, before anything is read.
   if (!isPlainName(entry.file)) return `the manifest names the file "${String(entry.file)}", which is not a plain file name inside ${folder}: the manifest was tampered with`;
+  const parsed = componentSchema.safeParse(entry);
+  if (!parsed.success) return `the manifest's entry for ${entry.file} is invalid: ${issuesText(parsed.error)}`;
+  const outside = await folderProblem(folder);
+  if (outside) return outside;
   const file = storeFile(folder, entry.file);
   const st = await lstat(file).catch(() => undefined);
   if (st && !st.isFile()) return `${entry.file} in ${folder} is not a regular file (a link or a folder): refused`;
@@ -181,6 +200,8 @@ export async function checkFile(folder: string, entry: ComponentEntry): Promise<
 
 /** The folder's manifest, validated; undefined when there is none, a problem when it is not valid. */
 async function readManifest(folder: string): Promise<{ manifest: Manifest } | { problem: string } | undefined> {
+  const outside = await folderProblem(folder);
+  if (outside) return { problem: outside };
   const file = path.join(folder, 'manifest.json');
   const st = await lstat(file).catch(() => undefined);
   if (!st) return undefined;

@@ -97,6 +97,25 @@ describe('the store on disk', () => {
     expect(await checkFile(folder, { ...manifest('b1').components[0]!, file: '../../../etc/passwd' })).toMatch(/not a plain file name/);
   });
 
+  it('a backup folder that is a link out of the store is neither read nor removed', async () => {
+    await mkdir(path.join(dir, 'elsewhere'), { recursive: true });
+    await writeFile(path.join(dir, 'elsewhere', 'manifest.json'), JSON.stringify(manifest('b0', { createdAt: '2020-01-01T00:00:00.000Z' })));
+    await put('b1', manifest('b1'));
+    await symlink(path.join(dir, 'elsewhere'), path.join(root, 'h1', 'b0'));
+    const store = createBackupStoreActivities(ctx);
+    const listed = await inActivity(() => store.listBackups(root));
+    expect(listed.find((b) => b.id === 'b0')).toMatchObject({ status: 'failed', problems: [expect.stringMatching(/not a folder/)] });
+    await inActivity(() => store.applyBackupRetention(root, { keepLast: 1, keepDaily: 0, keepWeekly: 0 }));
+    expect(await readdir(path.join(dir, 'elsewhere'))).toEqual(['manifest.json']);
+    await expect(inActivity(() => store.readBackupManifest(root, 'b0'))).rejects.toThrow(/not a folder/);
+  });
+
+  it('an entry handed over by a workflow is checked again', async () => {
+    await mkdir(path.join(root, 'h1', 'b1'), { recursive: true });
+    const entry = { ...manifest('b1').components[0]!, influx: { version: 1 as const, countedTo: 'x', databases: [{ name: 'd', folder: '../..', series: [] }] } };
+    expect(await checkFile(path.join(root, 'h1', 'b1'), entry)).toMatch(/influx\.databases\.0\.folder/);
+  });
+
   it('a link in the store is not followed', async () => {
     await mkdir(path.join(dir, 'outside'), { recursive: true });
     await writeFile(path.join(dir, 'outside', 'pg.dump'), 'abc');
