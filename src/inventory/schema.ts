@@ -119,16 +119,17 @@ const environment = z
         Object.entries(env).map(([k, v]) => [k, typeof v === 'object' ? v : String(v)]),
       ) as Record<string, string | SecretRef>;
     }
-    const out: Record<string, string | SecretRef> = {};
+    // Entries, then fromEntries: a name like __proto__ becomes a variable, not the object's prototype.
+    const entries: [string, string][] = [];
     env.forEach((entry, i) => {
       const eq = entry.indexOf('=');
       if (eq <= 0) {
         ctx.addIssue({ code: 'custom', path: [i], message: `"${entry}" is not KEY=VALUE`, params: { fix: 'write NAME=value, or use the map form (NAME: value)' } });
         return;
       }
-      out[entry.slice(0, eq)] = entry.slice(eq + 1);
+      entries.push([entry.slice(0, eq), entry.slice(eq + 1)]);
     });
-    return out;
+    return Object.fromEntries(entries) as Record<string, string | SecretRef>;
   });
 
 export interface PortMapping {

@@ -83,3 +83,10 @@ describe('graph', () => {
     expect(topologicalWaves(new Map([['a', []], ['b', ['a']], ['c', ['a']], ['d', ['b', 'c']]]))).toEqual([['a'], ['b', 'c'], ['d']]);
   });
 });
+
+describe('list-form environment', () => {
+  it('keeps a variable named like a prototype key as a variable', () => {
+    const p = plan('version: 1\nproject: p\nhosts: { h: {} }\nservices: { a: { image: x, environment: ["__proto__=x", "constructor=y"] } }\n');
+    expect(Object.entries(p.units.a!.environment)).toEqual([['__proto__', 'x'], ['constructor', 'y']]);
+  });
+});
