@@ -5,7 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { inventorySchema, type Inventory } from './schema.js';
 import { InventoryError, zodProblems, type Problem } from './problems.js';
 
@@ -31,39 +31,42 @@ const at = (source: string, lines: LineCounter, offset: number | undefined) => {
  */
 function structureProblems(doc: Document, source: string, lines: LineCounter): Problem[] {
   const problems: Problem[] = [];
-  const anchors = new Map<string, Node>();
-  const problem = (node: { range?: [number, number, number] | null } | null | undefined, message: string, fix: string) =>
-    problems.push({ path: at(source, lines, node?.range?.[0]), message, fix });
-  visit(doc, {
-    Node(_key, node) {
-      if ((isMap(node) || isSeq(node) || isScalar(node)) && node.anchor) anchors.set(node.anchor, node);
-    },
-    Alias(_key, node) {
+  const anchors = new Map<string, unknown>();
+  const problem = (node: unknown, message: string, fix: string) =>
+    problems.push({ path: at(source, lines, isNode(node) ? node.range?.[0] : undefined), message, fix });
+  // Depth first, in document order (an anchor counts only after it), with an explicit stack.
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isAlias(node)) {
       if (!anchors.has(node.source)) problem(node, `the alias *${node.source} refers to no anchor defined before it`, `define &${node.source} earlier in the same file (anchors do not cross files), or fix the name`);
-    },
-    Map(_key, map) {
-      if (map.anchor) anchors.set(map.anchor, map);
-      const seen = new Set<string>();
-      for (const pair of map.items) {
-        // With merge: true the parser reads a `<<` key as Symbol('<<').
-        const raw = isScalar(pair.key) ? pair.key.value : undefined;
-        const key = typeof raw === 'symbol' ? raw.description : raw === undefined ? undefined : String(raw);
-        if (key === undefined) continue;
-        if (key === '<<') {
-          const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
-          for (const src of sources) {
-            const target = isAlias(src) ? anchors.get(src.source) : src;
-            if (isAlias(src) && !target) continue; // reported as an unknown alias
-            if (!isMap(target)) problem(isNode(src) ? src : pair.key as Node, 'a merge key (<<) needs a map or an alias of a map', 'merge a map anchor, e.g. `<<: *defaults` where `x-defaults: &defaults { … }`');
-          }
-          continue;
+      continue;
+    }
+    if (!isMap(node) && !isSeq(node) && !isScalar(node)) continue;
+    if (node.anchor) anchors.set(node.anchor, node);
+    if (isSeq(node)) {
+      for (let i = node.items.length - 1; i >= 0; i--) stack.push(node.items[i]);
+      continue;
+    }
+    if (!isMap(node)) continue;
+    const seen = new Set<string>();
+    for (const pair of node.items) {
+      // With merge: true the parser reads a `<<` key as Symbol('<<').
+      const raw = isScalar(pair.key) ? pair.key.value : undefined;
+      const key = typeof raw === 'symbol' ? raw.description : raw === undefined || raw === null ? undefined : String(raw);
+      if (key === '<<') {
+        for (const src of isSeq(pair.value) ? pair.value.items : [pair.value]) {
+          if (isAlias(src) && !anchors.has(src.source)) continue; // reported as an unknown alias
+          if (!isMap(isAlias(src) ? anchors.get(src.source) : src)) problem(isNode(src) ? src : pair.key, 'a merge key (<<) needs a map or an alias of a map', 'merge a map anchor, e.g. `<<: *defaults` where `x-defaults: &defaults { … }`');
         }
-        if (key === '__proto__') problem(pair.key as Node, '"__proto__" cannot be a name here', 'rename it');
-        if (seen.has(key)) problem(pair.key as Node, `duplicate key "${key}"`, 'each name may appear once in a map: merge or rename the two entries');
+      } else if (key !== undefined) {
+        if (key === '__proto__') problem(pair.key, '"__proto__" cannot be a name here', 'rename it');
+        if (seen.has(key)) problem(pair.key, `duplicate key "${key}"`, 'each name may appear once in a map: merge or rename the two entries');
         seen.add(key);
       }
-    },
-  });
+    }
+    for (let i = node.items.length - 1; i >= 0; i--) stack.push(node.items[i]!.value, node.items[i]!.key);
+  }
   return problems;
 }
 
@@ -74,14 +77,20 @@ export function parseYaml(text: string, source: string): unknown {
   // structureProblems does it with a set.
   const doc = parseDocument(text, { uniqueKeys: false, merge: true, lineCounter: lines, prettyErrors: false });
   if (doc.errors.length > 0) {
-    throw new InventoryError(
-      doc.errors.map((e) => ({
+    const seen = new Set<string>();
+    const problems: Problem[] = [];
+    for (const e of doc.errors) {
+      const deep = /call stack/i.test(e.message);
+      const p = {
         path: at(source, lines, e.pos[0]),
-        message: e.message.split('\n')[0] ?? e.message,
-        fix: 'fix the YAML syntax at that line',
-      })),
-      source,
-    );
+        message: deep ? 'the YAML nests too deeply to be read' : e.message.split('\n')[0] ?? e.message,
+        fix: deep ? 'nest fewer lists and maps inside each other' : 'fix the YAML syntax at that line',
+      };
+      if (seen.has(`${p.path} ${p.message}`)) continue;
+      seen.add(`${p.path} ${p.message}`);
+      problems.push(p);
+    }
+    throw new InventoryError(problems.slice(0, 20), source);
   }
   const problems = structureProblems(doc, source, lines);
   if (problems.length > 0) throw new InventoryError(problems, source);
