@@ -5,10 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { log } from '@temporalio/activity';
+import { z } from 'zod';
 import { selectRetention, type BackupKind, type BackupStatus, type RetentionPolicy } from '../plan/backups.js';
 import type { HostContext } from './context.js';
 
@@ -66,7 +67,91 @@ export interface Manifest {
   verification?: { at: string; components: ComponentVerification[] };
 }
 
+/** A backup id or a file name inside a backup: one plain path segment (no "/", never "." or ".."). */
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
+export const isPlainName = (name: unknown): name is string => typeof name === 'string' && ID_RE.test(name);
+
+/**
+ * `root` joined with plain names, resolved, and refused unless it lies strictly inside `root`:
+ * nothing outside the store is ever read, written or removed. Pure (no I/O).
+ */
+export function insideStore(root: string, ...names: string[]): string {
+  const base = path.resolve(root);
+  for (const n of names) {
+    if (!isPlainName(n)) throw ApplicationFailure.nonRetryable(`"${n}" is not a plain name inside the backup store ${base} (letters, digits, "_", "." and "-"; no "/" or "..")`, 'OutsideBackupStore');
+  }
+  const resolved = path.resolve(base, ...names);
+  const rel = path.relative(base, resolved);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw ApplicationFailure.nonRetryable(`${resolved} is not inside the backup store ${base}`, 'OutsideBackupStore');
+  }
+  return resolved;
+}
+
+/** A file of a backup: `folder` is a backup's folder (from backupFolder), `file` a plain name. */
+export function storeFile(folder: string, file: string): string {
+  return insideStore(folder, file);
+}
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be a sha256 in hex' });
+const count = z.number().int().min(0);
+const plainName = z.string().regex(ID_RE, { message: 'must be a plain name (letters, digits, "_", "." and "-"; no "/" or "..")' });
+
+/** One component of a manifest, as read from disk or handed to an activity by a workflow. */
+const componentSchema = z.object({
+  name: plainName,
+  kind: z.enum(['postgres', 'redis', 'influxdb']),
+  host: z.string().min(1),
+  file: plainName,
+  bytes: count,
+  sha256: hex64,
+  tables: z.record(z.string(), z.object({ rows: count, checksum: z.string() })).optional(),
+  dumpMs: count.optional(),
+  statsMs: count.optional(),
+  influx: z.object({
+    version: z.literal(1),
+    countedTo: z.string(),
+    databases: z.array(z.object({
+      name: z.string(),
+      folder: plainName,
+      series: z.array(z.object({ rp: z.string(), measurement: z.string(), fields: z.record(z.string(), count) })),
+    })),
+  }).optional(),
+});
+
+const issuesText = (error: z.ZodError) => error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+
+/** A folder of the store that is what it says: a real folder, not a link out of the store. */
+async function folderProblem(folder: string): Promise<string | undefined> {
+  const st = await lstat(folder).catch(() => undefined);
+  if (!st) return undefined; // missing: the caller says so in its own words
+  if (!st.isDirectory()) return `${folder} is not a folder (a link?): refused`;
+  const [root, real] = await Promise.all([realpath(path.dirname(folder)), realpath(folder)]);
+  return path.dirname(real) === root ? undefined : `${folder} resolves to ${real}, outside the backup store: refused`;
+}
+
+/** A manifest as read from disk: a tampered or truncated one is refused, never followed. */
+export const manifestSchema = z.object({
+  id: plainName,
+  createdAt: z.string().refine((t) => !Number.isNaN(Date.parse(t)), { message: 'must be an ISO 8601 time' }),
+  host: z.string().min(1),
+  status: z.enum(['taken', 'verified', 'failed']),
+  components: z.array(componentSchema),
+  verification: z.object({
+    at: z.string(),
+    components: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string(), ms: z.number() })),
+  }).optional(),
+});
+
+/** Validate a parsed manifest.json of the folder `id`: the manifest, or a sentence saying what is wrong. */
+export function checkManifest(raw: unknown, id: string): { manifest: Manifest } | { problem: string } {
+  const parsed = manifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    return { problem: `manifest.json is invalid: ${issuesText(parsed.error)}` };
+  }
+  if (parsed.data.id !== id) return { problem: `manifest.json names the backup "${parsed.data.id}" but lies in the folder "${id}"` };
+  return { manifest: parsed.data };
+}
 
 /**
  * The host's backup directory: <backups.directory>/<host> (hosts may share a mount, or, in tests
@@ -78,7 +163,7 @@ export function backupRoot(ctx: HostContext, directory?: string): string {
 
 export function backupFolder(ctx: HostContext, directory: string | undefined, id: string): string {
   if (!ID_RE.test(id)) throw ApplicationFailure.nonRetryable(`"${id}" is not a backup id (letters, digits, "_", "." and "-")`, 'InvalidBackupId');
-  return path.join(backupRoot(ctx, directory), id);
+  return insideStore(backupRoot(ctx, directory), id);
 }
 
 export async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
@@ -93,7 +178,15 @@ export async function sha256File(file: string): Promise<{ sha256: string; bytes:
 
 /** The file is still the one the manifest recorded; otherwise a sentence saying what changed. */
 export async function checkFile(folder: string, entry: ComponentEntry): Promise<string | undefined> {
-  const file = path.join(folder, entry.file);
+  // The entry came through a workflow: checked again here, before anything is read.
+  if (!isPlainName(entry.file)) return `the manifest names the file "${String(entry.file)}", which is not a plain file name inside ${folder}: the manifest was tampered with`;
+  const parsed = componentSchema.safeParse(entry);
+  if (!parsed.success) return `the manifest's entry for ${entry.file} is invalid: ${issuesText(parsed.error)}`;
+  const outside = await folderProblem(folder);
+  if (outside) return outside;
+  const file = storeFile(folder, entry.file);
+  const st = await lstat(file).catch(() => undefined);
+  if (st && !st.isFile()) return `${entry.file} in ${folder} is not a regular file (a link or a folder): refused`;
   let got: { sha256: string; bytes: number };
   try {
     got = await sha256File(file);
@@ -105,12 +198,35 @@ export async function checkFile(folder: string, entry: ComponentEntry): Promise<
   return undefined;
 }
 
-async function readManifest(folder: string): Promise<Manifest | undefined> {
+/** The folder's manifest, validated; undefined when there is none, a problem when it is not valid. */
+async function readManifest(folder: string): Promise<{ manifest: Manifest } | { problem: string } | undefined> {
+  const outside = await folderProblem(folder);
+  if (outside) return { problem: outside };
+  const file = path.join(folder, 'manifest.json');
+  const st = await lstat(file).catch(() => undefined);
+  if (!st) return undefined;
+  if (!st.isFile() || st.size > 64 * 1024 * 1024) return { problem: 'manifest.json is not a regular file (a link, a folder, or over 64 MiB): refused' };
+  let text: string;
   try {
-    return JSON.parse(await readFile(path.join(folder, 'manifest.json'), 'utf8')) as Manifest;
+    text = await readFile(file, 'utf8');
   } catch {
     return undefined;
   }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { problem: `manifest.json is not JSON: ${(err as Error).message}` };
+  }
+  return checkManifest(raw, path.basename(folder));
+}
+
+/** A readable, valid manifest, or a non-retryable failure saying why not. */
+async function mustReadManifest(ctx: HostContext, folder: string, id: string): Promise<Manifest> {
+  const read = await readManifest(folder);
+  if (!read) throw ApplicationFailure.nonRetryable(`no backup "${id}" on host ${ctx.host} (no ${path.join(folder, 'manifest.json')}): \`migrate backup list\` shows the backups`, 'BackupNotFound');
+  if ('problem' in read) throw ApplicationFailure.nonRetryable(`backup "${id}" on host ${ctx.host} cannot be used: ${read.problem}`, 'BackupManifestInvalid');
+  return read.manifest;
 }
 
 async function writeManifest(folder: string, manifest: Manifest): Promise<void> {
@@ -147,8 +263,10 @@ export function createBackupStoreActivities(ctx: HostContext) {
     const out: BackupSummary[] = [];
     for (const name of names) {
       if (!ID_RE.test(name)) continue;
-      const m = await readManifest(path.join(root, name));
-      out.push(m ? summarize(m) : { id: name, host: ctx.host, createdAt: '', status: 'failed', components: [], problems: ['no manifest.json'] });
+      // The id is the folder's name (checked above), never the manifest's word for it.
+      const read = await readManifest(insideStore(root, name));
+      if (read && 'manifest' in read) out.push(summarize(read.manifest));
+      else out.push({ id: name, host: ctx.host, createdAt: '', status: 'failed', components: [], problems: [read ? read.problem : 'no manifest.json'] });
     }
     return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
@@ -172,16 +290,12 @@ export function createBackupStoreActivities(ctx: HostContext) {
     },
 
     async readBackupManifest(directory: string | undefined, id: string): Promise<Manifest> {
-      const folder = backupFolder(ctx, directory, id);
-      const manifest = await readManifest(folder);
-      if (!manifest) throw ApplicationFailure.nonRetryable(`no backup "${id}" on host ${ctx.host} (no ${path.join(folder, 'manifest.json')}): \`migrate backup list\` shows the backups`, 'BackupNotFound');
-      return manifest;
+      return mustReadManifest(ctx, backupFolder(ctx, directory, id), id);
     },
 
     async markBackup(directory: string | undefined, id: string, components: ComponentVerification[]): Promise<BackupSummary> {
       const folder = backupFolder(ctx, directory, id);
-      const manifest = await readManifest(folder);
-      if (!manifest) throw ApplicationFailure.nonRetryable(`no backup "${id}" on host ${ctx.host}`, 'BackupNotFound');
+      const manifest = await mustReadManifest(ctx, folder, id);
       manifest.status = components.every((c) => c.ok) ? 'verified' : 'failed';
       manifest.verification = { at: new Date().toISOString(), components };
       await writeManifest(folder, manifest);
@@ -198,7 +312,10 @@ export function createBackupStoreActivities(ctx: HostContext) {
       const { keep, remove } = selectRetention(all.filter((b) => b.createdAt !== ''), policy);
       const root = backupRoot(ctx, directory);
       for (const id of remove) {
-        await rm(path.join(root, id), { recursive: true, force: true });
+        const folder = insideStore(root, id);
+        // A link in the store is not a backup: removing it would follow nothing, but it is refused anyway.
+        if (!(await lstat(folder).then((st) => st.isDirectory(), () => false))) continue;
+        await rm(folder, { recursive: true, force: true });
         log.info('backup removed by retention', { id, host: ctx.host });
       }
       return { kept: keep, removed: remove };

@@ -83,7 +83,7 @@ export const short = (id: string) => id.slice(0, 12);
 
 function unconfirmedPrevious(unit: string, previous: UnitContainer): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
-    `${unit} still keeps ${previous.name} (${short(previous.id)}) from ${previous.change ?? 'an earlier change'} that is not confirmed: confirm or roll back that change first (migrate confirm|rollback …)`,
+    `${unit} still keeps ${previous.name} (${short(previous.id)}, made by ${previous.change ?? 'an earlier change'}) for a change not yet confirmed: confirm or roll back that change first (migrate confirm|rollback …)`,
     'UnconfirmedPrevious',
   );
 }

@@ -10,6 +10,7 @@ import type { Probe, UnitSpec } from '../plan/plan.js';
 import { containerName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { runTool } from './exec.js';
+import { hostPort } from '../plan/format.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -54,7 +55,7 @@ export function createHealthActivities(ctx: HostContext) {
   async function http(p: Extract<Probe, { kind: 'http' }>, timeoutMs: number): Promise<ProbeResult> {
     const started = performance.now();
     try {
-      const res = await fetch(`http://${p.address}:${p.port}${p.path}`, { signal: AbortSignal.timeout(timeoutMs) });
+      const res = await fetch(`http://${hostPort(p.address, p.port)}${p.path}`, { signal: AbortSignal.timeout(timeoutMs) });
       await res.arrayBuffer();
       const latencyMs = performance.now() - started;
       return res.ok ? { ok: true, latencyMs } : { ok: false, latencyMs, detail: `HTTP ${res.status}` };

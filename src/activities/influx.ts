@@ -53,7 +53,7 @@ import { log } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
 import {
-  backupFolder, checkFile, sha256File,
+  backupFolder, checkFile, sha256File, storeFile,
   type ComponentEntry, type ComponentVerification, type InfluxDatabaseStats, type InfluxSeriesCount,
 } from './backup-store.js';
 import { activityBeat, activitySignal, runTool, type ToolResult, withHeartbeat } from './exec.js';
@@ -168,7 +168,7 @@ export function createInfluxActivities(ctx: HostContext) {
       await inContainer(c, ['rm', '-rf', inside]);
       await inContainer(c, ['influx', 'backup', inside]);
       const fileName = `${c.name}.tar`;
-      const file = path.join(folder, fileName);
+      const file = storeFile(folder, fileName);
       await pipeline(await container(c).getArchive({ path: inside }), createWriteStream(`${file}.partial`));
       await rename(`${file}.partial`, file);
       await inContainer(c, ['rm', '-rf', inside]);
@@ -181,7 +181,7 @@ export function createInfluxActivities(ctx: HostContext) {
       const t0 = Date.now();
       const folder = backupFolder(ctx, req.directory, req.backupId);
       const problem = await checkFile(folder, req.entry);
-      const tar = problem ? undefined : await readFile(path.join(folder, req.entry.file));
+      const tar = problem ? undefined : await readFile(storeFile(folder, req.entry.file));
       const hasManifest = tar?.includes(Buffer.from('.manifest')) ?? false;
       const detail = problem ?? (hasManifest ? 'archive intact and holds an influx backup manifest (not restored: no scratch instance)' : `${req.entry.file} holds no influx backup manifest`);
       return { name: req.component.name, ok: !problem && hasManifest, detail, ms: Date.now() - t0 };
@@ -195,7 +195,7 @@ export function createInfluxActivities(ctx: HostContext) {
       if (problem) throw ApplicationFailure.nonRetryable(`refusing to restore ${c.name}: ${problem}`, 'BackupCorrupt');
       const parent = `/tmp/migrate-restore-${req.backupId}`;
       await inContainer(c, ['mkdir', '-p', parent]);
-      await container(c).putArchive(path.join(folder, req.entry.file), { path: parent });
+      await container(c).putArchive(storeFile(folder, req.entry.file), { path: parent });
       await inContainer(c, ['influx', 'restore', '--full', path.posix.join(parent, `migrate-backup-${req.backupId}`)]);
       await inContainer(c, ['rm', '-rf', parent]);
       return { name: c.name, ok: true, detail: `influx restore --full from ${req.entry.file}`, ms: Date.now() - t0 };
@@ -271,7 +271,7 @@ export function createInfluxActivities(ctx: HostContext) {
     const c = req.component;
     await must(c, ['rm', '-rf', parent]);
     await must(c, ['mkdir', '-p', parent]);
-    const file = path.join(backupFolder(ctx, req.directory, req.backupId), req.entry.file);
+    const file = storeFile(backupFolder(ctx, req.directory, req.backupId), req.entry.file);
     try {
       await container(c).putArchive(file, { path: parent });
     } catch (err) {
@@ -308,7 +308,7 @@ export function createInfluxActivities(ctx: HostContext) {
         databases.push({ name, folder: String(i), series });
       }
       const fileName = `${c.name}.tar`;
-      const file = path.join(folder, fileName);
+      const file = storeFile(folder, fileName);
       await pipeline(await container(c).getArchive({ path: inside }), createWriteStream(`${file}.partial`));
       await rename(`${file}.partial`, file);
       await must(c, ['rm', '-rf', inside]);

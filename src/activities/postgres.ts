@@ -11,14 +11,13 @@
  *   same comparison.
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { log } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
-import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification, type TableStats } from './backup-store.js';
+import { backupFolder, checkFile, sha256File, storeFile, type ComponentEntry, type ComponentVerification, type TableStats } from './backup-store.js';
 import { activityBeat, activitySignal, openToolSession, runTool, withHeartbeat } from './exec.js';
 import { readSecret } from './secrets.js';
 
@@ -151,7 +150,7 @@ export function createPostgresActivities(ctx: HostContext) {
       const folder = backupFolder(ctx, req.directory, req.backupId);
       await mkdir(folder, { recursive: true });
       const fileName = `${c.name}.dump`;
-      const file = path.join(folder, fileName);
+      const file = storeFile(folder, fileName);
       const partial = `${file}.partial`;
       const env = await toolEnv(c);
       log.info('pg_dump starting', { backupId: req.backupId, component: c.name, via: c.via, database: c.database });
@@ -181,7 +180,7 @@ export function createPostgresActivities(ctx: HostContext) {
       const c = req.component;
       const t0 = Date.now();
       const folder = backupFolder(ctx, req.directory, req.backupId);
-      const file = path.join(folder, req.entry.file);
+      const file = storeFile(folder, req.entry.file);
       const fail = (detail: string): ComponentVerification => ({ name: c.name, ok: false, detail, ms: Date.now() - t0 });
       const fileProblem = await checkFile(folder, req.entry);
       if (fileProblem) return fail(fileProblem);
@@ -216,7 +215,7 @@ export function createPostgresActivities(ctx: HostContext) {
       const exists = await sql(c.database!, `SELECT 1 FROM pg_database WHERE datname = '${target}'`);
       if (exists.length === 0) await sql(c.database!, `CREATE DATABASE ${target}`);
       log.info('pg_restore starting', { backupId: req.backupId, component: c.name, target });
-      const res = await pgRestore(c, path.join(folder, req.entry.file), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '--single-transaction', '--exit-on-error', ...connArgs(c, target)]);
+      const res = await pgRestore(c, storeFile(folder, req.entry.file), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '--single-transaction', '--exit-on-error', ...connArgs(c, target)]);
       if (res.code !== 0) throw ApplicationFailure.nonRetryable(`pg_restore of ${c.name} into ${target} failed: ${res.stderr.trim()}`, 'RestoreFailed');
       const got = await tableStats((q) => sql(target, q));
       const diff = compareTables(req.entry.tables, got);

@@ -17,7 +17,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { cancellationSignal, heartbeat, log, sleep } from '@temporalio/activity';
 import type { BackupComponent } from '../plan/backups.js';
 import type { HostContext } from './context.js';
-import { backupFolder, checkFile, sha256File, type ComponentEntry, type ComponentVerification } from './backup-store.js';
+import { backupFolder, checkFile, sha256File, storeFile, type ComponentEntry, type ComponentVerification } from './backup-store.js';
 import { runTool } from './exec.js';
 import { readSecret } from './secrets.js';
 import { firstFileOfTar, oneFileTar } from './tar.js';
@@ -95,7 +95,7 @@ export function createRedisActivities(ctx: HostContext) {
       const folder = backupFolder(ctx, req.directory, req.backupId);
       await mkdir(folder, { recursive: true });
       const fileName = `${c.name}.rdb`;
-      const file = path.join(folder, fileName);
+      const file = storeFile(folder, fileName);
       const partial = `${file}.partial`;
       const t0 = Date.now();
       const before = parseInfo(await command(c, ['INFO', 'persistence']));
@@ -146,7 +146,7 @@ export function createRedisActivities(ctx: HostContext) {
       const fail = (detail: string): ComponentVerification => ({ name: req.component.name, ok: false, detail, ms: Date.now() - t0 });
       const fileProblem = await checkFile(folder, req.entry);
       if (fileProblem) return fail(fileProblem);
-      const file = path.join(folder, req.entry.file);
+      const file = storeFile(folder, req.entry.file);
       const fh = await open(file, 'r');
       const head = Buffer.alloc(9);
       await fh.read(head, 0, 9, 0).finally(() => fh.close());
@@ -172,7 +172,7 @@ export function createRedisActivities(ctx: HostContext) {
       const folder = backupFolder(ctx, req.directory, req.backupId);
       const fileProblem = await checkFile(folder, req.entry);
       if (fileProblem) throw ApplicationFailure.nonRetryable(`refusing to restore ${c.name}: ${fileProblem}`, 'BackupCorrupt');
-      const file = path.join(folder, req.entry.file);
+      const file = storeFile(folder, req.entry.file);
       if (c.via === 'tcp') {
         return { name: c.name, ok: false, detail: `not restored: over tcp this worker cannot replace the server's files; stop Redis ${c.address}:${c.port}, copy ${file} to its dir as dump.rdb (appendonly off), start it`, ms: Date.now() - t0 };
       }
@@ -209,7 +209,7 @@ export function createRedisActivities(ctx: HostContext) {
 
       // A safety copy of what Redis had, put back if the restored file does not load. One left by an
       // interrupted earlier attempt of this restore is the original: it is kept, not overwritten.
-      const safety = path.join(folder, `${req.entry.file}.before-restore`);
+      const safety = storeFile(folder, `${req.entry.file}.before-restore`);
       let haveSafety = await stat(safety).then(() => true, () => false);
       if (!haveSafety) {
         await stop(); // Redis writes its last snapshot as it stops: the copy is what it held

@@ -39,10 +39,33 @@ export function parseDuration(value: string | number): number | undefined {
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration: write it like "500ms", "10s" or "1m30s"` });
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration: write it like "500ms", "10s" or "1m30s"`, params: { fix: 'write it like "500ms", "10s" or "1m30s" (or a number of milliseconds)' } });
     return z.NEVER;
   }
   return ms;
+});
+/** A duration that must be more than zero (a probe's interval and timeout). */
+const positiveDuration = duration.refine((ms) => ms > 0, { message: 'must be more than zero: a zero interval or timeout would probe without pause or give up at once', params: { fix: 'write a duration like "500ms" or "2s"' } });
+
+/** An IPv4 address, or an IPv6 address without brackets. Pure: no node:net. */
+export function isIpAddress(text: string): boolean {
+  if (/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(text)) return true;
+  if (!text.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(text)) return false;
+  try {
+    return new URL(`http://[${text}]/`).hostname.length > 2;
+  } catch {
+    return false;
+  }
+}
+/** A host name a client tool can resolve (RFC 1123 labels), or an IP address. */
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const ipAddress = z.string().refine(isIpAddress, {
+  message: 'is not an IP address: published ports are bound to it and probed on it',
+  params: { fix: 'write an IPv4 address like 127.0.0.1 or 10.0.0.5, or an IPv6 address like ::1 (no brackets)' },
+});
+const networkAddress = z.string().refine((a) => isIpAddress(a) || HOSTNAME_RE.test(a), {
+  message: 'is not an IP address or a host name',
+  params: { fix: 'write an address like 10.0.0.5 or a host name like db.example.org (no scheme, no port)' },
 });
 
 const port = z.number().int().min(1).max(65535);
@@ -68,7 +91,7 @@ export const hostSchema = z.strictObject({
   /** How the worker on this host reaches its Docker engine. */
   docker: dockerEndpoint.default({ socket: '/var/run/docker.sock' }),
   /** Address on which published ports are bound and probed (loopback unless you expose them). */
-  address: z.string().default('127.0.0.1'),
+  address: ipAddress.default('127.0.0.1'),
   gpus: z.array(gpuSchema).default([]),
   /** Whether the NVIDIA container runtime is installed, so GPU device requests can be honoured. */
   gpu_runtime: z.enum(['nvidia', 'none']).default('none'),
@@ -83,7 +106,7 @@ export const hostSchema = z.strictObject({
 const secretRef = z.union([
   z.strictObject({ from_env: z.string().regex(ENV_NAME_RE, { message: 'must be an environment variable name' }) }),
   z.strictObject({ from_file: z.string().min(1) }),
-]);
+], { message: 'a secret is never written in the inventory: write { from_env: VARIABLE } or { from_file: /path/on/the/host }, which the worker reads on its host' });
 export type SecretRef = z.infer<typeof secretRef>;
 
 const envValue = z.union([z.string(), z.number(), z.boolean(), secretRef]);
@@ -96,16 +119,17 @@ const environment = z
         Object.entries(env).map(([k, v]) => [k, typeof v === 'object' ? v : String(v)]),
       ) as Record<string, string | SecretRef>;
     }
-    const out: Record<string, string | SecretRef> = {};
+    // Entries, then fromEntries: a name like __proto__ becomes a variable, not the object's prototype.
+    const entries: [string, string][] = [];
     env.forEach((entry, i) => {
       const eq = entry.indexOf('=');
       if (eq <= 0) {
-        ctx.addIssue({ code: 'custom', path: [i], message: `"${entry}" is not KEY=VALUE` });
+        ctx.addIssue({ code: 'custom', path: [i], message: `"${entry}" is not KEY=VALUE`, params: { fix: 'write NAME=value, or use the map form (NAME: value)' } });
         return;
       }
-      out[entry.slice(0, eq)] = entry.slice(eq + 1);
+      entries.push([entry.slice(0, eq), entry.slice(eq + 1)]);
     });
-    return out;
+    return Object.fromEntries(entries) as Record<string, string | SecretRef>;
   });
 
 export interface PortMapping {
@@ -123,7 +147,7 @@ const portMapping = z.union([
     const published = m ? Number(m[2] ?? m[3]) : NaN;
     const target = m ? Number(m[3]) : NaN;
     if (!m || published < 1 || published > 65535 || target < 1 || target > 65535) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a port mapping: write "HOST:CONTAINER" (e.g. "7140:7140"), optionally "IP:HOST:CONTAINER" or with "/udp"` });
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a port mapping: write "HOST:CONTAINER" (e.g. "7140:7140"), optionally "IP:HOST:CONTAINER" or with "/udp"`, params: { fix: 'write "HOST:CONTAINER" (e.g. "7140:7140"), optionally "IP:HOST:CONTAINER" or with "/udp"; ports are 1 to 65535' } });
       return z.NEVER;
     }
     return { hostIp: m[1], published, target, protocol: (m[4] as 'tcp' | 'udp' | undefined) ?? 'tcp' };
@@ -149,12 +173,12 @@ export interface VolumeMount {
 const volumeMount = z.string().transform((text, ctx): VolumeMount => {
   const parts = text.split(':');
   if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]?.startsWith('/')) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a volume: write "NAME:/container/path" or "/host/path:/container/path[:ro]"` });
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a volume: write "NAME:/container/path" or "/host/path:/container/path[:ro]"`, params: { fix: 'write "NAME:/container/path" or "/host/path:/container/path[:ro]"' } });
     return z.NEVER;
   }
   const [source, target, mode] = parts as [string, string, string | undefined];
   if (mode !== undefined && mode !== 'ro' && mode !== 'rw') {
-    ctx.addIssue({ code: 'custom', message: `"${text}": the mode must be "ro" or "rw"` });
+    ctx.addIssue({ code: 'custom', message: `"${text}": the mode must be "ro" or "rw"`, params: { fix: 'end it with ":ro" or ":rw", or leave the mode out' } });
     return z.NEVER;
   }
   const type = source.startsWith('/') || source.startsWith('.') ? 'bind' : 'volume';
@@ -172,8 +196,8 @@ export const healthcheckSchema = z
     exec: z.array(z.string()).min(1).optional(),
     /** compose's own healthcheck test: handed to Docker, readiness read from the container's health status. */
     test: z.union([z.array(z.string()).min(1), z.string()]).optional(),
-    interval: duration.default(1000),
-    timeout: duration.default(2000),
+    interval: positiveDuration.default(1000),
+    timeout: positiveDuration.default(2000),
     retries: z.number().int().min(1).default(3),
     start_period: duration.default(0),
   })
@@ -185,6 +209,7 @@ export const healthcheckSchema = z
         message: kinds.length === 0
           ? 'a health check needs one probe: http, tcp, exec or test'
           : `a health check takes one probe, found ${kinds.join(' and ')}: keep one`,
+        params: { fix: kinds.length === 0 ? 'add http: /health (with a published port), tcp: PORT, exec: [cmd, …] or test: [CMD-SHELL, "…"]' : `keep one of ${kinds.join(', ')}` },
       });
     }
   });
@@ -225,7 +250,7 @@ export const serviceSchema = z
     volumes: z.array(volumeMount).default([]),
     healthcheck: healthcheckSchema.optional(),
     depends_on: dependsOn.default({}),
-    gpu: z.strictObject({ count: z.number().int().min(1).default(1), min_vram_gb: z.number().positive().default(1) }).optional(),
+    gpu: z.strictObject({ count: z.union([z.number().int().min(1), z.literal('all')]).default(1), min_vram_gb: z.number().positive().default(1) }).optional(),
     deploy: composeDeploy.optional(),
     placement: z.union([
       z.strictObject({ host: z.string() }),
@@ -238,13 +263,14 @@ export const serviceSchema = z
   })
   .superRefine((s, ctx) => {
     if (!s.image && !s.build) {
-      ctx.addIssue({ code: 'custom', message: 'needs an image or a build context: add `image: NAME:TAG` or `build: ./path`' });
+      ctx.addIssue({ code: 'custom', message: 'needs an image or a build context: add `image: NAME:TAG` or `build: ./path`', params: { fix: 'add `image: NAME:TAG` or `build: ./path`' } });
     }
   })
   .transform((s) => {
     // compose GPU reservations become our explicit GPU need.
     const device = s.deploy?.resources?.reservations?.devices?.find((d) => d.driver === 'nvidia' || d.capabilities.includes('gpu'));
-    const gpu = s.gpu ?? (device ? { count: typeof device.count === 'number' ? device.count : 1, min_vram_gb: 1 } : undefined);
+    // compose's `count: all` is every GPU of the host the unit lands on: the plan resolves it.
+    const gpu: { count: number | 'all'; min_vram_gb: number } | undefined = s.gpu ?? (device ? { count: device.count ?? 1, min_vram_gb: 1 } : undefined);
     const { deploy: _deploy, ...rest } = s;
     return { ...rest, gpu };
   });
@@ -280,7 +306,7 @@ const backupTargetBase = {
   via: backupVia.default('tcp'),
   /** The service whose container runs the database (docker-exec only). */
   unit: name.optional(),
-  address: z.string().default('127.0.0.1'),
+  address: networkAddress.default('127.0.0.1'),
 };
 
 export const postgresBackupSchema = z.strictObject({
@@ -342,7 +368,7 @@ export const inventorySchema = z.strictObject({
   version: z.literal(1, { message: 'only inventory format version 1 exists: write `version: 1`' }),
   /** Prefix of every container, network and volume the tool creates; keeps several systems apart on one engine. */
   project: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, { message: 'must be lowercase letters, digits and "-", starting with a letter' }),
-  hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, { message: 'declare at least one host' }),
+  hosts: z.record(hostName, hostSchema).refine((h) => Object.keys(h).length > 0, { message: 'declare at least one host', params: { fix: 'add hosts: { NAME: { address: 127.0.0.1 } }' } }),
   services: z.record(name, serviceSchema).default({}),
   agents: z.record(name, serviceSchema).default({}),
   batches: z.array(batchSchema).default([]),

@@ -5,7 +5,7 @@
  * Secrets stay references (`{ from_env }` / `{ from_file }`): the worker of the target's host reads
  * them, so they never enter a workflow's input or history.
  */
-import type { Problem } from '../inventory/load.js';
+import type { Problem } from '../inventory/problems.js';
 import type { Inventory, SecretRef } from '../inventory/schema.js';
 import { closest } from './graph.js';
 import { containerName } from './queues.js';
@@ -68,7 +68,7 @@ export function planBackups(inv: Inventory, placed: ReadonlyMap<string, string>,
       ok = false;
     }
     seen.set(t.name, path);
-    if (!inv.hosts[t.host]) {
+    if (!Object.hasOwn(inv.hosts, t.host)) {
       const hint = closest(t.host, hostNames);
       problems.push({
         path: `${path}.host`,
@@ -81,7 +81,7 @@ export function planBackups(inv: Inventory, placed: ReadonlyMap<string, string>,
       if (!t.unit) {
         problems.push({ path: `${path}.unit`, message: 'via: docker-exec needs the service whose container runs the database', fix: 'add `unit: NAME` (a service of this inventory), or use `via: tcp`' });
         ok = false;
-      } else if (!inv.services[t.unit]) {
+      } else if (!Object.hasOwn(inv.services, t.unit)) {
         const hint = closest(t.unit, Object.keys(inv.services));
         problems.push({
           path: `${path}.unit`,

@@ -1,11 +1,16 @@
 /** Human rendering of a plan. Pure: returns text. */
 import type { Plan } from './plan.js';
 
+/** host:port, with an IPv6 address in brackets ([::1]:80), as in a URL. */
+export function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 function probeText(u: Plan['units'][string]): string {
   const p = u.probe;
   switch (p.kind) {
-    case 'http': return `http ${p.address}:${p.port}${p.path}`;
-    case 'tcp': return `tcp ${p.address}:${p.port}`;
+    case 'http': return `http ${hostPort(p.address, p.port)}${p.path}`;
+    case 'tcp': return `tcp ${hostPort(p.address, p.port)}`;
     case 'exec': return `exec ${p.command.join(' ')}`;
     case 'docker': return 'docker healthcheck';
     case 'running': return 'running';

@@ -9,7 +9,7 @@
  *     a person reading `docker ps` could not tell them apart (and the tool's earlier names,
  *     `<project>-<host>-<unit>`, would collide).
  */
-import type { Problem } from '../inventory/load.js';
+import type { Problem } from '../inventory/problems.js';
 import { PREVIOUS_SUFFIX } from './queues.js';
 
 export interface PlacedName {

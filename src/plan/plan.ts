@@ -6,13 +6,14 @@
  * InventoryError listing every problem with the field's path and a fix. Nothing is started.
  */
 import { createHash } from 'node:crypto';
-import { InventoryError, type Problem } from '../inventory/load.js';
+import { InventoryError, type Problem } from '../inventory/problems.js';
 import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '../inventory/schema.js';
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
 import { planBackups, type BackupPlan } from './backups.js';
 import { applyCrossHostLinks } from './cross-host.js';
 import { ambiguousNames } from './names.js';
+import { literalSecretProblems } from './secrets.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -95,10 +96,6 @@ export interface PlanOptions {
   baseDir?: string;
 }
 
-const SECRET_KEY_RE = /(PASS(WORD)?|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
-const URL_CREDENTIALS_RE = /:\/\/[^:/@\s]+:[^@\s]+@/;
-const SECRET_FLAG_RE = /^--?(requirepass|password|pass|token|secret)$/i;
-
 function joinPath(base: string | undefined, p: string): string {
   if (!base || p.startsWith('/')) return p;
   const parts = `${base}/${p}`.split('/');
@@ -133,17 +130,31 @@ function describeGpus(inv: Inventory): string {
   return all.length ? all.join(', ') : 'no host declares a GPU';
 }
 
+/** The wildcard addresses a port can be published on; probed on the loopback of the same family. */
+const WILDCARD: Record<string, string> = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+const probeAddress = (ip: string) => (Object.hasOwn(WILDCARD, ip) ? WILDCARD[ip]! : ip);
+
+/** Names the CLI reads as something else: `migrate start all` runs every batch. */
+const RESERVED_BATCH_NAMES = new Set(['all']);
+
 export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
   const problems: Problem[] = [];
   const warnings: Problem[] = [];
-  const hostNames = Object.keys(inv.hosts);
+  // Maps, not objects, for every look-up by a name from the inventory: a host named `constructor`
+  // or `toString` must not find Object.prototype's.
+  const hostsByName = new Map(Object.entries(inv.hosts));
+  const hostNames = [...hostsByName.keys()];
+  const hostOf = (h: string) => hostsByName.get(h)!;
 
   // --- One namespace for services and agents ------------------------------------------------
   const units = new Map<string, { kind: UnitKind; spec: Service; path: string }>();
-  for (const [name, spec] of Object.entries(inv.services)) units.set(name, { kind: 'service', spec, path: `services.${name}` });
+  const byLowerName = new Map<string, string>();
+  for (const [name, spec] of Object.entries(inv.services)) {
+    units.set(name, { kind: 'service', spec, path: `services.${name}` });
+    byLowerName.set(name.toLowerCase(), name);
+  }
   for (const [name, spec] of Object.entries(inv.agents)) {
-    const lower = name.toLowerCase();
-    const clash = [...units.keys()].find((n) => n.toLowerCase() === lower);
+    const clash = byLowerName.get(name.toLowerCase());
     if (clash !== undefined) {
       problems.push({
         path: `agents.${name}`,
@@ -153,14 +164,26 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       continue;
     }
     units.set(name, { kind: 'agent', spec, path: `agents.${name}` });
+    byLowerName.set(name.toLowerCase(), name);
   }
 
   // --- Dependencies -----------------------------------------------------------------------------
   const graph: Graph = new Map();
-  for (const [name, { spec, path }] of units) {
+  for (const [name, { kind, spec, path }] of units) {
     const deps: string[] = [];
     for (const dep of Object.keys(spec.depends_on)) {
-      if (!units.has(dep)) {
+      const target = units.get(dep);
+      if (kind === 'service' && target?.kind === 'agent') {
+        // The stack deploys before any agent migrates, and agents move batch by batch: a service
+        // cannot wait for one (this was silently dropped before).
+        problems.push({
+          path: `${path}.depends_on.${dep}`,
+          message: `service "${name}" depends on the agent "${dep}": services deploy as the stack, before and apart from the agents' batches, so nothing would ever wait for it`,
+          fix: `remove the dependency, or declare "${dep}" under services if the stack needs it`,
+        });
+        continue;
+      }
+      if (!target) {
         const hint = closest(dep, units.keys());
         problems.push({
           path: `${path}.depends_on.${dep}`,
@@ -188,7 +211,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     let candidates = hostNames;
     if (spec.placement && 'host' in spec.placement) {
       const wanted = spec.placement.host;
-      if (!inv.hosts[wanted]) {
+      if (!hostsByName.has(wanted)) {
         const hint = closest(wanted, hostNames);
         problems.push({
           path: `${path}.placement.host`,
@@ -200,7 +223,10 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       candidates = [wanted];
     } else if (spec.placement && 'labels' in spec.placement) {
       const want = Object.entries(spec.placement.labels);
-      candidates = hostNames.filter((h) => want.every(([k, v]) => inv.hosts[h]!.labels[k] === v));
+      candidates = hostNames.filter((h) => {
+        const labels = hostOf(h).labels;
+        return want.every(([k, v]) => Object.hasOwn(labels, k) && labels[k] === v);
+      });
       if (candidates.length === 0) {
         problems.push({
           path: `${path}.placement.labels`,
@@ -212,19 +238,23 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     }
     if (spec.gpu) {
       const { count, min_vram_gb: minVram } = spec.gpu;
-      const fits = (h: string) => inv.hosts[h]!.gpus.filter((g) => g.vram_gb >= minVram).length >= count;
+      // compose's `count: all`: every GPU of the host, so each of them must meet the need.
+      const fits = (h: string) => {
+        const gpus = hostOf(h).gpus;
+        return count === 'all' ? gpus.length > 0 && gpus.every((g) => g.vram_gb >= minVram) : gpus.filter((g) => g.vram_gb >= minVram).length >= count;
+      };
       const fitting = candidates.filter(fits);
       if (fitting.length === 0) {
         const where = candidates.length === hostNames.length ? 'no host' : `host ${candidates.join(', ')}`;
         problems.push({
           path: `${path}.gpu`,
-          message: `needs ${count} GPU(s) with at least ${minVram} GB of VRAM, which ${where} can meet (${describeGpus(inv)})`,
+          message: `needs ${count === 'all' ? 'all the GPUs of its host (at least one)' : `${count} GPU(s)`} with at least ${minVram} GB of VRAM, which ${where} can meet (${describeGpus(inv)})`,
           fix: 'lower gpu.min_vram_gb or gpu.count, place it on a host with such a GPU, or declare that GPU on its host',
         });
         continue;
       }
       // Best fit: the smallest GPU that is big enough, so the big one stays free for heavy work.
-      const smallestFit = (h: string) => Math.min(...inv.hosts[h]!.gpus.filter((g) => g.vram_gb >= minVram).map((g) => g.vram_gb));
+      const smallestFit = (h: string) => Math.min(...hostOf(h).gpus.filter((g) => g.vram_gb >= minVram).map((g) => g.vram_gb));
       candidates = [...fitting].sort((a, b) => smallestFit(a) - smallestFit(b) || hostNames.indexOf(a) - hostNames.indexOf(b));
     }
     placed.set(name, candidates[0]!);
@@ -236,25 +266,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
   for (const [name, { kind, spec, path }] of units) {
     const host = placed.get(name);
     // Literal secrets never enter the inventory (nor, therefore, any workflow input).
-    for (const [key, value] of Object.entries(spec.environment)) {
-      if (typeof value !== 'string' || value === '') continue;
-      if (SECRET_KEY_RE.test(key) || URL_CREDENTIALS_RE.test(value)) {
-        problems.push({
-          path: `${path}.environment.${key}`,
-          message: URL_CREDENTIALS_RE.test(value) ? 'a credential is written into this URL' : 'a secret is written here as a literal value',
-          fix: `write { from_env: ${key} } or { from_file: /path/on/the/host }: the worker reads it on its host, so it never enters the inventory or Temporal's history`,
-        });
-      }
-    }
-    spec.command?.forEach((arg, i, all) => {
-      if (SECRET_FLAG_RE.test(arg) && all[i + 1] !== undefined) {
-        problems.push({
-          path: `${path}.command[${i + 1}]`,
-          message: `a secret follows "${arg}" on the command line`,
-          fix: 'pass it through an environment variable set { from_env: … } and refer to it from the command',
-        });
-      }
-    });
+    problems.push(...literalSecretProblems(path, spec));
 
     if (kind === 'agent' && !spec.healthcheck) {
       problems.push({
@@ -264,13 +276,13 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       });
     }
     if (!host) continue;
-    const hostSpec = inv.hosts[host]!;
+    const hostSpec = hostOf(host);
 
     const ports: Required<PortMapping>[] = spec.ports.map((p) => ({ ...p, hostIp: p.hostIp ?? hostSpec.address }));
     ports.forEach((p, i) => {
       const key = `${host}/${p.protocol}/${p.published}`;
       const users = published.get(key) ?? [];
-      const clash = users.find((u) => u.ip === p.hostIp || u.ip === '0.0.0.0' || p.hostIp === '0.0.0.0');
+      const clash = users.find((u) => u.ip === p.hostIp || Object.hasOwn(WILDCARD, u.ip) || Object.hasOwn(WILDCARD, p.hostIp));
       if (clash) {
         problems.push({
           path: `${path}.ports[${i}]`,
@@ -288,7 +300,6 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       : { intervalMs: 500, timeoutMs: 2000, retries: 3, startPeriodMs: 0 };
     let probe: Probe = { kind: 'running' };
     let dockerHealthcheck: UnitSpec['dockerHealthcheck'];
-    const probeAddress = (p: Required<PortMapping>) => (p.hostIp === '0.0.0.0' ? '127.0.0.1' : p.hostIp);
     if (hc?.http !== undefined || hc?.tcp !== undefined) {
       const field = hc.http !== undefined ? 'http' : 'tcp';
       const wantedTarget = hc.http !== undefined ? (typeof hc.http === 'string' ? undefined : hc.http.port) : hc.tcp === true ? undefined : hc.tcp;
@@ -297,14 +308,14 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
         problems.push({
           path: `${path}.healthcheck.${field}`,
           message: wantedTarget === undefined
-            ? `has an ${field} health check but publishes no port (${kind === 'agent' ? 'the seeds list some agents without ports' : 'nothing to probe'})`
+            ? `has ${field === 'http' ? 'an' : 'a'} ${field} health check but publishes no port (${kind === 'agent' ? 'the seeds list some agents without ports' : 'nothing to probe'})`
             : `probes container port ${wantedTarget}, which is not published`,
           fix: `publish the port (ports: ["HOST:${wantedTarget ?? 'CONTAINER'}"]) or probe inside the container with healthcheck.exec`,
         });
       } else if (hc.http !== undefined) {
-        probe = { kind: 'http', address: probeAddress(mapping), port: mapping.published, path: typeof hc.http === 'string' ? hc.http : hc.http.path };
+        probe = { kind: 'http', address: probeAddress(mapping.hostIp), port: mapping.published, path: typeof hc.http === 'string' ? hc.http : hc.http.path };
       } else {
-        probe = { kind: 'tcp', address: probeAddress(mapping), port: mapping.published };
+        probe = { kind: 'tcp', address: probeAddress(mapping.hostIp), port: mapping.published };
       }
     } else if (hc?.exec) {
       probe = { kind: 'exec', command: hc.exec };
@@ -339,7 +350,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       dockerHealthcheck,
       probe,
       timing,
-      gpu: spec.gpu ? { count: spec.gpu.count, minVramGb: spec.gpu.min_vram_gb } : undefined,
+      gpu: spec.gpu ? { count: spec.gpu.count === 'all' ? hostSpec.gpus.length : spec.gpu.count, minVramGb: spec.gpu.min_vram_gb } : undefined,
       gpuDeviceRequest: Boolean(spec.gpu) && hostSpec.gpu_runtime === 'nvidia',
       dependsOn: Object.fromEntries(Object.entries(spec.depends_on).map(([d, c]) => [d, c.condition])),
       criticality: spec.criticality,
@@ -356,6 +367,16 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       problems.push({ path: `batches[${bi}].name`, message: `duplicate batch "${b.name}" (also batches[${seenBatch.get(b.name)}])`, fix: 'give each batch its own name' });
     }
     seenBatch.set(b.name, bi);
+    if (RESERVED_BATCH_NAMES.has(b.name.toLowerCase())) {
+      problems.push({ path: `batches[${bi}].name`, message: `"${b.name}" cannot name a batch: \`migrate start all\` means every batch`, fix: 'give the batch another name, e.g. batch-N' });
+    }
+    if (b.max_failures > b.agents.length) {
+      problems.push({
+        path: `batches[${bi}].max_failures`,
+        message: `max_failures is ${b.max_failures} but the batch has ${b.agents.length} agent(s): the whole batch could never be rolled back`,
+        fix: `write a number from 0 to ${b.agents.length}`,
+      });
+    }
     b.agents.forEach((agent, ai) => {
       const here = `batches[${bi}].agents[${ai}]`;
       const unit = units.get(agent);
@@ -381,6 +402,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     });
   });
   for (const name of Object.keys(inv.agents)) {
+    if (units.get(name)?.kind !== 'agent') continue;
     if (inv.batches.length > 0 && !inBatch.has(name)) {
       warnings.push({ path: `agents.${name}`, message: 'is in no batch: `migrate start` will never migrate it', fix: 'add it to a batch' });
     }
@@ -396,7 +418,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
   return {
     project: inv.project,
     hosts: hostNames.map((h) => {
-      const host = inv.hosts[h]!;
+      const host = hostOf(h);
       return { name: h, queue: hostQueue(h), address: host.address, gpus: host.gpus.map((g) => ({ model: g.model, vramGb: g.vram_gb })), gpuRuntime: host.gpu_runtime, labels: host.labels };
     }),
     units: specs,

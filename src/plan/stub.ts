@@ -25,7 +25,7 @@ export function stubUnit(unit: UnitSpec, options: StubOptions): UnitSpec {
   const environment: Record<string, string> = {
     AGENT_PORTS: [...new Set(ports.map((p) => p.target))].join(' ') || '8080',
     AGENT_VERSION: options.version ?? '1',
-    ...(options.env?.[unit.name] ?? {}),
+    ...(options.env && Object.hasOwn(options.env, unit.name) ? options.env[unit.name] : {}),
   };
   const stub: Omit<UnitSpec, 'specHash'> = {
     ...unit,

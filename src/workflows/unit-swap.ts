@@ -49,7 +49,7 @@ export interface SwapOptions {
 export function keptByAnotherChange(unit: string, state: UnitContainers, change: string): string | undefined {
   const kept = state.previous;
   if (!kept || kept.change === change) return undefined;
-  return `${unit} still keeps ${kept.name} (${kept.id.slice(0, 12)}) from ${kept.change ?? 'an earlier change'}, not yet confirmed: confirm or roll back that change first (migrate confirm|rollback; if its workflow is gone, \`docker rm ${kept.name}\` drops the way back by hand)`;
+  return `${unit} still keeps ${kept.name} (${kept.id.slice(0, 12)}, made by ${kept.change ?? 'an earlier change'}) for a change not yet confirmed: confirm or roll back that change first (migrate confirm|rollback; if its workflow is gone, \`docker rm ${kept.name}\` drops the way back by hand)`;
 }
 
 /**

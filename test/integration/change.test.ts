@@ -10,9 +10,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import Dockerode from 'dockerode';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { findTemporalBinary } from '../../src/dev/temporal-server.js';
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
@@ -88,13 +87,18 @@ async function installV1(s: Setup, batch: string) {
   expect(r).toMatchObject({ outcome: 'migrated', status: 'confirmed' });
 }
 
-/** A history as the `temporal` CLI writes it (proto3 JSON: `temporal workflow show --output json`), with the workflow id beside it. */
+/** A history, protobuf-encoded (base64), with the workflow id beside it: what histories.test.ts replays. */
 async function writeHistory(file: string, workflowId: string, runId?: string): Promise<void> {
   const dir = path.resolve('test/histories');
   await mkdir(dir, { recursive: true });
-  const args = ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowId, ...(runId ? ['--run-id', runId] : []), '--output', 'json'];
-  const { stdout } = await promisify(execFile)(await findTemporalBinary(), args, { maxBuffer: 64 * 1024 * 1024 });
-  await writeFile(path.join(dir, `${file}.json`), `{"workflowId":${JSON.stringify(workflowId)},"history":${stdout.trim()}}\n`);
+  const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  try {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const encoded = Buffer.from(temporal.api.history.v1.History.encode(history).finish()).toString('base64');
+    await writeFile(path.join(dir, `${file}.json`), `${JSON.stringify({ workflowId, history: encoded })}\n`);
+  } finally {
+    await client.connection.close();
+  }
 }
 
 function record(file: string, workflowId: string, runId?: string) {
@@ -105,14 +109,21 @@ afterEach(async () => {
   while (worlds.length) await worlds.pop()!.close();
 });
 afterAll(async () => {
-  if (process.env.MIGRATE_RECORD_HISTORIES === '1') for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
+  try {
+    if (process.env.MIGRATE_RECORD_HISTORIES === '1') for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
+  } finally {
+    await removeProjects();
+  }
+});
+
+async function removeProjects() {
   for (const project of projects) {
     const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
     await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
     const nets = await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } });
     await Promise.all(nets.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
   }
-});
+}
 
 describe('one durable shape for every change (real Temporal, real Docker, stub agents)', () => {
   it('the ledger outlives the changes\' executions: gates, status and rollback work after their histories are deleted', async () => {
@@ -172,7 +183,7 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
     expect(v2.status).toBe('pending-confirmation');
     await s.world.client.workflow.getHandle(batchWorkflowId(b)).terminate('lost in a test');
     const before = await snapshot(s.project);
-    await expect(run(s, version(s, '3'), b)).rejects.toThrow(/refused before any change: pc2\/Agent1 still keeps .*\.prev .* not yet confirmed: confirm or roll back that change first/);
+    await expect(run(s, version(s, '3'), b)).rejects.toThrow(/refused before any change: pc2\/Agent1 still keeps .*\.prev .* for a change not yet confirmed: confirm or roll back that change first/);
     expect(await snapshot(s.project)).toEqual(before);
     expect(await inspect(previousName(name(s, 'Agent1')))).toMatchObject({ id: running.id, running: false });
   });

@@ -177,7 +177,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const live = await containers(plan.project);
       expect(live.map((c) => c.name)).toEqual([`${plan.project}_mainpc_api`, `${plan.project}_mainpc_cache`, `${plan.project}_mainpc_db`, `${plan.project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
-      expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(progress.units.db!.containerId);
+      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(progress.units.db!.containerId);
       await handle.executeUpdate(confirmUpdate);
     });
   });
@@ -216,7 +216,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const live = await containers(project);
       expect(live.map((c) => c.name)).toEqual([`${project}_mainpc_db`, `${project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
-      expect(live.find((c) => c.name.endsWith('-db'))!.id).toBe(during.units.db!.containerId); // the same container, not a second one
+      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(during.units.db!.containerId); // the same container, not a second one
       // The health wait ran twice: once on the killed process, once on its successor.
       const history = await world.client.workflow.getHandle(handle.workflowId).fetchHistory();
       const waits = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes && (history.events ?? []).find((s) => String(s.eventId) === String(e.activityTaskStartedEventAttributes!.scheduledEventId))?.activityTaskScheduledEventAttributes?.activityType?.name === 'waitHealthy');

@@ -1,4 +1,7 @@
 /**
+ * Each file holds the workflow id and the history, protobuf-encoded (base64): this install carries
+ * two protobufjs instances, and the SDK's JSON conversion fails across them.
+ *
  * Upgrades of the tool while changes are open: a batch may stay open for days, so the workflow code
  * of a new release must replay the histories the previous release recorded. Histories recorded by
  * this release (test/integration/change.test.ts with MIGRATE_RECORD_HISTORIES=1) are checked in
@@ -9,7 +12,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { temporal } from '@temporalio/proto';
 
 const dir = path.resolve('test/histories');
 
@@ -19,9 +22,9 @@ describe('checked-in histories replay against the current workflow code', () => 
     expect(files.length).toBeGreaterThanOrEqual(5);
     const failed: string[] = [];
     for (const file of files) {
-      const { workflowId, history } = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { workflowId: string; history: unknown };
+      const { workflowId, history } = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { workflowId: string; history: string };
       try {
-        await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundle') } }, historyFromJSON(history), workflowId);
+        await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundle') } }, temporal.api.history.v1.History.decode(Buffer.from(history, 'base64')), workflowId);
       } catch (err) {
         failed.push(`${file}: ${(err as Error).message}`);
       }
