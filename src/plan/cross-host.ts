@@ -11,7 +11,7 @@
  * Loopback host addresses (the one-engine mode of inventory/local.yaml) give no entry: 127.x inside a
  * container is the container itself, so the entry would only hide the failure.
  */
-import type { Problem } from '../inventory/load.js';
+import type { Problem } from '../inventory/problems.js';
 import { hashSpec, type Plan, type UnitSpec } from './plan.js';
 
 export interface ExtraHost {
@@ -49,10 +49,13 @@ function unitPath(unit: Pick<UnitSpec, 'kind' | 'name'>): string {
 /** Every dependency between units on different hosts, the entries that resolve them, and what is wrong. */
 export function crossHostLinks(plan: Pick<Plan, 'units'> & { hosts: Pick<Plan['hosts'][number], 'name' | 'address'>[] }): CrossHostResult {
   const hostAddress = new Map(plan.hosts.map((h) => [h.name, h.address]));
+  // Maps, and own keys only: a unit may be called "constructor" or "toString".
+  const units = new Map(Object.entries(plan.units));
+  const entriesOf = new Map<string, ExtraHost[]>();
   const result: CrossHostResult = { links: [], extraHosts: {}, problems: [], warnings: [] };
-  for (const unit of Object.values(plan.units)) {
+  for (const unit of units.values()) {
     for (const depName of Object.keys(unit.dependsOn)) {
-      const dep = plan.units[depName];
+      const dep = units.get(depName);
       if (!dep || dep.host === unit.host) continue;
       const path = `${unitPath(unit)}.depends_on.${depName}`;
       // A port bound to loopback cannot be reached from another host, except in the one-engine mode
@@ -79,7 +82,8 @@ export function crossHostLinks(plan: Pick<Plan, 'units'> & { hosts: Pick<Plan['h
       const address = first.hostIp === '0.0.0.0' ? hostAddress.get(dep.host) : first.hostIp;
       if (!address || isLoopback(address)) continue;
       link.address = address;
-      const entries = (result.extraHosts[unit.name] ??= []);
+      const entries = entriesOf.get(unit.name) ?? [];
+      entriesOf.set(unit.name, entries);
       if (!entries.some((e) => e.name === depName)) entries.push({ name: depName, address });
       for (const p of reachable.filter((p) => p.published !== p.target)) {
         result.warnings.push({
@@ -90,6 +94,7 @@ export function crossHostLinks(plan: Pick<Plan, 'units'> & { hosts: Pick<Plan['h
       }
     }
   }
+  result.extraHosts = Object.fromEntries(entriesOf);
   return result;
 }
 
@@ -105,6 +110,7 @@ export function extraHostsOption(entries: ExtraHost[]): string[] {
 export function applyCrossHostLinks(units: Record<string, UnitSpec>, hosts: Record<string, { address: string }>, warnings: Problem[]): Problem[] {
   const result = crossHostLinks({ units, hosts: Object.entries(hosts).map(([name, h]) => ({ name, address: h.address })) });
   for (const [name, entries] of Object.entries(result.extraHosts)) {
+    if (!Object.hasOwn(units, name)) continue;
     const { specHash: _old, ...unit } = units[name]!;
     const withHosts = { ...unit, extraHosts: extraHostsOption(entries) };
     units[name] = { ...withHosts, specHash: hashSpec(withHosts) };

@@ -97,3 +97,20 @@ describe('crossHostLinks', () => {
     expect(extraHostsOption([{ name: 'postgres', address: '10.231.0.2' }])).toEqual(['postgres:10.231.0.2']);
   });
 });
+
+describe('crossHostLinks with names that are Object.prototype keys', () => {
+  it('resolves "toString" on another host like any other name', () => {
+    const plan = buildPlan(parseInventory({
+      version: 1,
+      project: 'xh',
+      hosts: { constructor: { address: '10.231.0.2' }, tostring: { address: '10.231.0.3' } },
+      services: {
+        toString: { image: 'x', ports: ['8080:8080'], placement: { host: 'constructor' } },
+        constructor: { image: 'x', depends_on: ['toString'], placement: { host: 'tostring' } },
+      },
+    }));
+    const unit = (name: string) => plan.units[name]!;
+    expect(unit('constructor').extraHosts).toEqual(['toString:10.231.0.2']);
+    expect(Object.keys(crossHostLinks(plan).extraHosts)).toEqual(['constructor']);
+  });
+});
