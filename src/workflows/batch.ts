@@ -226,7 +226,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     await CancellationScope.nonCancellable(async () => {
       await report('rolling-back', { reason });
       await undoUnits(undo, [[unit.name]]);
-      await report('rolled-back');
+      // Check: it runs exactly its previous container again (or nothing, after a first install).
+      const after = (await onHost(unit.host).undo.unitContainers(unit.name)).current;
+      const exact = !progress.previousId ? after === undefined
+        : after?.id === progress.previousId && after.running === (progress.action !== 'restarted'); // a restarted one was stopped before
+      await report('rolled-back', exact ? {} : { reason: `${reason} — rolled back, but it runs ${after ? `${after.id.slice(0, 12)} (${after.running ? 'running' : 'stopped'})` : 'nothing'}, not ${progress.previousId?.slice(0, 12) ?? 'nothing'} as before` });
     });
     return progress;
   }
