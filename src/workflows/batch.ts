@@ -394,10 +394,6 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   // --- Migrated: open, pending confirmation -------------------------------------------------------
   outcome = 'migrated';
   if (failures > 0) reason = `${failures} agent(s) rolled back alone (the batch allows ${input.maxFailures})`;
-  ledger.record.status = 'pending-confirmation';
-  setPhase('pending-confirmation');
-  await write('pending-confirmation');
-  await settle();
   decision = await awaitDecision({
     what: batch,
     confirmNow: input.autoConfirm,
@@ -409,6 +405,12 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
       // The agents are back first; then the data they wrote since the backup is replaced by it.
       if (o?.restoreData) r.restore = await restoreAfterRollback(input.backup, backup, batch, o.components);
       return r;
+    },
+    onPending: async () => {
+      ledger.record.status = 'pending-confirmation';
+      setPhase('pending-confirmation');
+      await write('pending-confirmation');
+      await settle();
     },
     onDecided: async (r) => {
       ledger.record.status = r.status;
