@@ -226,7 +226,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     await CancellationScope.nonCancellable(async () => {
       await report('rolling-back', { reason });
       await undoUnits(undo, [[unit.name]]);
-      await report('rolled-back');
+      // Check: it runs exactly its previous container again (or nothing, after a first install).
+      const after = (await onHost(unit.host).undo.unitContainers(unit.name)).current;
+      const exact = !progress.previousId ? after === undefined
+        : after?.id === progress.previousId && after.running === (progress.action !== 'restarted'); // a restarted one was stopped before
+      await report('rolled-back', exact ? {} : { reason: `${reason} — rolled back, but it runs ${after ? `${after.id.slice(0, 12)} (${after.running ? 'running' : 'stopped'})` : 'nothing'}, not ${progress.previousId?.slice(0, 12) ?? 'nothing'} as before` });
     });
     return progress;
   }
@@ -390,10 +394,6 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   // --- Migrated: open, pending confirmation -------------------------------------------------------
   outcome = 'migrated';
   if (failures > 0) reason = `${failures} agent(s) rolled back alone (the batch allows ${input.maxFailures})`;
-  ledger.record.status = 'pending-confirmation';
-  setPhase('pending-confirmation');
-  await write('pending-confirmation');
-  await settle();
   decision = await awaitDecision({
     what: batch,
     confirmNow: input.autoConfirm,
@@ -405,6 +405,12 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
       // The agents are back first; then the data they wrote since the backup is replaced by it.
       if (o?.restoreData) r.restore = await restoreAfterRollback(input.backup, backup, batch, o.components);
       return r;
+    },
+    onPending: async () => {
+      ledger.record.status = 'pending-confirmation';
+      setPhase('pending-confirmation');
+      await write('pending-confirmation');
+      await settle();
     },
     onDecided: async (r) => {
       ledger.record.status = r.status;

@@ -87,6 +87,8 @@ export interface PendingOptions {
   units: () => UnitSpec[];
   changes: () => UnitChange[];
   rollback: (options?: RollbackOptions) => Promise<DecisionResult>;
+  /** Called once the updates are accepted, before waiting: show and record "pending confirmation" here (not earlier, or an operator could ask before the change can answer). */
+  onPending?: () => Promise<void>;
   /** Told when the change is decided. */
   onDecided?: (result: DecisionResult) => Promise<void>;
 }
@@ -133,6 +135,7 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
     },
   });
 
+  await options.onPending?.();
   try {
     if (options.confirmNow) await confirm().catch(() => undefined); // unhealthy: stays open
     else if (options.confirmAfterMs !== undefined) {

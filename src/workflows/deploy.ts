@@ -316,8 +316,6 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   }
 
   // 7. Pending confirmation: the `.prev` containers stay until the release is decided.
-  setPhase('pending-confirmation');
-  await ledger.write({ status: 'pending-confirmation' });
   await awaitDecision({
     what: `release ${release}`,
     confirmNow: input.autoConfirm,
@@ -330,6 +328,10 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
       // The containers are back first: the database itself may be one of them.
       if (o?.restoreData) progress.restore = await restoreAfterRollback(input.backup, progress.backup, `release ${release}`, o.components);
       return { status: 'rolled-back', exact: progress.exact, differences: progress.differences, restore: progress.restore };
+    },
+    onPending: async () => {
+      setPhase('pending-confirmation');
+      await ledger.write({ status: 'pending-confirmation' });
     },
     onDecided: async (result) => {
       setPhase(result.status === 'confirmed' ? 'confirmed' : 'rolled-back');
