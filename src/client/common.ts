@@ -12,6 +12,9 @@ import type { Inventory } from '../inventory/schema.js';
 import { buildPlan, type Plan } from '../plan/plan.js';
 import { stubbedPlan } from '../dev/stub-image.js';
 import { BadInput, OperationFailed } from '../ops/errors.js';
+import type { DataConverter } from '@temporalio/common';
+import { codecDataConverter } from '../codec/data-converter.js';
+import { CodecKeyError } from '../codec/keys.js';
 import { ConnectionConfigError, connectionOptions, sdkConnectOptions, type ConnectionFlags, type TemporalConnection } from '../common/connection.js';
 
 export const DEFAULT_INVENTORY = ['inventory/agentsys.yaml'];
@@ -137,7 +140,18 @@ export async function connectClient(opts: ConnectionFlags): Promise<{ client: Cl
   } catch (err) {
     throw new OperationFailed(`cannot reach the Temporal server at ${target.describe} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT (and --tls-ca/--tls-cert/--tls-key or --api-key if it needs them)`);
   }
-  return { client: new Client({ connection, namespace: target.namespace }), close: () => connection.close() };
+  // Payloads encrypted when MIGRATE_CODEC_KEYS(_FILE) is set: the workers must have the same keys.
+  return { client: new Client({ connection, namespace: target.namespace, dataConverter: clientDataConverter() }), close: () => connection.close() };
+}
+
+/** The codec keys' data converter (undefined: off); a bad key setting is bad input. */
+export function clientDataConverter(): DataConverter | undefined {
+  try {
+    return codecDataConverter();
+  } catch (err) {
+    if (err instanceof CodecKeyError) throw new BadInput('invalid codec keys', [{ path: 'MIGRATE_CODEC_KEYS', message: err.message, fix: 'give id:base64key,… (32-byte keys: openssl rand -base64 32), or unset it to turn encryption off' }]);
+    throw err;
+  }
 }
 
 /** Connect, run, close: commands never call process.exit. */
