@@ -18,6 +18,7 @@ import { AesGcmCodec } from '../../src/codec/aes-gcm.js';
 import { parseCodecKeys } from '../../src/codec/keys.js';
 import { createCodecServer } from '../../src/codec/server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
+import { createOrchestratorWorker } from '../../src/workers/workers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const KEYS = `k2:${randomBytes(32).toString('base64')},k1:${randomBytes(32).toString('base64')}`;
@@ -126,5 +127,14 @@ describe('encrypted payloads', () => {
     } finally {
       await new Promise((r) => stranger.close(r));
     }
+  });
+
+  it('migrate worker\'s orchestrator worker, with the keys set, bundles the workflows with the encoding failure converter and polls', async () => {
+    const orchestrator = await createOrchestratorWorker({ connection, identity: `codec-orchestrator-${process.pid}` });
+    const run = orchestrator.run();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(orchestrator.getState()).toBe('RUNNING');
+    orchestrator.shutdown();
+    await run;
   });
 });
