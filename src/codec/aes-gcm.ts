@@ -6,11 +6,13 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { METADATA_ENCODING_KEY, type Payload, type PayloadCodec } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+// CommonJS package: under Node's own ESM loader (bin/migrate.mjs) only its default export is named.
+import proto from '@temporalio/proto';
 import type { CodecKey } from './keys.js';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 export const KEY_ID_METADATA = 'encryption-key-id';
+const { Payload: PayloadProto } = proto.temporal.api.common.v1;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -40,7 +42,7 @@ export class AesGcmCodec implements PayloadCodec {
   seal(payload: Payload): Payload {
     const nonce = randomBytes(NONCE_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.current.key, nonce);
-    const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+    const plain = PayloadProto.encode(payload).finish();
     const sealed = Buffer.concat([nonce, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
     return {
       metadata: { [METADATA_ENCODING_KEY]: text(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: text(this.current.id) },
@@ -64,7 +66,7 @@ export class AesGcmCodec implements PayloadCodec {
     } catch {
       throw new PayloadDecryptionError(`encrypted payload (key ${id}) fails its authentication check: it was tampered with, or sealed by another key under the same id`);
     }
-    const decoded = temporal.api.common.v1.Payload.decode(plain);
+    const decoded = PayloadProto.decode(plain);
     return { metadata: decoded.metadata, data: decoded.data };
   }
 }
