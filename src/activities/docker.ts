@@ -15,6 +15,25 @@ import type { UnitSpec } from '../plan/plan.js';
 import { containerName, LABELS, networkName, PREVIOUS_SUFFIX, previousName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { readSecret } from './secrets.js';
+import { unitSpecProblems } from '../common/unit-guard.js';
+import { formatProblem } from '../inventory/problems.js';
+
+/**
+ * Refuse a unit this host must not run (unknown fields, a bind of the Docker socket, /, /proc, /sys
+ * or /etc that its inventory does not allow, a unit of another host) before anything touches the
+ * engine: a worker trusts no workflow input. Non-retryable `InvalidSpec`.
+ */
+export function assertUnitAccepted(unit: unknown, host: string): asserts unit is UnitSpec {
+  const problems = unitSpecProblems(unit, host);
+  if (problems.length === 0) return;
+  const name = (unit as { name?: unknown })?.name;
+  throw ApplicationFailure.create({
+    message: `host ${host} refuses unit ${typeof name === 'string' ? name : '(unnamed)'}: ${problems.map((p) => `${p.path}: ${p.message} (fix: ${p.fix})`).join('; ')}`,
+    type: 'InvalidSpec',
+    nonRetryable: true,
+    details: [problems.map(formatProblem).join('\n')],
+  });
+}
 
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {
   const out: string[] = [];
@@ -288,6 +307,7 @@ export function createDockerActivities(ctx: HostContext) {
   return {
     /** Make sure the unit's image exists on this host: build it from its context, or find it. */
     async ensureImage(unit: UnitSpec): Promise<{ image: string; built: boolean }> {
+      assertUnitAccepted(unit, host);
       if (unit.build) {
         log.info('building image', { unit: unit.name, image: unit.image, context: unit.build.context });
         try {
@@ -337,6 +357,7 @@ export function createDockerActivities(ctx: HostContext) {
      * replaced silently. A container of another owner under the unit's name is a conflict too.
      */
     async ensureContainer(unit: UnitSpec, stamp: ChangeStamp): Promise<ContainerRef> {
+      assertUnitAccepted(unit, host);
       let { current } = await unitContainers(unit.name);
       let reused = true;
       if (current && current.specHash !== unit.specHash) {

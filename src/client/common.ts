@@ -12,6 +12,10 @@ import type { Inventory } from '../inventory/schema.js';
 import { buildPlan, type Plan } from '../plan/plan.js';
 import { stubbedPlan } from '../dev/stub-image.js';
 import { BadInput, OperationFailed } from '../ops/errors.js';
+import type { DataConverter } from '@temporalio/common';
+import { codecDataConverter } from '../codec/data-converter.js';
+import { CodecKeyError } from '../codec/keys.js';
+import { ConnectionConfigError, connectionOptions, sdkConnectOptions, type ConnectionFlags, type TemporalConnection } from '../common/connection.js';
 
 export const DEFAULT_INVENTORY = ['inventory/agentsys.yaml'];
 /** What `migrate dev` and `migrate demo` run: the shipped inventory with one machine playing every host. */
@@ -20,8 +24,15 @@ export const DEV_INVENTORY = ['inventory/agentsys.yaml', 'inventory/local.yaml']
 export const commonOptions = z.object({
   inventory: z.array(z.string().min(1)).default(DEFAULT_INVENTORY),
   json: z.boolean().default(false),
-  address: z.string().regex(/^[^\s:]+:\d+$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:7233' }).default(process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233'),
-  namespace: z.string().min(1).default(process.env.TEMPORAL_NAMESPACE ?? 'default'),
+  // Connection settings: absent flags fall back to the `temporal` CLI's variables in src/common/connection.ts.
+  address: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d+$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:7233' }).optional(),
+  namespace: z.string().min(1).optional(),
+  tls: z.boolean().optional(),
+  tlsCa: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  tlsServerName: z.string().min(1).optional(),
+  apiKey: z.string().min(1).optional(),
 });
 export type CommonOptions = z.infer<typeof commonOptions>;
 
@@ -41,12 +52,32 @@ export function inventoryOption(cmd: Command, what = 'inventory file (repeat to 
   return cmd.option('-i, --inventory <file>', what, collect);
 }
 
-/** `--address`, `--namespace` and `--json`: every command that talks to Temporal. */
-export function temporalOptions(cmd: Command): Command {
+/** The connection flags (address, namespace, TLS, mTLS, API key); each falls back to the `temporal` CLI's variable. */
+export function connectionFlags(cmd: Command): Command {
   return cmd
     .option('--address <host:port>', 'Temporal frontend address (default $TEMPORAL_ADDRESS or 127.0.0.1:7233)')
-    .option('--namespace <ns>', 'Temporal namespace')
-    .option('--json', 'machine-readable output');
+    .option('--namespace <ns>', 'Temporal namespace (default $TEMPORAL_NAMESPACE or default)')
+    .option('--tls', 'connect with TLS (on by itself when a TLS file or an API key is given; $TEMPORAL_TLS)')
+    .option('--tls-ca <file>', 'CA certificate (PEM) the server\'s certificate is checked against ($TEMPORAL_TLS_SERVER_CA_CERT_PATH)')
+    .option('--tls-cert <file>', 'client certificate (PEM) for mTLS ($TEMPORAL_TLS_CLIENT_CERT_PATH)')
+    .option('--tls-key <file>', 'client private key (PEM) for mTLS ($TEMPORAL_TLS_CLIENT_KEY_PATH)')
+    .option('--tls-server-name <name>', 'name expected in the server\'s certificate, if not the address\'s host ($TEMPORAL_TLS_SERVER_NAME)')
+    .option('--api-key <key>', 'API key sent with every request ($TEMPORAL_API_KEY; prefer the variable: flags show in ps)');
+}
+
+/** The connection flags and `--json`: every command that talks to Temporal. */
+export function temporalOptions(cmd: Command): Command {
+  return connectionFlags(cmd).option('--json', 'machine-readable output');
+}
+
+/** The connection settings of parsed options: bad input (exit 2) when a file is unreadable or a pair incomplete. */
+export function temporalConnection(opts: ConnectionFlags): TemporalConnection {
+  try {
+    return connectionOptions(opts);
+  } catch (err) {
+    if (err instanceof ConnectionConfigError) throw new BadInput('invalid connection settings', err.problems);
+    throw err;
+  }
 }
 
 /** Parse a command's options with its schema; a bad option is bad input naming the flag. */
@@ -101,18 +132,30 @@ export function resolveTarget(plan: Plan, target: string, allowAll: boolean): Ta
   return { kind: 'release', release: target };
 }
 
-export async function connectClient(opts: Pick<CommonOptions, 'address' | 'namespace'>): Promise<{ client: Client; close(): Promise<void> }> {
+export async function connectClient(opts: ConnectionFlags): Promise<{ client: Client; close(): Promise<void> }> {
+  const target = temporalConnection(opts);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: opts.address, connectTimeout: 5000 });
+    connection = await Connection.connect({ ...sdkConnectOptions(target), connectTimeout: 5000 });
   } catch (err) {
-    throw new OperationFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT`);
+    throw new OperationFailed(`cannot reach the Temporal server at ${target.describe} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT (and --tls-ca/--tls-cert/--tls-key or --api-key if it needs them)`);
   }
-  return { client: new Client({ connection, namespace: opts.namespace }), close: () => connection.close() };
+  // Payloads encrypted when MIGRATE_CODEC_KEYS(_FILE) is set: the workers must have the same keys.
+  return { client: new Client({ connection, namespace: target.namespace, dataConverter: clientDataConverter() }), close: () => connection.close() };
+}
+
+/** The codec keys' data converter (undefined: off); a bad key setting is bad input. */
+export function clientDataConverter(): DataConverter | undefined {
+  try {
+    return codecDataConverter();
+  } catch (err) {
+    if (err instanceof CodecKeyError) throw new BadInput('invalid codec keys', [{ path: 'MIGRATE_CODEC_KEYS', message: err.message, fix: 'give id:base64key,… (32-byte keys: openssl rand -base64 32), or unset it to turn encryption off' }]);
+    throw err;
+  }
 }
 
 /** Connect, run, close: commands never call process.exit. */
-export async function withClient<T>(opts: Pick<CommonOptions, 'address' | 'namespace'>, fn: (client: Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(opts: ConnectionFlags, fn: (client: Client) => Promise<T>): Promise<T> {
   const { client, close } = await connectClient(opts);
   try {
     return await fn(client);

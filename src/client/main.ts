@@ -17,6 +17,7 @@ import { registerRollback } from './commands/rollback.js';
 import { registerConfirm } from './commands/confirm.js';
 import { registerControl } from './commands/control.js';
 import { registerImport } from './commands/import.js';
+import { registerCodecServer } from './commands/codec-server.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -28,7 +29,7 @@ const program = new Command('migrate')
   });
 
 for (const register of [registerPlan, registerWorker, registerDev, registerDemo, registerBackup, registerRestore,
-  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport]) register(program);
+  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport, registerCodecServer]) register(program);
 
 try {
   await program.parseAsync(process.argv);

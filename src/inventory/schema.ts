@@ -8,6 +8,7 @@
  *
  * Pure: no I/O.
  */
+import { HOST_ACCESS } from '../common/unit-guard.js';
 import { z } from 'zod';
 
 /** Names that reach Docker (container names, labels) and Temporal (task queues). */
@@ -79,6 +80,8 @@ const dockerEndpoint = z.union([
     host: z.string().regex(/^tcp:\/\/[^:/]+:\d+$/, { message: 'must look like tcp://HOST:PORT' }),
     /** Paths to PEM files on the worker host. */
     tls: z.strictObject({ ca: z.string(), cert: z.string(), key: z.string() }).optional(),
+    /** Docker over tcp without TLS gives anyone on the network the host: only when written here (plan warns). */
+    insecure: z.boolean().optional(),
   }),
 ]);
 
@@ -257,6 +260,8 @@ export const serviceSchema = z
       z.strictObject({ labels: z.record(z.string(), z.string()) }),
     ]).optional(),
     criticality: z.enum(['critical', 'high', 'medium', 'low']).default('medium'),
+    /** Host access this unit is allowed (binds of the Docker socket, /, /proc, /sys, /etc): refused otherwise, shown by plan. */
+    allow: z.array(z.enum(HOST_ACCESS)).default([]),
     /** Free text shown in plans and the Web UI (the stack's tier, the agent's role). */
     tier: z.string().optional(),
     description: z.string().optional(),

@@ -5,6 +5,7 @@
  * clashes, placement, GPU needs, batches, literal secrets) and either returns a plan or throws an
  * InventoryError listing every problem with the field's path and a fix. Nothing is started.
  */
+import { bindAccess, bindProblems, type HostAccess } from '../common/unit-guard.js';
 import { createHash } from 'node:crypto';
 import { InventoryError, type Problem } from '../inventory/problems.js';
 import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '../inventory/schema.js';
@@ -55,6 +56,8 @@ export interface UnitSpec {
   extraHosts?: string[];
   criticality: 'critical' | 'high' | 'medium' | 'low';
   tier?: string;
+  /** Host access the inventory allows this unit (`allow:`); the worker refuses any other sensitive bind. */
+  allow?: HostAccess[];
   /** Hash of everything that defines the container: a changed hash means the container is replaced. */
   specHash: string;
 }
@@ -336,6 +339,16 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       }
     }
 
+    // The worker refuses these binds too (src/common/unit-guard.ts): one rule, checked in both places.
+    const volumes = spec.volumes.map((v) => (v.type === 'bind' ? { ...v, source: joinPath(options.baseDir, v.source) } : v));
+    problems.push(...bindProblems(path, volumes, spec.allow));
+    for (const access of spec.allow) {
+      const bound = volumes.find((v) => v.type === 'bind' && bindAccess(v.source)?.access === access);
+      warnings.push(bound
+        ? { path: `${path}.allow`, message: `is allowed ${access}: ${bindAccess(bound.source)!.what} is bound into its container (${bound.source})`, fix: 'keep it only if the unit needs it: whoever controls this container controls that part of the host' }
+        : { path: `${path}.allow`, message: `allows ${access}, which none of its binds uses`, fix: `remove ${access} from allow` });
+    }
+
     const image = spec.image ?? `${inv.project}/${name.toLowerCase()}:build`;
     const unit: Omit<UnitSpec, 'specHash'> = {
       name,
@@ -346,7 +359,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       command: spec.command,
       environment: spec.environment,
       ports,
-      volumes: spec.volumes.map((v) => (v.type === 'bind' ? { ...v, source: joinPath(options.baseDir, v.source) } : v)),
+      volumes,
       dockerHealthcheck,
       probe,
       timing,
@@ -355,6 +368,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       dependsOn: Object.fromEntries(Object.entries(spec.depends_on).map(([d, c]) => [d, c.condition])),
       criticality: spec.criticality,
       tier: spec.tier,
+      ...(spec.allow.length ? { allow: [...spec.allow] } : {}),
     };
     specs[name] = { ...unit, specHash: hashSpec(unit) };
   }
@@ -408,6 +422,15 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     }
   }
 
+  for (const [h, hostSpec] of hostsByName) {
+    const endpoint = hostSpec.docker;
+    if (!('host' in endpoint) || endpoint.tls) continue;
+    if (endpoint.insecure) {
+      warnings.push({ path: `hosts.${h}.docker`, message: `reaches Docker at ${endpoint.host} without TLS (insecure: true): anyone who can reach that port controls host ${h}`, fix: 'add tls: { ca, cert, key } (dockerd --tlsverify), or use socket: on the host itself' });
+    } else {
+      problems.push({ path: `hosts.${h}.docker.host`, message: `Docker over tcp without TLS (${endpoint.host}): anyone who can reach that port controls host ${h}`, fix: 'add tls: { ca: FILE, cert: FILE, key: FILE } (dockerd --tlsverify), use socket: /var/run/docker.sock, or write insecure: true to accept the risk' });
+    }
+  }
   problems.push(...ambiguousNames([...units].flatMap(([name, u]) => (placed.has(name) ? [{ unit: name, host: placed.get(name)!, path: u.path }] : []))));
   const backups = planBackups(inv, placed, problems);
   problems.push(...applyCrossHostLinks(specs, inv.hosts, warnings));

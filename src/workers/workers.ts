@@ -13,14 +13,29 @@ import type { HostContext } from '../activities/context.js';
 import { dockerClient } from '../activities/docker-client.js';
 import type { Inventory } from '../inventory/schema.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../plan/queues.js';
+import type { DataConverter } from '@temporalio/common';
+import { codecDataConverter } from '../codec/data-converter.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const WORKFLOWS_PATH = path.resolve(here, '../workflows/index.ts');
 
 let bundle: Promise<WorkflowBundleWithSourceMap | { codePath: string }> | undefined;
+const converterBundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 
-/** Bundle the workflow code once per process (or reuse MIGRATE_WORKFLOW_BUNDLE, a prebuilt file). */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap | { codePath: string }> {
+/**
+ * Bundle the workflow code once per process (or reuse MIGRATE_WORKFLOW_BUNDLE, a prebuilt file).
+ * A custom failure converter must be inside the bundle (a worker given a bundle ignores the
+ * converter path), so one bundle is made per converter and no prebuilt one is used then.
+ */
+export function workflowBundle(failureConverterPath?: string): Promise<WorkflowBundleWithSourceMap | { codePath: string }> {
+  if (failureConverterPath) {
+    let b = converterBundles.get(failureConverterPath);
+    if (!b) {
+      b = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, failureConverterPath, logger: quietBundlerLogger });
+      converterBundles.set(failureConverterPath, b);
+    }
+    return b;
+  }
   const prebuilt = process.env.MIGRATE_WORKFLOW_BUNDLE;
   if (prebuilt) return Promise.resolve({ codePath: prebuilt });
   bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
@@ -53,7 +68,11 @@ export function hostContext(inventory: Inventory, host: string, identity?: strin
 export interface WorkerOptions {
   connection: NativeConnection;
   namespace?: string;
+  /** Payload encryption and encoded failures; default: from MIGRATE_CODEC_KEYS(_FILE), off when unset. `null`: off. */
+  dataConverter?: DataConverter | null;
 }
+
+const converterOf = (opts: WorkerOptions) => (opts.dataConverter === null ? undefined : opts.dataConverter ?? codecDataConverter());
 
 export async function createHostWorker(opts: WorkerOptions & { context: HostContext }): Promise<Worker> {
   return Worker.create({
@@ -62,14 +81,17 @@ export async function createHostWorker(opts: WorkerOptions & { context: HostCont
     taskQueue: hostQueue(opts.context.host),
     identity: opts.context.identity,
     activities: createHostActivities(opts.context),
+    dataConverter: converterOf(opts),
     // A host runs a few long Docker and database calls at once, not hundreds.
     maxConcurrentActivityTaskExecutions: 16,
   });
 }
 
 export async function createOrchestratorWorker(opts: WorkerOptions & { identity?: string }): Promise<Worker> {
-  const code = await workflowBundle();
+  const dataConverter = converterOf(opts);
+  const code = await workflowBundle(dataConverter?.failureConverterPath);
   return Worker.create({
+    dataConverter,
     connection: opts.connection,
     namespace: opts.namespace ?? 'default',
     taskQueue: ORCHESTRATOR_QUEUE,

@@ -6,7 +6,8 @@ import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } f
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
-import { action, collect, commonOptions, parseOptions } from '../common.js';
+import { action, collect, commonOptions, connectionFlags, parseOptions, temporalConnection } from '../common.js';
+import { sdkConnectOptions } from '../../common/connection.js';
 
 const workerOptions = commonOptions.extend({
   host: z.string({ message: 'name this machine\'s host: --host NAME (one of the inventory\'s hosts)' }).min(1),
@@ -14,36 +15,35 @@ const workerOptions = commonOptions.extend({
 });
 
 export function registerWorker(program: Command): void {
-  program
+  connectionFlags(program
     .command('worker')
     .description('run the worker of one host: its activities on host-<NAME>, and workflow tasks on the orchestrator queue')
     .requiredOption('--host <name>', 'which inventory host this machine is')
     .option('-i, --inventory <file>', 'inventory file (repeatable)', collect)
-    .option('--address <host:port>', 'Temporal frontend address (default $TEMPORAL_ADDRESS or 127.0.0.1:7233)')
-    .option('--namespace <ns>', 'Temporal namespace')
-    .option('--no-workflows', 'poll only this host\'s activity queue')
+    .option('--no-workflows', 'poll only this host\'s activity queue'))
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(workerOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
       if (!inventory.hosts[opts.host]) {
         throw new BadInput('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
       }
+      const target = temporalConnection(opts);
       let connection: NativeConnection;
       try {
-        connection = await NativeConnection.connect({ address: opts.address });
+        connection = await NativeConnection.connect(sdkConnectOptions(target));
       } catch (err) {
-        throw new OperationFailed(`cannot reach the Temporal server at ${opts.address} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address`);
+        throw new OperationFailed(`cannot reach the Temporal server at ${target.describe} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address (and --tls-ca/--tls-cert/--tls-key or --api-key if it needs them)`);
       }
       const context = hostContext(inventory, opts.host);
       await context.docker.ping().catch((err: Error) => {
         throw new OperationFailed(`host ${opts.host}: its Docker engine does not answer (${err.message}); check hosts.${opts.host}.docker in the inventory`);
       });
-      const workers: Worker[] = [await createHostWorker({ connection, namespace: opts.namespace, context })];
-      if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: opts.namespace }));
+      const workers: Worker[] = [await createHostWorker({ connection, namespace: target.namespace, context })];
+      if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: target.namespace }));
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
-      process.stderr.write(`worker ${context.identity}: polling ${hostQueue(opts.host)}${opts.workflows ? ` and ${ORCHESTRATOR_QUEUE}` : ''} on ${opts.address}\n`);
+      process.stderr.write(`worker ${context.identity}: polling ${hostQueue(opts.host)}${opts.workflows ? ` and ${ORCHESTRATOR_QUEUE}` : ''} on ${target.describe}\n`);
       try {
         await runWorkers(workers, abort.signal);
       } finally {
