@@ -50,6 +50,12 @@ export interface UnitSpec {
   /** Add the NVIDIA device request (the host declares a GPU runtime). */
   gpuDeviceRequest: boolean;
   dependsOn: Record<string, 'service_started' | 'service_healthy' | 'service_completed_successfully'>;
+  /**
+   * A one-shot job (a database migration): some dependent names it with
+   * `service_completed_successfully`. It runs once (restart policy "no"), is not probed, and must
+   * exit 0 before its dependents start; a non-zero exit fails the change.
+   */
+  job?: true;
   criticality: 'critical' | 'high' | 'medium' | 'low';
   tier?: string;
   /** Hash of everything that defines the container: a changed hash means the container is replaced. */
@@ -259,6 +265,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
 
   // --- Per-unit checks and normalised specs -----------------------------------------------------
   const specs: Record<string, UnitSpec> = {};
+  const jobs = new Set([...units.values()].flatMap(({ spec }) => Object.entries(spec.depends_on).filter(([, c]) => c.condition === 'service_completed_successfully').map(([d]) => d)));
   const published = new Map<string, { ip: string; path: string; unit: string }[]>(); // host/proto/port → users
   for (const [name, { kind, spec, path }] of units) {
     const host = placed.get(name);
@@ -352,6 +359,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       dependsOn: Object.fromEntries(Object.entries(spec.depends_on).map(([d, c]) => [d, c.condition])),
       criticality: spec.criticality,
       tier: spec.tier,
+      ...(jobs.has(name) ? { job: true as const } : {}),
     };
     specs[name] = { ...unit, specHash: hashSpec(unit) };
   }
