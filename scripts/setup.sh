@@ -21,6 +21,8 @@ command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v influx >/dev/null || missing+=(influxdb-client)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq

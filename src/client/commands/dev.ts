@@ -12,12 +12,14 @@ export function registerDev(program: Command): void {
     .option('--data-dir <dir>', 'where the dev server keeps its SQLite file and hosts their data', '.data')
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
+    .option('--metrics <host:port>', 'serve the workers\' Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(devOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
-      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
+      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, metrics: opts.metrics });
       process.stdout.write(`Temporal dev server on ${env.server.address}; Web UI ${env.server.uiUrl}\n`);
       for (const h of Object.keys(inventory.hosts)) process.stdout.write(`  worker for ${h} polling ${hostQueue(h)}\n`);
+      if (env.metricsUrl) process.stdout.write(`  metrics on ${env.metricsUrl}\n`);
       process.stdout.write('Ctrl-C stops everything.\n');
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

@@ -6,11 +6,14 @@ import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } f
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
-import { action, collect, commonOptions, parseOptions } from '../common.js';
+import { action, collect, commonOptions, metricsBind, parseOptions } from '../common.js';
+import { quietRuntime } from '../../dev/environment.js';
+import { freeLoopbackPort, seedWorkerMetrics, serveMetrics, type MetricsServer } from '../../metrics/server.js';
 
 const workerOptions = commonOptions.extend({
   host: z.string({ message: 'name this machine\'s host: --host NAME (one of the inventory\'s hosts)' }).min(1),
   workflows: z.boolean().default(true),
+  metrics: metricsBind.optional(),
 });
 
 export function registerWorker(program: Command): void {
@@ -22,12 +25,16 @@ export function registerWorker(program: Command): void {
     .option('--address <host:port>', 'Temporal frontend address (default $TEMPORAL_ADDRESS or 127.0.0.1:7233)')
     .option('--namespace <ns>', 'Temporal namespace')
     .option('--no-workflows', 'poll only this host\'s activity queue')
+    .option('--metrics <host:port>', 'serve Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(workerOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
       if (!inventory.hosts[opts.host]) {
         throw new BadInput('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
       }
+      // The SDK's metrics need the runtime installed with them, before the first connection.
+      const sdkMetricsPort = opts.metrics ? await freeLoopbackPort() : undefined;
+      if (sdkMetricsPort) quietRuntime({ sdkMetricsPort });
       let connection: NativeConnection;
       try {
         connection = await NativeConnection.connect({ address: opts.address });
@@ -40,6 +47,14 @@ export function registerWorker(program: Command): void {
       });
       const workers: Worker[] = [await createHostWorker({ connection, namespace: opts.namespace, context })];
       if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: opts.namespace }));
+      let metrics: MetricsServer | undefined;
+      if (opts.metrics) {
+        await seedWorkerMetrics([context], inventory.backups?.directory);
+        metrics = await serveMetrics(opts.metrics, { sdkPort: sdkMetricsPort }).catch((err: Error) => {
+          throw new OperationFailed(`${err.message}: choose another --metrics address`);
+        });
+        process.stderr.write(`worker ${context.identity}: metrics on ${metrics.url}\n`);
+      }
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
@@ -47,6 +62,7 @@ export function registerWorker(program: Command): void {
       try {
         await runWorkers(workers, abort.signal);
       } finally {
+        await metrics?.close();
         await connection.close();
       }
     }));
