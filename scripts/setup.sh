@@ -29,6 +29,8 @@ have_sbin ip || missing+=(iproute2)
 have_sbin nsenter || missing+=(util-linux)
 have_sbin iptables || missing+=(iptables)
 have_sbin haproxy || missing+=(haproxy)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -12,6 +12,7 @@ import { log } from '@temporalio/activity';
 import { z } from 'zod';
 import { selectRetention, type BackupKind, type BackupStatus, type RetentionPolicy } from '../plan/backups.js';
 import type { HostContext } from './context.js';
+import { observeBackup } from '../metrics/migrate.js';
 
 export interface TableStats {
   rows: number;
@@ -286,6 +287,7 @@ export function createBackupStoreActivities(ctx: HostContext) {
       const manifest: Manifest = { id, createdAt, host: ctx.host, components, status: 'taken' };
       await writeManifest(folder, manifest);
       log.info('backup recorded', { id, host: ctx.host, components: components.map((c) => c.name) });
+      observeBackup(manifest);
       return summarize(manifest);
     },
 
@@ -300,6 +302,7 @@ export function createBackupStoreActivities(ctx: HostContext) {
       manifest.verification = { at: new Date().toISOString(), components };
       await writeManifest(folder, manifest);
       log.info('backup marked', { id, host: ctx.host, status: manifest.status });
+      observeBackup(manifest);
       return summarize(manifest);
     },
 

@@ -181,7 +181,8 @@ export function containerCreateOptions(
       PortBindings: bindings,
       Binds: binds.length ? binds : undefined,
       Mounts: mounts.length ? mounts : undefined,
-      RestartPolicy: { Name: 'unless-stopped' },
+      // A one-shot job runs once: restarting it after its exit would run it again.
+      RestartPolicy: { Name: unit.job ? 'no' : 'unless-stopped' },
       NetworkMode: networkName(project, unit.host),
       // Dependencies on other hosts, by the same name (src/plan/cross-host.ts).
       ExtraHosts: unit.extraHosts?.length ? unit.extraHosts : undefined,

@@ -23,8 +23,19 @@ export interface HealthyResult {
   attempts: number;
   /** From the start of waiting until the first passing probe. */
   elapsedMs: number;
-  /** Wall-clock time the unit was first seen healthy (ms since epoch). */
+  /** Wall-clock time the unit was first seen healthy (ms since epoch); for a one-shot job, when it exited 0. */
   healthyAt: number;
+  /** A one-shot job's exit code. */
+  exitCode?: number;
+}
+
+export interface ExitResult {
+  unit: string;
+  exitCode: number;
+  /** Wall-clock time the container exited (ms since epoch, Docker's FinishedAt). */
+  finishedAt: number;
+  /** From the start of waiting until the exit was seen. */
+  elapsedMs: number;
 }
 
 export interface LatencySample {
@@ -149,6 +160,31 @@ export function createHealthActivities(ctx: HostContext) {
         }
         Context.current().heartbeat({ attempts, last: last.detail });
         await sleep(pollMs, signal);
+      }
+    },
+
+    /**
+     * A one-shot job (UnitSpec.job): wait until its container has exited and return the exit code
+     * (the caller decides what a non-zero code means). Never probed; heartbeats while it runs.
+     */
+    async waitExit(unit: UnitSpec): Promise<ExitResult> {
+      const signal = Context.current().cancellationSignal;
+      const name = containerName(project, host, unit.name);
+      const started = Date.now();
+      for (;;) {
+        let state;
+        try {
+          state = await docker.getContainer(name).inspect();
+        } catch {
+          throw ApplicationFailure.nonRetryable(`${unit.name} on ${host}: container ${name} does not exist`, 'ContainerMissing');
+        }
+        if (state.State.Status === 'exited' || state.State.Status === 'dead') {
+          const finishedAt = Date.parse(state.State.FinishedAt);
+          log.info('job exited', { unit: unit.name, host, exitCode: state.State.ExitCode });
+          return { unit: unit.name, exitCode: state.State.ExitCode, finishedAt, elapsedMs: Date.now() - started };
+        }
+        Context.current().heartbeat({ status: state.State.Status });
+        await sleep(100, signal);
       }
     },
 

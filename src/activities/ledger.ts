@@ -6,6 +6,7 @@
 import { Context, log } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ORCHESTRATOR_QUEUE } from '../plan/queues.js';
+import { observeChange } from '../metrics/migrate.js';
 import { changeKey, ledgerQuery, ledgerWorkflowId, projectLedger, recordChangeSignal, type ChangeRecord } from '../workflows/ledger.js';
 
 export function createLedgerActivities() {
@@ -21,6 +22,7 @@ export function createLedgerActivities() {
         staticSummary: `the record of every change of ${project}`,
       });
       log.info('change recorded', { project, change: changeKey(record), status: record.status });
+      observeChange(project, record);
     },
 
     /** One change's record, or undefined when the ledger has none. */

@@ -16,6 +16,7 @@ import type { DataConverter } from '@temporalio/common';
 import { codecDataConverter } from '../codec/data-converter.js';
 import { CodecKeyError } from '../codec/keys.js';
 import { ConnectionConfigError, connectionOptions, sdkConnectOptions, type ConnectionFlags, type TemporalConnection } from '../common/connection.js';
+import { parseBind } from '../metrics/server.js';
 
 export const DEFAULT_INVENTORY = ['inventory/agentsys.yaml'];
 /** What `migrate dev` and `migrate demo` run: the shipped inventory with one machine playing every host. */
@@ -37,11 +38,15 @@ export const commonOptions = z.object({
 export type CommonOptions = z.infer<typeof commonOptions>;
 
 /** The options of the commands that run a dev server on this machine (`dev`, `demo`). */
+/** `--metrics HOST:PORT`: where a worker process serves its Prometheus metrics. */
+export const metricsBind = z.string().refine((b) => !('problem' in parseBind(b)), { message: 'must be HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464' });
+
 export const devOptions = z.object({
   inventory: z.array(z.string()).default(DEV_INVENTORY),
   dataDir: z.string().default('.data'),
   port: z.coerce.number().int().min(1).max(65535).default(7233),
   uiPort: z.coerce.number().int().min(1).max(65535).default(8233),
+  metrics: metricsBind.optional(),
 });
 
 export const RELEASE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;

@@ -112,6 +112,8 @@ export const unitSpecSchema = z.strictObject({
   criticality: z.enum(['critical', 'high', 'medium', 'low']),
   tier: z.string().optional(),
   allow: z.array(z.enum(HOST_ACCESS)).optional(),
+  extraHosts: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*:[0-9A-Fa-f.:]+$/, { message: 'must be NAME:IP' })).optional(),
+  job: z.literal(true).optional(),
   specHash: z.string().regex(/^[0-9a-f]{16}$/, { message: 'must be the plan\'s 16-hex-digit spec hash' }),
 });
 

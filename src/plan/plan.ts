@@ -54,6 +54,12 @@ export interface UnitSpec {
   dependsOn: Record<string, 'service_started' | 'service_healthy' | 'service_completed_successfully'>;
   /** `name:address` entries resolving cross-host dependencies (src/plan/cross-host.ts); absent when none. */
   extraHosts?: string[];
+  /**
+   * A one-shot job (a database migration): some dependent names it with
+   * `service_completed_successfully`. It runs once (restart policy "no"), is not probed, and must
+   * exit 0 before its dependents start; a non-zero exit fails the change.
+   */
+  job?: true;
   criticality: 'critical' | 'high' | 'medium' | 'low';
   tier?: string;
   /** Host access the inventory allows this unit (`allow:`); the worker refuses any other sensitive bind. */
@@ -265,6 +271,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
 
   // --- Per-unit checks and normalised specs -----------------------------------------------------
   const specs: Record<string, UnitSpec> = {};
+  const jobs = new Set([...units.values()].flatMap(({ spec }) => Object.entries(spec.depends_on).filter(([, c]) => c.condition === 'service_completed_successfully').map(([d]) => d)));
   const published = new Map<string, { ip: string; path: string; unit: string }[]>(); // host/proto/port → users
   for (const [name, { kind, spec, path }] of units) {
     const host = placed.get(name);
@@ -369,6 +376,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       criticality: spec.criticality,
       tier: spec.tier,
       ...(spec.allow.length ? { allow: [...spec.allow] } : {}),
+      ...(jobs.has(name) ? { job: true as const } : {}),
     };
     specs[name] = { ...unit, specHash: hashSpec(unit) };
   }

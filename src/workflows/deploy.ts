@@ -10,9 +10,12 @@
  *                  `backupDatabases` child); one that does not verify refuses the deploy. Skipped
  *                  only with an operator's reason, recorded in the input and the progress.
  *   4. baseline  — what every unit runs now (container ids), for the exactness check.
- *   5. deploy    — each service is swapped (unit-swap.ts) as soon as all of its dependencies are
- *                  healthy, on its own host's worker, at most `concurrency` at once. A running
- *                  container of the same spec is reused (phase `unchanged`).
+ *   5. deploy    — each service is swapped (unit-swap.ts) as soon as its dependencies allow, on its
+ *                  own host's worker, at most `concurrency` at once. A running container of the
+ *                  same spec is reused (phase `unchanged`). `depends_on` conditions, as compose:
+ *                  `service_healthy` waits for the dependency's health wait, `service_started` only
+ *                  for its container to be started, `service_completed_successfully` for a one-shot
+ *                  job (UnitSpec.job: never probed) to exit 0 — its non-zero exit fails the deploy.
  *   6. on failure: undo in reverse dependency order, never cancelled, then compare every unit with
  *                  step 4. Data is not touched.
  *   7. on success: pending confirmation (change.ts) — `confirm` re-checks health and drops the
@@ -65,7 +68,7 @@ export interface DeployInput {
   backup?: BackupGuard;
 }
 
-export type UnitPhase = 'waiting' | 'starting' | 'healthy' | 'unchanged' | 'failed' | 'skipped' | 'rolled-back';
+export type UnitPhase = 'waiting' | 'starting' | 'healthy' | 'completed' | 'unchanged' | 'failed' | 'skipped' | 'rolled-back';
 export type DeployPhase = 'backing-up' | 'deploying' | 'rolling-back' | 'pending-confirmation' | 'confirming' | 'confirmed' | 'rolled-back' | 'failed';
 
 export interface UnitProgress {
@@ -76,8 +79,10 @@ export interface UnitProgress {
   /** What the deploy did to the container: new, replaced, reused or restarted. */
   action?: 'new' | 'replaced' | 'reused' | 'restarted';
   containerId?: string;
-  /** Wall-clock time its host's probe first passed (ms since epoch). */
+  /** Wall-clock time its host's probe first passed (ms since epoch); a one-shot job: when it exited 0. */
   healthyAt?: number;
+  /** A one-shot job: its exit code. */
+  exitCode?: number;
   error?: string;
 }
 
@@ -156,7 +161,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   function showDetails() {
     const count = (p: UnitPhase) => Object.values(progress.units).filter((u) => u.phase === p).length;
     setCurrentDetails(
-      `**${progress.phase}** — release ${release} of ${project}: ${count('healthy')} healthy, ${count('unchanged')} unchanged, ` +
+      `**${progress.phase}** — release ${release} of ${project}: ${count('healthy')} healthy, ${count('completed') ? `${count('completed')} jobs completed, ` : ''}${count('unchanged')} unchanged, ` +
         `${count('starting')} starting, ${count('waiting')} waiting, ${count('failed')} failed, ${count('rolled-back')} rolled back` +
         (progress.error ? `\n\nerror: ${progress.error}` : ''),
     );
@@ -221,11 +226,19 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   let inFlight = 0;
   const healthScopes = new Set<CancellationScope>();
   const done = new Map<string, Promise<void>>();
+  // Settled when a unit's container is started (or found running), for `service_started` dependents.
+  const started = new Map(names.map((n) => {
+    let settle!: { resolve: () => void; reject: (e: unknown) => void };
+    const p = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
+    p.catch(() => undefined); // awaited only by service_started dependents, if any
+    return [n, { p, ...settle }] as const;
+  }));
   const stopped = () => { if (failure) throw ApplicationFailure.nonRetryable('stopped: another service failed', 'Stopped'); };
 
   const deployUnit = async (unit: UnitSpec): Promise<void> => {
     await condition(() => failure !== undefined || inFlight < limit);
     if (failure) {
+      started.get(unit.name)!.reject(new Error('not started'));
       setUnit(unit.name, { phase: 'skipped' });
       return;
     }
@@ -240,6 +253,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
         onChange: (c) => {
           changes.set(unit.name, c);
           setUnit(unit.name, { action: c.action, containerId: c.newId });
+          if (c.newId) started.get(unit.name)!.resolve();
         },
         // A health wait is read-only: when another service fails, it is cancelled so the rollback starts now.
         healthScope: async (wait) => {
@@ -248,15 +262,16 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
           if (failure) scope.cancel();
           try {
             const healthy = await scope.run(wait);
-            setUnit(unit.name, { healthyAt: healthy.healthyAt });
+            setUnit(unit.name, { healthyAt: healthy.healthyAt, ...(unit.job ? { exitCode: healthy.exitCode } : {}) });
             return healthy;
           } finally {
             healthScopes.delete(scope);
           }
         },
       });
-      setUnit(unit.name, { phase: change.action === 'reused' ? 'unchanged' : 'healthy' });
+      setUnit(unit.name, { phase: change.action === 'reused' ? 'unchanged' : unit.job ? 'completed' : 'healthy' });
     } catch (err) {
+      started.get(unit.name)!.reject(err);
       const byOther = isCancellation(err) || failure !== undefined;
       const message = byOther ? 'stopped: another service failed' : rootMessage(err);
       setUnit(unit.name, { phase: 'failed', error: message });
@@ -274,8 +289,14 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     let p = done.get(name);
     if (!p) {
       p = (async () => {
-        const results = await Promise.allSettled(deps.get(name)!.map(start));
+        // service_started: the dependency's container is started; otherwise it is done (healthy, or a job exited 0).
+        const conditions = units.get(name)!.dependsOn;
+        const results = await Promise.allSettled(deps.get(name)!.map((d) => {
+          const finished = start(d);
+          return conditions[d] === 'service_started' ? started.get(d)!.p : finished;
+        }));
         if (results.some((r) => r.status === 'rejected') || failure) {
+          started.get(name)!.reject(new Error('not started'));
           setUnit(name, { phase: 'skipped' });
           throw ApplicationFailure.nonRetryable(`${name} not started: a dependency failed`, 'DependencyFailed');
         }
@@ -321,7 +342,8 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     confirmNow: input.autoConfirm,
     confirmAfterMs: input.confirmAfterMs,
     refuseRollback: (o) => (o?.restoreData ? restoreRefusal(progress.backup, input.backup, `release ${release}`, o.components) : undefined),
-    units: () => input.units.filter((u) => changes.get(u.name)?.action !== 'reused'),
+    // A one-shot job has exited: there is nothing to re-check.
+    units: () => input.units.filter((u) => changes.get(u.name)?.action !== 'reused' && !u.job),
     changes: () => [...changes.values()],
     rollback: async (o?: RollbackOptions): Promise<DecisionResult> => {
       await rollBack();

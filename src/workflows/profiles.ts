@@ -30,6 +30,7 @@ export const ERRORS = {
   startFailed: 'StartFailed',
   unitCrashed: 'UnitCrashed',
   unhealthy: 'Unhealthy',
+  jobFailed: 'JobFailed',
   invalidSpec: 'InvalidSpec',
   gpuUnavailable: 'GpuUnavailable',
 } as const;

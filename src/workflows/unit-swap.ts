@@ -6,7 +6,7 @@
  *   retire   — the running container is stopped and kept as `.prev` (its undo, put-back, is logged
  *              first: if the retire half-happens, putting back is still right);
  *   ensure   — the new container, created and started;
- *   wait healthy, then validate (the caller's check: a batch's latency judge);
+ *   wait healthy (a one-shot job: wait for its exit 0), then validate (the caller's check: a batch's latency judge);
  *   keep `.prev` until the change is confirmed — or put back.
  *
  * A failure before the retire restores nothing: the running container is never touched. Every
@@ -88,11 +88,21 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   check();
   const created = await docker.ensureContainer(unit, options.stamp);
   tell({ newId: created.id });
-  const wait = () => health.waitHealthy(unit);
+  // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
+  const wait = unit.job ? () => waitJob(unit) : () => health.waitHealthy(unit);
   await (options.healthScope ? options.healthScope(wait) : wait());
   check();
   await options.validate?.({ ...change });
   return change;
+}
+
+/** Wait for a one-shot job's exit; anything but 0 fails the swap. */
+async function waitJob(unit: UnitSpec): Promise<HealthyResult> {
+  const exited = await onHost(unit.host).health.waitExit(unit);
+  if (exited.exitCode !== 0) {
+    throw ApplicationFailure.nonRetryable(`${unit.name} on ${unit.host} is a one-shot job and exited with code ${exited.exitCode} (see \`docker logs\` of its container)`, ERRORS.jobFailed);
+  }
+  return { unit: unit.name, attempts: 1, elapsedMs: exited.elapsedMs, healthyAt: exited.finishedAt, exitCode: 0 };
 }
 
 /**

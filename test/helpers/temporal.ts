@@ -22,9 +22,10 @@ export interface TestWorld {
   close(): Promise<void>;
 }
 
-export async function startWorld(inventory: Inventory, options: { hosts?: string[]; orchestrator?: boolean } = {}): Promise<TestWorld> {
+/** `address`: another dev server than the run's (default: the run's, from global-setup). */
+export async function startWorld(inventory: Inventory, options: { hosts?: string[]; orchestrator?: boolean; address?: string } = {}): Promise<TestWorld> {
   quietRuntime();
-  const address = inject('temporalAddress');
+  const address = options.address ?? inject('temporalAddress');
   process.env.MIGRATE_WORKFLOW_BUNDLE = inject('workflowBundle');
   const connection = await NativeConnection.connect({ address });
   const clientConnection = await Connection.connect({ address });

@@ -152,7 +152,7 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
 
     // ensureImage fails: nothing was retired, so nothing is put back and nothing else is touched.
     const missing = version(s, '2');
-    missing.units.Agent1 = { ...missing.units.Agent1!, image: 'agent-migrate/no-such-image:0', specHash: 'no-such-image' };
+    missing.units.Agent1 = { ...missing.units.Agent1!, image: 'agent-migrate/no-such-image:0', specHash: 'ffffffffffffffff' };
     const failed = await run(s, missing, b);
     expect(failed.agents[0]).toMatchObject({ phase: 'failed', reason: expect.stringMatching(/is not on host pc2.*left as it was/s) });
     expect(await inspect(name(s, 'Agent1'))).toEqual(running);

@@ -41,13 +41,15 @@ export function registerDev(program: Command): void {
     .option('--prefix <name>', 'names the isolated hosts\' namespaces and links', ISOLATED_DEFAULTS.prefix)
     .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
     .option('--json', 'print the hosts as JSON')
+    .option('--metrics <host:port>', 'serve the workers\' Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(devCommandOptions, raw);
       if (opts.isolatedHosts) return isolatedDev(opts);
       const { inventory } = await loadInventoryFiles(opts.inventory);
-      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
+      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, metrics: opts.metrics });
       process.stdout.write(`Temporal dev server on ${env.server.address}; Web UI ${env.server.uiUrl}\n`);
       for (const h of Object.keys(inventory.hosts)) process.stdout.write(`  worker for ${h} polling ${hostQueue(h)}\n`);
+      if (env.metricsUrl) process.stdout.write(`  metrics on ${env.metricsUrl}\n`);
       process.stdout.write('Ctrl-C stops everything.\n');
       await untilSignal();
       await env.stop();

@@ -6,12 +6,15 @@ import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } f
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
-import { action, collect, commonOptions, connectionFlags, parseOptions, temporalConnection } from '../common.js';
+import { action, collect, commonOptions, connectionFlags, metricsBind, parseOptions, temporalConnection } from '../common.js';
 import { sdkConnectOptions } from '../../common/connection.js';
+import { quietRuntime } from '../../dev/environment.js';
+import { freeLoopbackPort, seedWorkerMetrics, serveMetrics, type MetricsServer } from '../../metrics/server.js';
 
 const workerOptions = commonOptions.extend({
   host: z.string({ message: 'name this machine\'s host: --host NAME (one of the inventory\'s hosts)' }).min(1),
   workflows: z.boolean().default(true),
+  metrics: metricsBind.optional(),
 });
 
 export function registerWorker(program: Command): void {
@@ -20,7 +23,8 @@ export function registerWorker(program: Command): void {
     .description('run the worker of one host: its activities on host-<NAME>, and workflow tasks on the orchestrator queue')
     .requiredOption('--host <name>', 'which inventory host this machine is')
     .option('-i, --inventory <file>', 'inventory file (repeatable)', collect)
-    .option('--no-workflows', 'poll only this host\'s activity queue'))
+    .option('--no-workflows', 'poll only this host\'s activity queue')
+    .option('--metrics <host:port>', 'serve Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT'))
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(workerOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
@@ -28,6 +32,9 @@ export function registerWorker(program: Command): void {
         throw new BadInput('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
       }
       const target = temporalConnection(opts);
+      // The SDK's metrics need the runtime installed with them, before the first connection.
+      const sdkMetricsPort = opts.metrics ? await freeLoopbackPort() : undefined;
+      if (sdkMetricsPort) quietRuntime({ sdkMetricsPort });
       let connection: NativeConnection;
       try {
         connection = await NativeConnection.connect(sdkConnectOptions(target));
@@ -40,6 +47,14 @@ export function registerWorker(program: Command): void {
       });
       const workers: Worker[] = [await createHostWorker({ connection, namespace: target.namespace, context })];
       if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: target.namespace }));
+      let metrics: MetricsServer | undefined;
+      if (opts.metrics) {
+        await seedWorkerMetrics([context], inventory.backups?.directory);
+        metrics = await serveMetrics(opts.metrics, { sdkPort: sdkMetricsPort }).catch((err: Error) => {
+          throw new OperationFailed(`${err.message}: choose another --metrics address`);
+        });
+        process.stderr.write(`worker ${context.identity}: metrics on ${metrics.url}\n`);
+      }
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
@@ -47,6 +62,7 @@ export function registerWorker(program: Command): void {
       try {
         await runWorkers(workers, abort.signal);
       } finally {
+        await metrics?.close();
         await connection.close();
       }
     }));
