@@ -164,7 +164,10 @@ export function containerCreateOptions(
       Mounts: mounts.length ? mounts : undefined,
       RestartPolicy: { Name: 'unless-stopped' },
       NetworkMode: networkName(project, unit.host),
-      DeviceRequests: unit.gpuDeviceRequest && unit.gpu ? [{ Driver: 'nvidia', Count: unit.gpu.count, Capabilities: [['gpu']] }] : undefined,
+      // The plan's GPUs by index (their memory adds up), else any `count` of them.
+      DeviceRequests: unit.gpuDeviceRequest && unit.gpu
+        ? [{ Driver: 'nvidia', ...(unit.gpuIndexes ? { DeviceIDs: unit.gpuIndexes.map(String) } : { Count: unit.gpu.count }), Capabilities: [['gpu']] }]
+        : undefined,
     },
     NetworkingConfig: { EndpointsConfig: { [networkName(project, unit.host)]: { Aliases: [unit.name] } } },
   };
