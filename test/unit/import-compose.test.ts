@@ -340,7 +340,8 @@ networks:
     expect(s.worker!.depends_on).toEqual({ 'redis-two': { condition: 'service_started' }, app: { condition: 'service_started' } });
     expect(r.notes).toContainEqual(expect.objectContaining({ kind: 'changed', file: 'b.yml', path: 'services.redis' }));
     expect(r.notes).toContainEqual(expect.objectContaining({ kind: 'info', file: 'b.yml', path: 'services.worker.depends_on' }));
-    expect(r.problems).toEqual([]);
+    // worker (two) → app (one) crosses hosts, and app publishes no port: the plan refuses it (src/plan/cross-host.ts).
+    expect(r.problems.map((p) => p.path)).toEqual(['services.worker.depends_on.app']);
   });
 });
 

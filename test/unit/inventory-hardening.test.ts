@@ -23,7 +23,7 @@ describe('names that are Object.prototype keys', () => {
 project: p
 hosts: { constructor: {}, tostring: {} }
 services:
-  toString: { image: x, placement: { host: constructor } }
+  toString: { image: x, ports: ["8080:8080"], placement: { host: constructor } }
   constructor: { image: x, depends_on: [toString], placement: { host: tostring } }
   valueOf: { image: x }
 `);

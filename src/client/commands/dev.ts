@@ -1,9 +1,33 @@
-/** `migrate dev`: a dev server and one worker per host on this machine, until Ctrl-C. */
+/**
+ * `migrate dev`: a dev server and one worker per host on this machine, until Ctrl-C.
+ * `migrate dev --isolated-hosts`: every host its own network namespace, Docker engine and worker
+ * process (src/dev/isolated-environment.ts); `--down` removes what a killed earlier run left.
+ */
 import type { Command } from 'commander';
+import Table from 'cli-table3';
+import { z } from 'zod';
 import { loadInventoryFiles } from '../../inventory/load.js';
-import { startDevEnvironment } from '../../dev/environment.js';
+import { startDevEnvironment, quietRuntime } from '../../dev/environment.js';
+import { ISOLATED_DEFAULTS, startIsolatedEnvironment } from '../../dev/isolated-environment.js';
+import { defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers } from '../../dev/isolated-hosts.js';
 import { hostQueue } from '../../plan/queues.js';
-import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions } from '../common.js';
+import { OperationFailed } from '../../ops/errors.js';
+import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions, printJson } from '../common.js';
+
+const devCommandOptions = devOptions.extend({
+  isolatedHosts: z.boolean().default(false),
+  subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, { message: 'must be an IPv4 CIDR, e.g. 10.231.0.0/24' }).default(ISOLATED_DEFAULTS.subnet),
+  prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).default(ISOLATED_DEFAULTS.prefix),
+  down: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+}
 
 export function registerDev(program: Command): void {
   inventoryOption(program
@@ -12,17 +36,72 @@ export function registerDev(program: Command): void {
     .option('--data-dir <dir>', 'where the dev server keeps its SQLite file and hosts their data', '.data')
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
+    .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root)')
+    .option('--subnet <cidr>', 'the isolated hosts\' bridge subnet', ISOLATED_DEFAULTS.subnet)
+    .option('--prefix <name>', 'names the isolated hosts\' namespaces and links', ISOLATED_DEFAULTS.prefix)
+    .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
+    .option('--json', 'print the hosts as JSON')
     .action(action(async (raw: unknown) => {
-      const opts = parseOptions(devOptions, raw);
+      const opts = parseOptions(devCommandOptions, raw);
+      if (opts.isolatedHosts) return isolatedDev(opts);
       const { inventory } = await loadInventoryFiles(opts.inventory);
       const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
       process.stdout.write(`Temporal dev server on ${env.server.address}; Web UI ${env.server.uiUrl}\n`);
       for (const h of Object.keys(inventory.hosts)) process.stdout.write(`  worker for ${h} polling ${hostQueue(h)}\n`);
       process.stdout.write('Ctrl-C stops everything.\n');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      await untilSignal();
       await env.stop();
     }));
+}
+
+async function isolatedDev(opts: z.infer<typeof devCommandOptions>): Promise<number> {
+  const stateDir = defaultStateDir(opts.prefix);
+  if (opts.down) {
+    await downIsolatedHosts(stateDir);
+    const left = await leftovers(opts.prefix, stateDir);
+    if (opts.json) printJson({ ok: left.length === 0, leftovers: left });
+    else process.stdout.write(left.length ? `still there:\n${left.map((l) => `  ${l}`).join('\n')}\n` : 'isolated hosts removed: nothing left\n');
+    return left.length ? 1 : 0;
+  }
+  const why = await isolatedHostsUnsupported();
+  if (why) throw new OperationFailed(`cannot start isolated hosts: ${why}; \`migrate dev\` without --isolated-hosts plays every host on this machine's engine`);
+  quietRuntime();
+  const { inventory } = await loadInventoryFiles(opts.inventory);
+  // Listen before starting: a Ctrl-C during the start still ends in the ordered teardown below.
+  const stopped = untilSignal();
+  const started = Date.now();
+  const env = await startIsolatedEnvironment({ inventory, inventoryFiles: opts.inventory, dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, subnet: opts.subnet, prefix: opts.prefix, stateDir });
+  const hosts = env.iso.hosts.map((h) => ({
+    host: h.name,
+    address: h.address,
+    netns: h.netns,
+    docker: `unix://${h.dockerSocket}`,
+    dockerPid: h.dockerPid,
+    workerPid: env.workers.find((w) => w.host === h.name)!.pid,
+    workerLog: env.workers.find((w) => w.host === h.name)!.log,
+    queue: hostQueue(h.name),
+  }));
+  if (opts.json) {
+    printJson({
+      ok: true,
+      mode: 'isolated-hosts',
+      temporal: { address: env.temporal.address, fromHosts: env.temporalAddress, ui: env.temporal.uiUrl },
+      bridge: { name: env.iso.bridge, address: env.iso.bridgeAddress },
+      inventory: env.inventoryFiles,
+      stubImageLoaded: env.stubLoaded,
+      startedInMs: Date.now() - started,
+      hosts,
+    });
+  } else {
+    process.stdout.write(`isolated hosts on ${env.iso.bridge} (${env.iso.bridgeAddress}/${env.iso.prefixLength}), up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(`Temporal dev server on ${env.temporal.address}, from the hosts ${env.temporalAddress}; Web UI ${env.temporal.uiUrl}\n`);
+    const table = new Table({ head: ['host', 'address', 'Docker endpoint', 'dockerd pid', 'worker pid', 'queue'] });
+    for (const h of hosts) table.push([h.host, h.address, h.docker, String(h.dockerPid), String(h.workerPid), h.queue]);
+    process.stdout.write(`${table.toString()}\n`);
+    process.stdout.write(`these hosts as an inventory: ${env.inventoryFiles.map((f) => `-i ${f}`).join(' ')}\n`);
+    process.stdout.write('Ctrl-C removes everything (or, after a crash: migrate dev --isolated-hosts --down).\n');
+  }
+  await stopped;
+  await env.stop();
+  return 0;
 }

@@ -1,0 +1,34 @@
+/** The pure parts of isolated hosts: addresses on the bridge, and the inventory override the workers load. */
+import { describe, expect, it } from 'vitest';
+import { allocateAddresses } from '../../src/dev/isolated-hosts.js';
+import { isolatedInventoryOverride } from '../../src/dev/isolated-environment.js';
+
+describe('allocateAddresses', () => {
+  it('gives the bridge .1 and the hosts .2, .3, … in declaration order', () => {
+    expect(allocateAddresses('10.231.0.0/24', 2)).toEqual({ bridge: '10.231.0.1', hosts: ['10.231.0.2', '10.231.0.3'], prefixLength: 24 });
+    expect(allocateAddresses('10.231.7.77/24', 1).bridge).toBe('10.231.7.1');
+  });
+
+  it('refuses a subnet too small for the hosts, or not IPv4 CIDR', () => {
+    expect(() => allocateAddresses('10.231.0.0/29', 6)).toThrow(/room for 5 hosts, not 6/);
+    expect(() => allocateAddresses('10.231.0.0', 2)).toThrow(/CIDR/);
+    expect(() => allocateAddresses('10.231.0.300/24', 2)).toThrow(/not an IPv4 address/);
+  });
+});
+
+describe('isolatedInventoryOverride', () => {
+  it('points every host at its bridge address and its own engine', () => {
+    const override = isolatedInventoryOverride({
+      hosts: [
+        { name: 'mainpc', address: '10.231.0.2', dockerSocket: '/s/mainpc/docker.sock' },
+        { name: 'pc2', address: '10.231.0.3', dockerSocket: '/s/pc2/docker.sock' },
+      ],
+    });
+    expect(override).toEqual({
+      hosts: {
+        mainpc: { address: '10.231.0.2', docker: { socket: '/s/mainpc/docker.sock' } },
+        pc2: { address: '10.231.0.3', docker: { socket: '/s/pc2/docker.sock' } },
+      },
+    });
+  });
+});
