@@ -186,7 +186,10 @@ export function containerCreateOptions(
       NetworkMode: networkName(project, unit.host),
       // Dependencies on other hosts, by the same name (src/plan/cross-host.ts).
       ExtraHosts: unit.extraHosts?.length ? unit.extraHosts : undefined,
-      DeviceRequests: unit.gpuDeviceRequest && unit.gpu ? [{ Driver: 'nvidia', Count: unit.gpu.count, Capabilities: [['gpu']] }] : undefined,
+      // The plan's GPUs by index (their memory adds up), else any `count` of them.
+      DeviceRequests: unit.gpuDeviceRequest && unit.gpu
+        ? [{ Driver: 'nvidia', ...(unit.gpuIndexes ? { DeviceIDs: unit.gpuIndexes.map(String) } : { Count: unit.gpu.count }), Capabilities: [['gpu']] }]
+        : undefined,
     },
     NetworkingConfig: { EndpointsConfig: { [networkName(project, unit.host)]: { Aliases: [unit.name] } } },
   };

@@ -15,6 +15,7 @@ import { planBackups, type BackupPlan } from './backups.js';
 import { applyCrossHostLinks } from './cross-host.js';
 import { ambiguousNames } from './names.js';
 import { literalSecretProblems } from './secrets.js';
+import { packGpus, type GpuNeed } from './gpu.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -49,6 +50,8 @@ export interface UnitSpec {
   probe: Probe;
   timing: ProbeTiming;
   gpu?: { count: number; minVramGb: number };
+  /** Which GPUs of its host (positions in the host's declared `gpus`), chosen so each GPU's memory adds up. */
+  gpuIndexes?: number[];
   /** Add the NVIDIA device request (the host declares a GPU runtime). */
   gpuDeviceRequest: boolean;
   dependsOn: Record<string, 'service_started' | 'service_healthy' | 'service_completed_successfully'>;
@@ -127,9 +130,9 @@ function canonicalJson(value: unknown): string {
 
 export function hashSpec(spec: Omit<UnitSpec, 'specHash'>): string {
   // Only what defines the running container; placement bookkeeping (criticality, tier, deps) is left out.
-  const { name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuDeviceRequest, extraHosts } = spec;
+  const { name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest, extraHosts } = spec;
   return createHash('sha256')
-    .update(canonicalJson({ name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuDeviceRequest, extraHosts }))
+    .update(canonicalJson({ name, host, image, build, command, environment, ports, volumes, dockerHealthcheck, gpu, gpuIndexes, gpuDeviceRequest, extraHosts }))
     .digest('hex')
     .slice(0, 16);
 }
@@ -216,6 +219,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
 
   // --- Placement ----------------------------------------------------------------------------
   const placed = new Map<string, string>();
+  const gpuNeeds: GpuNeed[] = [];
   for (const [name, { spec, path }] of units) {
     let candidates = hostNames;
     if (spec.placement && 'host' in spec.placement) {
@@ -262,12 +266,15 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
         });
         continue;
       }
-      // Best fit: the smallest GPU that is big enough, so the big one stays free for heavy work.
-      const smallestFit = (h: string) => Math.min(...hostOf(h).gpus.filter((g) => g.vram_gb >= minVram).map((g) => g.vram_gb));
-      candidates = [...fitting].sort((a, b) => smallestFit(a) - smallestFit(b) || hostNames.indexOf(a) - hostNames.indexOf(b));
+      // Which GPU(s) of which host: decided below, all GPU units together, so the memory adds up.
+      gpuNeeds.push({ unit: name, path, count, minVramGb: minVram, hosts: fitting });
+      continue;
     }
     placed.set(name, candidates[0]!);
   }
+  const gpuPacking = packGpus(hostNames.map((h) => ({ name: h, gpus: hostOf(h).gpus.map((g) => ({ model: g.model, vramGb: g.vram_gb })) })), gpuNeeds);
+  problems.push(...gpuPacking.problems);
+  for (const [unit, { host }] of gpuPacking.assigned) placed.set(unit, host);
 
   // --- Per-unit checks and normalised specs -----------------------------------------------------
   const specs: Record<string, UnitSpec> = {};
@@ -371,6 +378,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       probe,
       timing,
       gpu: spec.gpu ? { count: spec.gpu.count === 'all' ? hostSpec.gpus.length : spec.gpu.count, minVramGb: spec.gpu.min_vram_gb } : undefined,
+      gpuIndexes: gpuPacking.assigned.get(name)?.indexes,
       gpuDeviceRequest: Boolean(spec.gpu) && hostSpec.gpu_runtime === 'nvidia',
       dependsOn: Object.fromEntries(Object.entries(spec.depends_on).map(([d, c]) => [d, c.condition])),
       criticality: spec.criticality,

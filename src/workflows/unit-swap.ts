@@ -2,7 +2,7 @@
  * The one unit-swap procedure of every change, deploy or batch:
  *
  *   refuse   — a unit that still keeps a container from another unconfirmed change is not touched;
- *   ensure the image;
+ *   ensure the image; a GPU unit passes the GPU gate (its GPUs' free memory, on the host);
  *   retire   — the running container is stopped and kept as `.prev` (its undo, put-back, is logged
  *              first: if the retire half-happens, putting back is still right);
  *   ensure   — the new container, created and started;
@@ -57,7 +57,7 @@ export function keptByAnotherChange(unit: string, state: UnitContainers, change:
  * step fails. Reuses a running container of the same spec untouched.
  */
 export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<UnitChange> {
-  const { docker, image, health } = onHost(unit.host);
+  const { docker, image, health, gate } = onHost(unit.host);
   const check = options.checkpoint ?? (() => undefined);
   const change: UnitChange = { unit: unit.name, host: unit.host };
   const tell = (patch: Partial<UnitChange>) => { Object.assign(change, patch); options.onChange?.({ ...change }); };
@@ -71,6 +71,8 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
     return change;
   }
   await image.ensureImage(unit);
+  // The GPU gate on the host: too little free GPU memory fails this unit here, before anything stops.
+  if (unit.gpu) await gate.reserveGpu(unit.name, { ...unit.gpu, indexes: unit.gpuIndexes });
   check();
 
   // Each undo step is logged before the forward step it undoes.

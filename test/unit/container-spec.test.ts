@@ -24,7 +24,11 @@ describe('containerCreateOptions (stubbed GPU: no GPU on this machine)', () => {
   it('asks Docker for the NVIDIA GPUs a unit needs when its host has the NVIDIA runtime', () => {
     const unit = plan('nvidia').units.trainer!;
     const opts = containerCreateOptions('spec', unit, { release: 'r1', change: 'c1' }, {});
-    expect(opts.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 1, Capabilities: [['gpu']] }]);
+    // the plan's GPU, by index: the one whose memory it was counted against
+    expect(opts.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', DeviceIDs: ['0'], Capabilities: [['gpu']] }]);
+    // a unit spec without indexes (made before the plan chose them) still asks for a count
+    const byCount = containerCreateOptions('spec', { ...unit, gpuIndexes: undefined }, { release: 'r1', change: 'c1' }, {});
+    expect(byCount.HostConfig?.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 1, Capabilities: [['gpu']] }]);
     expect(opts.name).toBe('spec_mainpc_trainer');
     expect(opts.Labels).toMatchObject({ [LABELS.release]: 'r1', [LABELS.specHash]: unit.specHash, [LABELS.unit]: 'trainer' });
     expect(opts.HostConfig?.PortBindings).toEqual({ '8010/tcp': [{ HostIp: '127.0.0.9', HostPort: '8010' }] });

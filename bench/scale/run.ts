@@ -1,0 +1,152 @@
+/**
+ * bench/scale: seed 004's 297 agents over the two hosts, in batches of about 75, installed (version 1)
+ * then migrated (version 2) with `start all`, as `migrate start all --confirm --wait` does it
+ * (startAllBatches, followAllBatches, followBatch). Prints, one line each:
+ *
+ *   figure <name> = <value> <unit> (goal <op> <value>)
+ *
+ *   npx tsx bench/scale/run.ts            # SCALE_AGENTS=120 for a shorter run
+ *
+ * Its own Temporal dev server, in-process workers (one per host plus the orchestrator), the stub
+ * image on 127.0.0.243 (mainpc) and 127.0.0.244 (pc2), project `scale<pid>` (removed afterwards).
+ *
+ * Overhead per agent = the agent workflow's time − its container's start-to-healthy (ensureContainer
+ * scheduled → waitHealthy completed) − the judge's sampling window (its sampleLatency activities,
+ * scheduled → completed). The workers run in this process: their peak memory is its peak RSS.
+ */
+import Dockerode from 'dockerode';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import proto from '@temporalio/proto';
+import { parseInventory } from '../../src/inventory/load.js';
+import { buildPlan } from '../../src/plan/plan.js';
+import { stubPlan } from '../../src/plan/stub.js';
+import { LABELS } from '../../src/plan/queues.js';
+import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
+import { startDevServer } from '../../src/dev/temporal-server.js';
+import { quietRuntime } from '../../src/dev/environment.js';
+import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
+import { agentWorkflowId, allBatchesWorkflowId, batchWorkflowId } from '../../src/workflows/batch.js';
+import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
+import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
+
+// a CommonJS module: under tsx, its named exports come through the default one
+const { temporal } = proto;
+const AGENTS = Number(process.env.SCALE_AGENTS ?? 297);
+const PER_BATCH = 75;
+const CONCURRENCY = Number(process.env.SCALE_CONCURRENCY ?? 10);
+const SAMPLES = 3;
+const project = `scale${process.pid}`;
+const docker = new Dockerode();
+const hosts = { mainpc: '127.0.0.243', pc2: '127.0.0.244' } as const;
+const agents = Array.from({ length: AGENTS }, (_, i) => `Agent${String(i + 1).padStart(3, '0')}`);
+const hostOfAgent = (i: number) => (i % 2 === 0 ? 'mainpc' : 'pc2');
+const batchCount = Math.ceil(AGENTS / PER_BATCH);
+const per = Math.ceil(AGENTS / batchCount);
+const inventory = parseInventory({
+  version: 1,
+  project,
+  hosts: Object.fromEntries(Object.entries(hosts).map(([h, address]) => [h, { address }])),
+  agents: Object.fromEntries(agents.map((a, i) => [a, {
+    placement: { host: hostOfAgent(i) }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${7000 + Math.floor(i / 2)}:8080`],
+    healthcheck: { http: '/health', interval: '200ms', timeout: '5s', retries: 5, start_period: '2s' },
+  }])),
+  batches: Array.from({ length: batchCount }, (_, b) => ({
+    name: `${project}-batch-${b + 1}`, agents: agents.slice(b * per, (b + 1) * per), concurrency: CONCURRENCY, max_failures: 0, latency_tolerance: 100,
+  })),
+});
+const plan = buildPlan(inventory);
+const names = plan.batches.map((b) => b.name);
+const at = (v: string) => stubPlan(plan, { image: STUB_IMAGE, version: v });
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const figure = (name: string, value: string | number, unit: string, goal: string) => process.stdout.write(`figure ${name} = ${value} ${unit} (goal ${goal})\n`);
+
+quietRuntime();
+await ensureStubImage(docker);
+const server = await startDevServer({ ui: false });
+const native = await NativeConnection.connect({ address: server.address });
+const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+const workers = [await createOrchestratorWorker({ connection: native }), ...await Promise.all(Object.keys(hosts).map((h) => createHostWorker({ connection: native, context: hostContext(inventory, h) })))];
+const running = Promise.all(workers.map((w) => w.run()));
+let peakRss = 0;
+const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 250);
+
+/** `migrate start all --confirm --wait`: every batch in order, each confirmed once it migrated. */
+async function startAll(version: string, force: boolean): Promise<{ ms: number; all: AllBatchesProgress }> {
+  const t = performance.now();
+  const parent = await startAllBatches(client, at(version), { samples: SAMPLES, force, autoConfirm: true });
+  const all = await followAllBatches(client, parent, names, async (name, handle) => {
+    const r = await followBatch(handle, undefined, 1000);
+    process.stderr.write(`  v${version} ${name}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'migrated' || a.phase === 'confirmed').length}/${r.agents.length} agents, ${((performance.now() - t) / 1000).toFixed(0)} s\n`);
+  });
+  if (all.stoppedAt) throw new Error(`v${version} stopped at ${all.stoppedAt}: ${all.error}`);
+  return { ms: performance.now() - t, all };
+}
+
+type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
+const fetchHistory = async (id: string, runId?: string) => client.workflow.getHandle(id, runId).fetchHistory();
+const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.seconds) * 1000 + e.eventTime!.nanos! / 1e6;
+
+try {
+  process.stderr.write(`bench/scale: ${AGENTS} agents, ${batchCount} batches of ≤ ${per}, concurrency ${CONCURRENCY}, ${SAMPLES} probes per sample\n`);
+  const install = await startAll('1', true);
+  const migration = await startAll('2', false);
+  const migrated = migration.all.results.flatMap((r) => r.agents).filter((a) => (a.phase === 'confirmed' || a.phase === 'migrated') && a.action === 'replaced').length;
+
+  // Per agent of the migration, from its workflow's history.
+  const overheads: number[] = [];
+  const gaps: number[] = [];
+  const perActivity = new Map<string, number[]>();
+  let largest = { id: '', events: 0, bytes: 0 };
+  const weigh = (id: string, h: History) => {
+    const bytes = temporal.api.history.v1.History.encode(h).finish().length;
+    if ((h.events?.length ?? 0) > largest.events) largest = { id, events: h.events!.length, bytes };
+  };
+  for (const [i, a] of agents.entries()) {
+    const batch = names[Math.floor(i / per)]!;
+    const h = await fetchHistory(agentWorkflowId(batch, a));
+    weigh(agentWorkflowId(batch, a), h);
+    const events = h.events ?? [];
+    const scheduled = new Map<number, { name: string; at: number }>();
+    let ensureAt = 0; let healthyAt = 0; let sampling = 0; let inActivities = 0;
+    for (const e of events) {
+      const s = e.activityTaskScheduledEventAttributes;
+      if (s) { scheduled.set(Number(e.eventId), { name: s.activityType!.name!, at: time(e) }); if (s.activityType!.name === 'ensureContainer') ensureAt = time(e); }
+      const c = e.activityTaskCompletedEventAttributes;
+      const of = c && scheduled.get(Number(c.scheduledEventId));
+      if (of?.name === 'waitHealthy') healthyAt = time(e);
+      if (of?.name === 'sampleLatency') sampling += time(e) - of.at;
+      if (of) {
+        inActivities += time(e) - of.at;
+        perActivity.set(of.name, [...(perActivity.get(of.name) ?? []), time(e) - of.at]);
+      }
+    }
+    const total = time(events.at(-1)!) - time(events[0]!);
+    overheads.push(total - (healthyAt - ensureAt) - sampling);
+    gaps.push(total - inActivities);
+  }
+  for (const id of [...names.map(batchWorkflowId), allBatchesWorkflowId(project), ledgerWorkflowId(project)]) weigh(id, await fetchHistory(id));
+  // The batches' first runs (the install) too.
+  for (const name of names) weigh(`${batchWorkflowId(name)} (install)`, await fetchHistory(batchWorkflowId(name), install.all.runs[name]));
+
+  process.stdout.write(`bench/scale: ${AGENTS} agents over ${Object.keys(hosts).length} hosts, ${batchCount} batches, concurrency ${CONCURRENCY}; install ${(install.ms / 1000).toFixed(1)} s\n`);
+  figure('migrated', migrated, 'agents', `= ${AGENTS}`);
+  figure('total_time', (migration.ms / 1000).toFixed(1), 's', 'report (start all, every batch migrated and confirmed)');
+  figure('overhead_per_agent_median', Math.round(median(overheads)), 'ms', '<= 150');
+  figure('overhead_per_agent_mean', Math.round(overheads.reduce((s, x) => s + x, 0) / overheads.length), 'ms', '<= 150');
+  figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
+  process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
+  figure('largest_history_events', largest.events, 'events', '<= 10240');
+  figure('largest_history_bytes', largest.bytes, `bytes (${largest.id})`, 'report');
+  figure('workers_peak_rss', Math.round(Math.max(peakRss, process.resourceUsage().maxRSS * 1024) / 2 ** 20), 'MiB (in-process workers + client)', 'report');
+} finally {
+  clearInterval(sampler);
+  for (const w of workers) w.shutdown();
+  await running;
+  await native.close();
+  await client.connection.close();
+  await server.stop();
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+  for (let i = 0; i < list.length; i += 20) await Promise.all(list.slice(i, i + 20).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+}
