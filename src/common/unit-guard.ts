@@ -107,6 +107,7 @@ export const unitSpecSchema = z.strictObject({
   probe,
   timing: z.strictObject({ intervalMs: ms, timeoutMs: ms, retries: z.number().int().min(0), startPeriodMs: ms }),
   gpu: z.strictObject({ count: z.number().int().min(1), minVramGb: z.number().positive() }).optional(),
+  gpuIndexes: z.array(z.number().int().min(0)).optional(),
   gpuDeviceRequest: z.boolean(),
   dependsOn: z.record(z.string(), z.enum(['service_started', 'service_healthy', 'service_completed_successfully'])),
   criticality: z.enum(['critical', 'high', 'medium', 'low']),
