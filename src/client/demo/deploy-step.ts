@@ -9,7 +9,7 @@ import { decideRelease, defaultRelease, startDeploy } from '../../ops/index.js';
 import { followDeployLines, formatBackupOutcome } from '../format.js';
 
 export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<void> {
-  const stubbed = await stubbedPlan(plan);
+  const stubbed = stubbedPlan(plan);
   const release = `demo-${defaultRelease()}`;
   const services = Object.values(stubbed.units).filter((u) => u.kind === 'service');
   say(`  ${services.length} services of ${plan.project}, each started once its dependencies are healthy (release ${release})`);
