@@ -2,7 +2,8 @@
  * The real workflows on isolated hosts (issue 11 items 2 and 5): mainpc and pc2 are each a network
  * namespace with its own dockerd and its own `migrate worker` process, reaching this run's Temporal
  * server over the bridge. A stub stack is deployed (a service on mainpc, a dependent on pc2 that
- * reaches it by name across hosts), then an agent on pc2 is migrated v1 → v2 and rolled back.
+ * reaches it by name across hosts), then an agent on pc2 is migrated v1 → v2 and rolled back, and
+ * a PostgreSQL in mainpc's engine (its image loaded there) is backed up by docker exec and verified.
  *
  * Asserts on the world: which engine holds which container and image (the stub image is built by
  * each host's worker on its own engine, under a tag the root engine never has), a real request from
@@ -10,7 +11,7 @@
  * the identity of the worker that ran pc2's activities (the process inside pc2's namespace).
  * Needs root, `ip` and `nsenter` (CI has them); skips with the reason otherwise.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
@@ -25,7 +26,9 @@ import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
 import { containerName, hostQueue, LABELS } from '../../src/plan/queues.js';
 import { runTool } from '../../src/activities/exec.js';
-import { decideBatch, decideRelease, followBatch, followDeploy, startBatch, startDeploy } from '../../src/ops/index.js';
+import { backupNow, decideBatch, decideRelease, followBatch, followDeploy, startBatch, startDeploy } from '../../src/ops/index.js';
+import { loadImageInto } from '../../src/dev/image-transfer.js';
+import { ensureHostImage, postgresImageSpec, TEST_POSTGRES_IMAGE } from '../helpers/host-image.js';
 
 const prefix = 'isowf';
 const subnet = '10.231.8.0/24';
@@ -36,24 +39,36 @@ const image = `agent-migrate/stub-agent:isowf${process.pid}`;
 const unsupported = await isolatedHostsUnsupported();
 const root = new Dockerode();
 
+/** Batch workflow ids are the batch's name: unique to this run, as the server is shared. */
+const batch = `isowf${process.pid}-batch-1`;
+const pgVar = `MIGRATE_TEST_ISOWF_PG_PASSWORD_${process.pid}`;
+const pgSecret = `pg-${process.pid}-${Math.random().toString(36).slice(2)}`;
 const probe = { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' };
-const inventoryDoc = {
+const inventoryDoc = (backupDir: string) => ({
   version: 1,
   project,
   hosts: { mainpc: {}, pc2: {} },
   services: {
+    // Started by the test itself in mainpc's engine (a real PostgreSQL); never deployed here.
+    db: { image: TEST_POSTGRES_IMAGE, placement: { host: 'mainpc' } },
     api: { image: 'agentsys/api:1', ports: ['8080:8080'], healthcheck: probe, placement: { host: 'mainpc' } },
     web: { image: 'agentsys/web:1', ports: ['8081:8080'], depends_on: ['api'], healthcheck: probe, placement: { host: 'pc2' } },
   },
   agents: {
     Scout: { image: 'agentsys/scout:2', ports: ['7100:8080'], healthcheck: probe, placement: { host: 'pc2' } },
   },
-  batches: [{ name: 'iso-batch-1', agents: ['Scout'], concurrency: 1, max_failures: 1, approval: false }],
-};
+  batches: [{ name: batch, agents: ['Scout'], concurrency: 1, max_failures: 1, approval: false }],
+  backups: {
+    directory: backupDir,
+    postgres: [{ name: 'pg', host: 'mainpc', via: 'docker-exec', unit: 'db', database: 'appdb', user: 'postgres', password: { from_env: pgVar } }],
+  },
+});
 
-/** The plan with the test's stub tag, built by each unit's own worker from the stub folder. */
-const stubbed = (plan: Plan, version: string) =>
-  stubPlan(plan, { image, version, build: { context: STUB_CONTEXT, hostFiles: { busybox: BUSYBOX_CANDIDATES } } });
+/** The plan with the test's stub tag, built by each unit's own worker from the stub folder (db left out: the test runs it). */
+const stubbed = (plan: Plan, version: string) => {
+  const { db: _db, ...units } = stubPlan(plan, { image, version, build: { context: STUB_CONTEXT, hostFiles: { busybox: BUSYBOX_CANDIDATES } } }).units;
+  return { ...plan, units };
+};
 
 async function hasImage(docker: Dockerode, tag: string): Promise<boolean> {
   return docker.getImage(tag).inspect().then(() => true, () => false);
@@ -90,7 +105,8 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
     await removeStaleIsolatedHosts(stateDir);
     dir = await mkdtemp(path.join(os.tmpdir(), 'isowf-'));
     const inventoryFile = path.join(dir, 'inventory.yaml');
-    await writeFile(inventoryFile, stringify(inventoryDoc));
+    await writeFile(inventoryFile, stringify(inventoryDoc(path.join(dir, 'backups'))));
+    process.env[pgVar] = pgSecret; // the workers inherit it: the secret never enters the inventory or Temporal
     process.env.MIGRATE_WORKFLOW_BUNDLE = inject('workflowBundle'); // built once by global-setup
     const started = Date.now();
     env = await startIsolatedEnvironment({
@@ -155,13 +171,14 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
 
   it('migrates an agent on pc2 (v1 → v2) in pc2\'s engine only, and rolls it back exactly', async () => {
     const scout = containerName(project, 'pc2', 'Scout');
-    const v1 = await followBatch(await startBatch(client, stubbed(plan, '1'), 'iso-batch-1', { force: true, samples: 5, autoConfirm: true, skipBackup: 'no databases in this test' }));
-    expect(v1.outcome).toBe('migrated');
+    const v1run = await startBatch(client, stubbed(plan, '1'), batch, { force: true, samples: 5, autoConfirm: true, skipBackup: 'no databases in this test' });
+    expect((await followBatch(v1run)).outcome).toBe('migrated');
+    await v1run.result(); // confirmed: its workflow closes, and the next run may take the same id
     const before = (await projectContainers(engines.pc2)).find((c) => c.name === scout)!;
     expect(before.state).toBe('running');
 
     const started = Date.now();
-    const handle = await startBatch(client, stubbed(plan, '2'), 'iso-batch-1', { force: true, samples: 5, skipBackup: 'no databases in this test' });
+    const handle = await startBatch(client, stubbed(plan, '2'), batch, { force: true, samples: 5, skipBackup: 'no databases in this test' });
     const v2 = await followBatch(handle);
     timings.batchMs = Date.now() - started;
     expect(v2.outcome).toBe('migrated');
@@ -178,12 +195,43 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
     const identities = await activityWorkers(client, handle.workflowId, hostQueue('pc2'));
     expect([...identities]).toEqual([expect.stringMatching(new RegExp(`^pc2@.*:${pc2Worker.pid}$`))]);
 
-    const decision = await decideBatch(client, project, 'iso-batch-1', 'rollback');
+    const decision = await decideBatch(client, project, batch, 'rollback');
     expect(decision).toMatchObject({ status: 'rolled-back', exact: true, differences: [] });
     const after = await projectContainers(engines.pc2);
     const back = after.find((c) => c.name === scout)!;
     expect(back.id).toBe(before.id); // exactly the v1 container again
     expect(back.state).toBe('running');
     expect(after.map((c) => c.name)).not.toContain(`${scout}.prev`);
+  }, 240_000);
+
+  it('backs up a PostgreSQL in mainpc\'s engine through docker exec, run by mainpc\'s worker, and verifies it', async () => {
+    const started = Date.now();
+    await ensureHostImage(root, postgresImageSpec());
+    await loadImageInto(root, engines.mainpc, TEST_POSTGRES_IMAGE);
+    timings.loadPostgresMs = Date.now() - started;
+    const name = containerName(project, 'mainpc', 'db');
+    const db = await engines.mainpc.createContainer({ name, Image: TEST_POSTGRES_IMAGE, Env: [`POSTGRES_PASSWORD=${pgSecret}`], Labels: { [LABELS.project]: project } });
+    await db.start();
+    const psql = (sql: string, database = 'postgres') => runTool(engines.mainpc, name, ['psql', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', database, '-tAc', sql], { env: { PGPASSWORD: pgSecret } });
+    const deadline = Date.now() + 60_000;
+    while ((await psql('SELECT 1').catch(() => ({ stdout: '' }))).stdout.trim() !== '1') {
+      if (Date.now() > deadline) throw new Error('PostgreSQL in mainpc\'s engine did not answer within 60 s');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await psql('CREATE DATABASE appdb');
+    await psql('CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 500) g', 'appdb');
+
+    const backupStarted = Date.now();
+    const result = await backupNow(client, plan.backups!, `isowf-${process.pid}`);
+    timings.backupMs = Date.now() - backupStarted;
+    expect(result.status).toBe('verified');
+    // The dump is in the store the inventory names, under mainpc and the backup's id.
+    expect((await readdir(path.join(dir!, 'backups', 'mainpc', result.id))).sort()).toEqual(['manifest.json', 'pg.dump']);
+    // It was taken by the worker inside mainpc's namespace.
+    const mainpcWorker = env!.workers.find((w) => w.host === 'mainpc')!;
+    const identities = await activityWorkers(client, `backup-isowf-${process.pid}`, hostQueue('mainpc'));
+    expect([...identities]).toEqual([expect.stringMatching(new RegExp(`^mainpc@.*:${mainpcWorker.pid}$`))]);
+    expect(await projectContainers(engines.pc2).then((cs) => cs.map((c) => c.name))).not.toContain(name);
+    expect(await projectContainers(root)).toEqual([]);
   }, 240_000);
 });
