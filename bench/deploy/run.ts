@@ -5,12 +5,17 @@
  * `docker-compose up -d` with `depends_on: condition: service_healthy` (Debian's compose v1.29 has
  * no `--wait`: the clock stops when every container reports healthy). Same machine, one run.
  *
+ * Then the same deploy on isolated hosts (when this machine can make them: root, `ip`, `nsenter`):
+ * mainpc and pc2 each a network namespace with its own dockerd and its own `migrate worker` process,
+ * the stub image loaded into both engines first (the deploy is timed, not the image's transfer).
+ *
  *   npx tsx bench/deploy/run.ts [--keep-compose-file]
  *
  * Writes bench/deploy/docker-compose.generated.yml (the compose side, generated from the same plan).
  */
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -27,6 +32,10 @@ import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
 import { startDeploy } from '../../src/ops/index.js';
+import { isolatedHostsUnsupported } from '../../src/dev/isolated-hosts.js';
+import { startIsolatedEnvironment } from '../../src/dev/isolated-environment.js';
+import { WORKFLOWS_PATH } from '../../src/workers/workers.js';
+import type { Inventory } from '../../src/inventory/schema.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -35,11 +44,16 @@ const docker = new Dockerode();
 const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
 
 /** The shipped inventory, moved to bench-only loopback addresses and its own project name. */
-async function benchPlan(project: string, octet: number): Promise<{ plan: Plan; inventory: Awaited<ReturnType<typeof loadInventoryFiles>>['inventory'] }> {
+async function benchPlan(project: string, octet: number): Promise<{ plan: Plan; inventory: Inventory }> {
   const { inventory } = await loadInventoryFiles([path.join(root, 'inventory/agentsys.yaml'), path.join(root, 'inventory/local.yaml')]);
-  inventory.project = project;
   inventory.hosts.mainpc!.address = `127.0.0.${octet}`;
   inventory.hosts.pc2!.address = `127.0.0.${octet + 1}`;
+  return benchOnly(inventory, project);
+}
+
+/** Services only, no backups, under the bench's own project name. */
+function benchOnly(inventory: Inventory, project: string): { plan: Plan; inventory: Inventory } {
+  inventory.project = project;
   inventory.agents = {};
   inventory.batches = [];
   delete inventory.backups; // compose takes no backup either: both sides start containers only
@@ -127,6 +141,47 @@ async function benchCompose(): Promise<number> {
   }
 }
 
+/** The same deploy on isolated hosts: two namespaces, two engines, two `migrate worker` processes. */
+async function benchIsolated(): Promise<number> {
+  const project = `benchiso${process.pid}`;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'benchiso-'));
+  const server = await startDevServer({ ui: false });
+  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  let stop: (() => Promise<void>) | undefined;
+  try {
+    // The workers read the project from their inventory: an override names the bench's.
+    const override = path.join(dir, 'bench.yaml');
+    await writeFile(override, stringify({ project, batches: [] }));
+    const files = [path.join(root, 'inventory/agentsys.yaml'), path.join(root, 'inventory/local.yaml'), override];
+    const { inventory: base } = await loadInventoryFiles(files);
+    if (!process.env.MIGRATE_WORKFLOW_BUNDLE) {
+      const { bundleWorkflowCode } = await import('@temporalio/worker');
+      const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } });
+      await writeFile(path.join(dir, 'bundle.js'), bundle.code);
+      process.env.MIGRATE_WORKFLOW_BUNDLE = path.join(dir, 'bundle.js');
+    }
+    const env = await startIsolatedEnvironment({
+      inventory: base, inventoryFiles: files, dataDir: path.join(dir, 'data'), prefix: 'benchiso', subnet: '10.231.9.0/24',
+      temporal: { address: server.address }, preloadStub: true,
+    });
+    stop = env.stop;
+    if (!env.stubLoaded) throw new Error('isolated: the stub image could not be loaded into the hosts\' engines');
+    const { plan } = benchOnly((await loadInventoryFiles(env.inventoryFiles)).inventory, project);
+    const options = { autoConfirm: true, concurrency: 16 };
+    await (await startDeploy(client, { ...plan, project: `benchisowarm${process.pid}`, units: {} }, { ...options, release: `isowarm-${process.pid}` })).result();
+    const started = performance.now();
+    const result = await (await startDeploy(client, plan, { ...options, release: `benchiso-${process.pid}` })).result();
+    const elapsed = performance.now() - started;
+    if (!Object.values(result.units).every((u) => u.phase === 'healthy')) throw new Error(`isolated: not every service healthy: ${JSON.stringify(result.units)}`);
+    return elapsed;
+  } finally {
+    await stop?.(); // the hosts' engines go, with every container in them
+    await client.connection.close();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 await ensureStubImage(docker);
 const { plan } = await benchPlan('x', 61);
 process.stdout.write(`seed 000 stack: ${services(plan).length} services in ${plan.serviceWaves.length} dependency waves, stub image ${STUB_IMAGE}\n`);
@@ -135,3 +190,12 @@ process.stdout.write(`docker-compose up -d (depends_on: service_healthy) until a
 const ours = await benchOurs();
 process.stdout.write(`migrate deployStack (Temporal, health-gated graph) until all healthy:   ${(ours / 1000).toFixed(2)} s\n`);
 process.stdout.write(`ratio ours / docker-compose: ${(ours / compose).toFixed(2)}× (target ≤ 0.70×)\n`);
+const unsupported = await isolatedHostsUnsupported();
+if (unsupported) {
+  process.stdout.write(`isolated hosts: not run (${unsupported})\n`);
+} else {
+  const isolated = await benchIsolated();
+  process.stdout.write(`migrate deployStack on isolated hosts (2 namespaces, 2 engines, 2 worker processes) until all healthy: ${(isolated / 1000).toFixed(2)} s\n`);
+  process.stdout.write(`figure deploy_one_engine = ${(ours / 1000).toFixed(2)} s (goal ≤ 0.70× docker-compose = ${(0.7 * compose / 1000).toFixed(2)} s)\n`);
+  process.stdout.write(`figure deploy_isolated = ${(isolated / 1000).toFixed(2)} s (goal ≤ 1.5× the one-engine run = ${(1.5 * ours / 1000).toFixed(2)} s)\n`);
+}

@@ -6,7 +6,7 @@
  * before it creates, retire and put-back find the containers wherever an earlier attempt left
  * them, stopping a stopped container or removing a missing one is success.
  */
-import { readdir } from 'node:fs/promises';
+import { access, copyFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -56,6 +56,22 @@ export async function buildImage(docker: Dockerode, context: string, tag: string
       else resolve();
     });
   });
+}
+
+/** Copy into `context` each file it lacks from the first of its candidate paths on this host. */
+async function provideHostFiles(context: string, files: Record<string, string[]>): Promise<void> {
+  for (const [name, candidates] of Object.entries(files)) {
+    const target = path.join(context, name);
+    if (await access(target).then(() => true, () => false)) continue;
+    let copied = false;
+    for (const candidate of candidates) {
+      if (!(await access(candidate).then(() => true, () => false))) continue;
+      await copyFile(candidate, target);
+      copied = true;
+      break;
+    }
+    if (!copied) throw new Error(`${name} is missing from ${context} and none of ${candidates.join(', ')} exists on this host`);
+  }
 }
 
 export interface ContainerRef {
@@ -282,6 +298,8 @@ export function createDockerActivities(ctx: HostContext) {
   // Only the call in flight is shared: the next one looks again, so a network removed meanwhile is
   // recreated rather than remembered.
   let networkInFlight: Promise<string> | undefined;
+  /** Image builds under way on this host, by tag: concurrent units wait for the same build. */
+  const buildsInFlight = new Map<string, Promise<void>>();
   function ensureNetwork(): Promise<string> {
     networkInFlight ??= createNetworkOnce().finally(() => { networkInFlight = undefined; });
     return networkInFlight;
@@ -309,24 +327,42 @@ export function createDockerActivities(ctx: HostContext) {
   }
 
   return {
-    /** Make sure the unit's image exists on this host: build it from its context, or find it. */
+    /**
+     * Make sure the unit's image exists on this host's engine: build it from its context (on this
+     * host, by this worker), or find it. An `ifMissing` build (the stub image) is skipped when the
+     * engine has the image, and units of one host needing the same image share one build.
+     */
     async ensureImage(unit: UnitSpec): Promise<{ image: string; built: boolean }> {
       assertUnitAccepted(unit, host);
-      if (unit.build) {
-        log.info('building image', { unit: unit.name, image: unit.image, context: unit.build.context });
+      const present = async () => {
         try {
-          await buildImage(docker, unit.build.context, unit.image, { dockerfile: unit.build.dockerfile, buildargs: unit.build.args });
+          await docker.getImage(unit.image).inspect();
+          return true;
         } catch (err) {
-          throw ApplicationFailure.nonRetryable(`${unit.name}: ${(err as Error).message}`, 'ImageBuildFailed');
+          if (statusCode(err) !== 404) throw err;
+          return false;
         }
+      };
+      const { build } = unit;
+      if (build && !(build.ifMissing && (await present()))) {
+        let building = buildsInFlight.get(unit.image);
+        if (!building) {
+          log.info('building image', { unit: unit.name, image: unit.image, context: build.context, host });
+          building = (async () => {
+            if (build.hostFiles) await provideHostFiles(build.context, build.hostFiles);
+            await buildImage(docker, build.context, unit.image, { dockerfile: build.dockerfile, buildargs: build.args });
+          })().finally(() => buildsInFlight.delete(unit.image));
+          buildsInFlight.set(unit.image, building);
+        }
+        try {
+          await building;
+        } catch (err) {
+          throw ApplicationFailure.nonRetryable(`${unit.name}: building ${unit.image} on host ${host}: ${(err as Error).message}`, 'ImageBuildFailed');
+        }
+        log.info('image built', { unit: unit.name, image: unit.image, host });
         return { image: unit.image, built: true };
       }
-      try {
-        await docker.getImage(unit.image).inspect();
-        return { image: unit.image, built: false };
-      } catch (err) {
-        if (statusCode(err) !== 404) throw err;
-      }
+      if (build || (await present())) return { image: unit.image, built: false };
       throw ApplicationFailure.nonRetryable(
         `${unit.name}: image ${unit.image} is not on host ${host} and no build context is given: load or pull it on that host, or add build: to the unit`,
         'ImageMissing',

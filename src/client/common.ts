@@ -108,7 +108,7 @@ export async function loadPlan(files: string[]): Promise<{ inventory: Inventory;
   return { inventory, plan: buildPlan(inventory, { baseDir }) };
 }
 
-/** The plan as a command runs it: with --stub, every unit is the local stub image (built first if missing). */
+/** The plan as a command runs it: with --stub, every unit is the stub image (each host's worker builds it on its own engine if missing). */
 export async function planForRun(plan: Plan, stub: boolean, version?: string): Promise<Plan> {
   return stub ? stubbedPlan(plan, { version }) : plan;
 }

@@ -98,7 +98,16 @@ export const unitSpecSchema = z.strictObject({
   kind: z.enum(['service', 'agent']),
   host: z.string().regex(NAME_RE, { message: 'must be a host name' }),
   image: z.string().min(1).max(512).regex(/^[^\s]+$/, { message: 'must be an image reference' }),
-  build: z.strictObject({ context: z.string().min(1), dockerfile: z.string().min(1).optional(), args: z.record(z.string(), z.string()) }).optional(),
+  build: z.strictObject({
+    context: z.string().min(1),
+    dockerfile: z.string().min(1).optional(),
+    args: z.record(z.string(), z.string()),
+    ifMissing: z.boolean().optional(),
+    // Host files copied into the build context (the stub image's busybox): plain names in, and never
+    // from what a bind may not expose either (/, the Docker socket, /proc, /sys, /etc).
+    hostFiles: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'must be a plain file name' }),
+      z.array(hostPath.refine((p) => bindAccess(p) === undefined, { message: 'must not read from /, the Docker socket, /proc, /sys or /etc' })).min(1)).optional(),
+  }).optional(),
   command: z.array(z.string()).optional(),
   environment: z.record(z.string().regex(ENV_RE, { message: 'must be an environment variable name' }), z.union([z.string(), secretRef])),
   ports: z.array(z.strictObject({ hostIp: z.string().min(1), published: portNum, target: portNum, protocol: z.enum(['tcp', 'udp']) })),

@@ -46,7 +46,7 @@ export interface IsolatedEnvironment {
   /** Every inventory file the workers were given, the override last. */
   inventoryFiles: string[];
   workers: IsolatedWorker[];
-  /** Whether the stub image was loaded into every host's engine. */
+  /** Whether the stub image was loaded into every host's engine (only with `preloadStub`: otherwise each worker builds it on its own engine when a unit needs it). */
   stubLoaded: boolean;
   stop(): Promise<void>;
 }
@@ -71,6 +71,8 @@ export interface IsolatedEnvironmentOptions {
   temporal?: { address: string; namespace?: string };
   /** How long each worker may take to poll its queue (default 90 s: tsx and workflow loading on a small machine). */
   workerTimeoutMs?: number;
+  /** Copy this machine's stub image into every host's engine up front (default: no, each host's worker builds it when a unit needs it). */
+  preloadStub?: boolean;
 }
 
 /** The override the workers load after the operator's files: each host at its bridge address and its own engine. */
@@ -141,10 +143,12 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
         ui: options.ui,
       }),
       workflowBundle(),
-      // The stub image, built on this machine's engine when there is one, then loaded into each host's.
-      ensureStubImage(root)
-        .then(() => Promise.all(iso.hosts.map((h) => loadImageInto(root, iso.docker(h.name), STUB_IMAGE))))
-        .then(() => true, () => false),
+      // Only when asked: the stub image, built on this machine's engine, then loaded into each host's.
+      options.preloadStub
+        ? ensureStubImage(root)
+          .then(() => Promise.all(iso.hosts.map((h) => loadImageInto(root, iso.docker(h.name), STUB_IMAGE))))
+          .then(() => true, () => false)
+        : false,
     ]);
     server = started;
     const temporal: TemporalServer = started ?? { address: options.temporal!.address, namespace: options.temporal!.namespace ?? 'default' };

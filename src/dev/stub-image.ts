@@ -6,7 +6,7 @@ import { access, copyFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Dockerode from 'dockerode';
+import type Dockerode from 'dockerode';
 import type { Plan } from '../plan/plan.js';
 import { stubPlan, type StubOptions } from '../plan/stub.js';
 import { buildImage } from '../activities/docker.js';
@@ -43,8 +43,15 @@ export async function ensureStubImage(docker: Dockerode, options: { rebuild?: bo
   return STUB_IMAGE;
 }
 
-/** The plan with the local stub image standing in for every unit; builds the stub first if missing. */
-export async function stubbedPlan(plan: Plan, options: Omit<StubOptions, 'image'> = {}, docker: Dockerode = new Dockerode()): Promise<Plan> {
-  await ensureStubImage(docker);
-  return stubPlan(plan, { ...options, image: STUB_IMAGE });
+/** Where Debian's busybox-static lies on a host: the stub context's `busybox` is copied from the first found. */
+export const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
+
+/**
+ * The plan with the stub image standing in for every unit. Nothing is built here: each unit's worker
+ * builds the stub on its own host's engine from the stub's folder when that engine lacks it (issue 11:
+ * images live on the host that runs them, never on the client's engine).
+ */
+export function stubbedPlan(plan: Plan, options: Omit<StubOptions, 'image' | 'build'> = {}): Plan {
+  const busybox = process.env.BUSYBOX_PATH ? [process.env.BUSYBOX_PATH] : [];
+  return stubPlan(plan, { ...options, image: STUB_IMAGE, build: { context: STUB_CONTEXT, hostFiles: { busybox: [...busybox, ...BUSYBOX_CANDIDATES] } } });
 }

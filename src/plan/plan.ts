@@ -34,13 +34,25 @@ export interface ProbeTiming {
   startPeriodMs: number;
 }
 
+/** How a unit's image is made on its own host's engine, by that host's worker. */
+export interface UnitBuild {
+  /** A folder on the unit's host (every host here has the same checkout). */
+  context: string;
+  dockerfile?: string;
+  args: Record<string, string>;
+  /** Build only when the host's engine lacks the image (the stub image): otherwise rebuilt every deploy. */
+  ifMissing?: boolean;
+  /** Files the context needs from the host, copied in when missing: name in the context → candidate paths on the host, first found wins. */
+  hostFiles?: Record<string, string[]>;
+}
+
 /** Everything a host's activities need to run one unit. Secrets stay references. */
 export interface UnitSpec {
   name: string;
   kind: UnitKind;
   host: string;
   image: string;
-  build?: { context: string; dockerfile?: string; args: Record<string, string> };
+  build?: UnitBuild;
   command?: string[];
   environment: Record<string, string | SecretRef>;
   ports: Required<PortMapping>[];

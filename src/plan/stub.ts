@@ -5,7 +5,7 @@
  * stub cannot pass (a command inside the container, a Docker healthcheck) become HTTP probes on the
  * unit's first published port. Secrets are dropped: the stub needs none. Pure.
  */
-import { hashSpec, type Plan, type UnitSpec } from './plan.js';
+import { hashSpec, type Plan, type UnitBuild, type UnitSpec } from './plan.js';
 
 export interface StubOptions {
   image: string;
@@ -13,6 +13,11 @@ export interface StubOptions {
   version?: string;
   /** Extra stub environment per unit (AGENT_MODE, AGENT_START_DELAY, AGENT_LATENCY_MS…). */
   env?: Record<string, Record<string, string>>;
+  /**
+   * Where each unit's host builds the stub image when its engine lacks it (the stub's folder, which
+   * every host's checkout has). Without it the image must already be on every host.
+   */
+  build?: Pick<UnitBuild, 'context' | 'hostFiles'>;
 }
 
 export function stubUnit(unit: UnitSpec, options: StubOptions): UnitSpec {
@@ -30,7 +35,7 @@ export function stubUnit(unit: UnitSpec, options: StubOptions): UnitSpec {
   const stub: Omit<UnitSpec, 'specHash'> = {
     ...unit,
     image: options.image,
-    build: undefined,
+    build: options.build ? { context: options.build.context, args: {}, ifMissing: true, hostFiles: options.build.hostFiles } : undefined,
     command: undefined,
     environment,
     dockerHealthcheck: undefined,

@@ -3,6 +3,11 @@
  * Web UI, one worker per inventory host, then the plan and the routing proof (each host's step on
  * its own worker, each GPU-bound step on the host the plan chose), a deploy, and a batch migration
  * with one agent made to fail, rolled back with its data (the steps under ../demo, through src/ops).
+ *
+ * Two modes, and the demo says which it runs in. One engine (the default): every host a loopback
+ * address on this machine's Docker engine, workers in this process. Isolated hosts
+ * (`--isolated-hosts`, needs root, `ip` and `nsenter`): every host its own network namespace, dockerd
+ * and `migrate worker` process; where that cannot run, the demo falls back to one engine and says why.
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -12,14 +17,51 @@ import { buildPlan } from '../../plan/plan.js';
 import { formatPlan } from '../../plan/format.js';
 import { ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { gpuStep, probeHosts } from '../../workflows/routing.js';
-import { startDevEnvironment } from '../../dev/environment.js';
+import { quietRuntime, startDevEnvironment } from '../../dev/environment.js';
+import { isolatedHostsUnsupported } from '../../dev/isolated-hosts.js';
+import { startIsolatedEnvironment } from '../../dev/isolated-environment.js';
+import type { Inventory } from '../../inventory/schema.js';
 import type { HostReport, GpuGrant } from '../../activities/host-info.js';
 import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions } from '../common.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
 import { seedDemoData } from '../demo/data-step.js';
 
-const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233) });
+const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233), isolatedHosts: z.boolean().default(false) });
+
+interface DemoEnvironment {
+  mode: 'one-engine' | 'isolated-hosts';
+  address: string;
+  uiUrl?: string;
+  /** The inventory as the workers read it (isolated: each host at its bridge address). */
+  inventory: Inventory;
+  /** Lines that describe the hosts, printed under step 2. */
+  hosts: string[];
+  stop(): Promise<void>;
+}
+
+/** Which mode the demo runs in, and why: isolated hosts only when asked and possible. */
+export async function demoMode(requested: boolean): Promise<{ mode: DemoEnvironment['mode']; why: string }> {
+  const unsupported = await isolatedHostsUnsupported();
+  if (requested && !unsupported) return { mode: 'isolated-hosts', why: 'every host its own network namespace, Docker engine and `migrate worker` process' };
+  if (requested) return { mode: 'one-engine', why: `falling back: ${unsupported}` };
+  return {
+    mode: 'one-engine',
+    why: `every host a loopback address on this machine's Docker engine (${unsupported ? `isolated hosts are not possible here: ${unsupported}` : '`--isolated-hosts` gives every host its own namespace, engine and worker'})`,
+  };
+}
+
+async function startDemoEnvironment(mode: DemoEnvironment['mode'], inventory: Inventory, opts: z.infer<typeof demoOptions>): Promise<DemoEnvironment> {
+  if (mode === 'one-engine') {
+    const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
+    return { mode, address: env.server.address, uiUrl: env.server.uiUrl, inventory, hosts: [], stop: () => env.stop() };
+  }
+  quietRuntime();
+  const env = await startIsolatedEnvironment({ inventory, inventoryFiles: opts.inventory, dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
+  const { inventory: seen } = await loadInventoryFiles(env.inventoryFiles);
+  const hosts = env.iso.hosts.map((h) => `  ${h.name.padEnd(8)} ${h.address.padEnd(12)} unix://${h.dockerSocket}  dockerd ${h.dockerPid}, worker ${env.workers.find((w) => w.host === h.name)!.pid}`);
+  return { mode, address: env.temporal.address, uiUrl: env.temporal.uiUrl, inventory: seen, hosts, stop: () => env.stop() };
+}
 
 export function registerDemo(program: Command): void {
   inventoryOption(program
@@ -29,19 +71,26 @@ export function registerDemo(program: Command): void {
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
     .option('--keep-running', 'leave the dev server, workers and Web UI up afterwards (Ctrl-C stops)')
+    .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root; falls back to one engine otherwise)')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(demoOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
-      const plan = buildPlan(inventory);
+      const { mode, why } = await demoMode(opts.isolatedHosts);
       const say = (line = '') => process.stdout.write(`${line}\n`);
+      say(`mode: ${mode} — ${why}`);
+      say();
       say('== 1. The plan (migrate plan) ==');
-      say(formatPlan(plan));
+      say(formatPlan(buildPlan(inventory)));
       say();
       say('== 2. Temporal dev server and one worker per host ==');
-      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort });
-      say(`Temporal ${env.server.address}, Web UI ${env.server.uiUrl}`);
+      const env = await startDemoEnvironment(mode, inventory, opts);
+      const plan = buildPlan(env.inventory);
+      say(`Temporal ${env.address}, Web UI ${env.uiUrl}`);
+      for (const line of env.hosts) say(line);
+      // local.yaml's backup target is this machine's loopback, which no isolated host reaches.
+      const skipBackup = mode === 'isolated-hosts' ? 'isolated-hosts demo: local.yaml\'s backup target (127.0.0.1) is not reachable from the hosts\' namespaces' : undefined;
       try {
-        const client = new Client({ connection: await Connection.connect({ address: env.server.address }) });
+        const client = new Client({ connection: await Connection.connect({ address: env.address }) });
         say();
         say('== 3. Routing: one step on each host\'s queue ==');
         const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -59,18 +108,19 @@ export function registerDemo(program: Command): void {
         }
         say();
         say('== 5. Deploy: a verified backup first, then the stack in dependency order, health-gated (migrate deploy --stub --wait) ==');
-        const data = await seedDemoData(plan).catch((err: Error) => {
+        const data = skipBackup ? undefined : await seedDemoData(plan).catch((err: Error) => {
           say(`  (no demo data: ${err.message}; the backups will say why)`);
           return undefined;
         });
+        if (skipBackup) say(`  (no backup: ${skipBackup})`);
         if (data) say(`  demo data: ${data.component.database}.agent_memory on PostgreSQL ${data.component.address}:${data.component.port}, ${await data.rows()} rows`);
-        await deployDemoStep(client, plan, say);
+        await deployDemoStep(client, plan, say, { skipBackup });
         say();
         say('== 6. Batch migration: batch-1 (backup first), one agent made to fail and rolled back alone; then rollback --restore-data ==');
-        await batchDemoStep(client, plan, say, data);
+        await batchDemoStep(client, plan, say, data, { skipBackup });
         await client.connection.close();
         say();
-        say(`Every step above is a workflow in the Web UI: ${env.server.uiUrl}/namespaces/default/workflows`);
+        say(`Every step above is a workflow in the Web UI (${mode}): ${env.uiUrl}/namespaces/default/workflows`);
         if (opts.keepRunning) {
           say('Still running (--keep-running); Ctrl-C stops.');
           await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
