@@ -68,6 +68,16 @@ export async function startWorld(inventory: Inventory, options: { hosts?: string
   return world;
 }
 
+/** Run `fn` with a world of this inventory's workers, closed afterwards whatever happens. */
+export async function withWorld<T>(inventory: Inventory, fn: (world: TestWorld) => Promise<T>): Promise<T> {
+  const world = await startWorld(inventory);
+  try {
+    return await fn(world);
+  } finally {
+    await world.close();
+  }
+}
+
 /** A workflow's history as JSON with every payload decoded (payloads are base64 in the JSON form): for "no secret in it" checks. */
 export async function historyText(client: Client, workflowId: string): Promise<string> {
   const raw = JSON.stringify(await client.workflow.getHandle(workflowId).fetchHistory());

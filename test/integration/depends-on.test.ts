@@ -17,7 +17,7 @@ import { stubPlan, type StubOptions } from '../../src/plan/stub.js';
 import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { buildImage } from '../../src/activities/docker.js';
 import { deployStack, type DeployInput, type DeployProgress } from '../../src/workflows/deploy.js';
-import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { withWorld, type TestWorld } from '../helpers/temporal.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 
 const docker = new Dockerode();
@@ -59,15 +59,6 @@ const ms = (iso: string) => Date.parse(iso.replace(/(\.\d{3})\d*Z$/, '$1Z'));
 
 async function inspect(project: string, unit: string) {
   return docker.getContainer(`${project}_mainpc_${unit}`).inspect();
-}
-
-async function withWorld<T>(inv: ReturnType<typeof inventory>, fn: (world: TestWorld) => Promise<T>): Promise<T> {
-  const world = await startWorld(inv);
-  try {
-    return await fn(world);
-  } finally {
-    await world.close();
-  }
 }
 
 beforeAll(async () => {

@@ -18,7 +18,7 @@ import { stubPlan, type StubOptions } from '../../src/plan/stub.js';
 import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { deployStack, type DeployInput, type DeployProgress } from '../../src/workflows/deploy.js';
 import { confirmUpdate, rollbackUpdate } from '../../src/workflows/change.js';
-import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { startWorld, withWorld, type TestWorld } from '../helpers/temporal.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 
 const docker = new Dockerode();
@@ -84,15 +84,6 @@ async function cleanup(project: string) {
   }
   for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) {
     await docker.getNetwork(n.Id).remove().catch(() => undefined);
-  }
-}
-
-async function withWorld<T>(inv: ReturnType<typeof inventory>, fn: (world: TestWorld) => Promise<T>): Promise<T> {
-  const world = await startWorld(inv);
-  try {
-    return await fn(world);
-  } finally {
-    await world.close();
   }
 }
 
