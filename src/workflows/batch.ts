@@ -384,7 +384,6 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   if (abortReason !== undefined || failures > input.maxFailures) {
     reason = abortReason !== undefined ? `aborted: ${abortReason}` : `${failures} agent(s) failed, more than the batch allows (${input.maxFailures}): every agent rolled back`;
     decision = await rollBack();
-    ledger.record.status = 'rolled-back';
     setPhase('rolled-back');
     await write('rolled-back');
     await settle();
@@ -407,13 +406,11 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
       return r;
     },
     onPending: async () => {
-      ledger.record.status = 'pending-confirmation';
       setPhase('pending-confirmation');
       await write('pending-confirmation');
       await settle();
     },
     onDecided: async (r) => {
-      ledger.record.status = r.status;
       if (r.status === 'confirmed') for (const a of agents.values()) if (a.phase === 'migrated' || a.phase === 'unchanged') agents.set(a.agent, { ...a, phase: 'confirmed' });
       setPhase(r.status === 'confirmed' ? 'confirmed' : 'rolled-back');
       await write(r.status);
