@@ -21,7 +21,7 @@ let nextAddress = 51;
 
 interface Setup { plan: Plan; project: string; agents: string[]; batches: string[]; world: TestWorld }
 
-async function setup(tag: string, opts: { agents?: number; maxFailures?: number; concurrency?: number; batches?: number; approval?: boolean; dependency?: boolean } = {}): Promise<Setup> {
+async function setup(tag: string, opts: { agents?: number; maxFailures?: number; concurrency?: number; batches?: number; approval?: boolean; dependency?: boolean; latencyTolerance?: number } = {}): Promise<Setup> {
   const project = `bt${tag}${process.pid}`;
   const address = `127.0.0.${nextAddress++}`;
   const agents = Array.from({ length: opts.agents ?? 3 }, (_, i) => `Agent${i + 1}`);
@@ -44,6 +44,8 @@ async function setup(tag: string, opts: { agents?: number; maxFailures?: number;
       agents: agents.slice(b * per, (b + 1) * per),
       concurrency: opts.concurrency ?? 2,
       max_failures: opts.maxFailures ?? 1,
+      // No test here is about latency: a loaded CI machine must not fail the judge (issue #13).
+      latency_tolerance: opts.latencyTolerance ?? 100,
       approval: opts.approval ?? false,
     })),
   });

@@ -46,7 +46,7 @@ async function setup(tag: string, opts: { batches?: number; maxFailures?: number
     hosts: { pc2: { address } },
     services: opts.service ? { hub: { image: 'hub:1', placement: { host: 'pc2' }, ports: ['9300:8080'], healthcheck: hc } } : {},
     agents: Object.fromEntries(agents.map((a, i) => [a, { placement: { host: 'pc2' }, image: `agentsys/${a.toLowerCase()}:2`, ports: [`${7300 + i}:8080`], healthcheck: hc }])),
-    batches: agents.map((a, b) => ({ name: `${tag}-batch-${b + 1}`, agents: [a], concurrency: 1, max_failures: opts.maxFailures ?? 0 })),
+    batches: agents.map((a, b) => ({ name: `${tag}-batch-${b + 1}`, agents: [a], concurrency: 1, max_failures: opts.maxFailures ?? 0, latency_tolerance: 100 })), // not about latency (issue #13's judge flaps under load)
   });
   projects.push(project);
   const world = await startWorld(inventory);
