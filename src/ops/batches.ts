@@ -110,7 +110,8 @@ export async function followBatch(handle: WorkflowHandle, onProgress?: (p: Batch
   for (;;) {
     const p = await handle.query(batchProgressQuery).catch(() => undefined);
     if (p) onProgress?.(p);
-    if (p && BATCH_SETTLED.has(p.phase)) return p;
+    // A decided batch (rolled back, confirmed) is returned once its workflow has closed, so the batch can be started again at once.
+    if (p && BATCH_SETTLED.has(p.phase)) return p.phase === 'pending-confirmation' ? p : ((await handle.result().catch(() => p)) as BatchResult);
     // Not settled, or not readable: a closed batch (refused at its gates, failed) ends the wait with its result.
     if ((await isOpen(handle).catch(() => true)) === false) {
       try {
