@@ -82,6 +82,29 @@ export function isolatedInventoryOverride(iso: { hosts: Pick<IsolatedHost, 'name
   };
 }
 
+const LOOPBACK = new Set(['127.0.0.1', 'localhost']);
+
+/**
+ * The inventory's tcp backup targets on this machine's loopback (local.yaml: the PostgreSQL and
+ * Redis running here), which no host's namespace reaches as 127.0.0.1: the lists with each such
+ * target at `bridgeAddress` instead, and the ports to forward there (pure). Lists replace the
+ * base file's in an override, so a list is written whole, or not at all when nothing changed.
+ */
+export function loopbackBackupsOverride(backups: Inventory['backups'], bridgeAddress: string): { backups?: Record<string, unknown[]>; ports: number[] } {
+  const lists: Record<string, unknown[]> = {};
+  const ports = new Set<number>();
+  for (const kind of ['postgres', 'redis'] as const) {
+    const targets = backups?.[kind] ?? [];
+    if (!targets.some((t) => t.via === 'tcp' && LOOPBACK.has(t.address))) continue;
+    lists[kind] = targets.map((t) => {
+      if (t.via !== 'tcp' || !LOOPBACK.has(t.address)) return t;
+      ports.add(t.port);
+      return { ...t, address: bridgeAddress };
+    });
+  }
+  return { backups: Object.keys(lists).length > 0 ? lists : undefined, ports: [...ports].sort((a, b) => a - b) };
+}
+
 async function waitForPollers(server: TemporalServer, workers: IsolatedWorker[], timeoutMs: number): Promise<void> {
   const connection = await Connection.connect({ address: server.address });
   try {
@@ -129,7 +152,10 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
   };
   try {
     const inventoryOverride = path.join(iso.stateDir, 'inventory.yaml');
-    await writeFile(inventoryOverride, `# written by migrate dev --isolated-hosts; removed with the hosts\n${stringify(isolatedInventoryOverride(iso))}`);
+    const loopback = loopbackBackupsOverride(options.inventory.backups, iso.bridgeAddress);
+    for (const port of loopback.ports) await iso.forwardToLoopback(port);
+    const override = { ...(isolatedInventoryOverride(iso) as object), ...(loopback.backups ? { backups: loopback.backups } : {}) };
+    await writeFile(inventoryOverride, `# written by migrate dev --isolated-hosts; removed with the hosts\n${stringify(override)}`);
     const inventoryFiles = [...options.inventoryFiles.map((f) => path.resolve(f)), inventoryOverride];
 
     // Bundle the workflows once here rather than once per worker (seconds each on a small machine).

@@ -64,7 +64,8 @@ export interface IsolatedHosts {
   /**
    * Make a TCP port that listens on 127.0.0.1 in the root namespace (the Temporal dev server) answer
    * on the bridge address too, so the hosts reach it as another machine's server: a DNAT rule on the
-   * bridge (and route_localnet on it). Returns `bridgeAddress:port`. Undone by down().
+   * bridge (and route_localnet on it), and an SNAT rule so the service sees a loopback peer, as it
+   * would from its own machine. Returns `bridgeAddress:port`. Undone by down().
    */
   forwardToLoopback(port: number): Promise<string>;
   down(): Promise<void>;
@@ -296,11 +297,17 @@ function handle(stateDir: string, state: StateFile): IsolatedHosts {
       // A specific non-loopback --ip breaks the dev server (its services dial each other on 127.0.0.1),
       // and 0.0.0.0 would expose it on every interface: forward the bridge address instead.
       await writeFile(`/proc/sys/net/ipv4/conf/${state.bridge}/route_localnet`, '1');
-      const rule = ['PREROUTING', '-i', state.bridge, '-d', state.bridgeAddress, '-p', 'tcp', '--dport', String(port),
-        '-m', 'comment', '--comment', `migrate-isolated-${state.prefix}`, '-j', 'DNAT', '--to-destination', `127.0.0.1:${port}`];
-      state.natRules = [...(state.natRules ?? []), rule];
+      const comment = ['-m', 'comment', '--comment', `migrate-isolated-${state.prefix}`];
+      const dnat = ['PREROUTING', '-i', state.bridge, '-d', state.bridgeAddress, '-p', 'tcp', '--dport', String(port),
+        ...comment, '-j', 'DNAT', '--to-destination', `127.0.0.1:${port}`];
+      // And from the loopback address: a loopback service trusts loopback peers only (PostgreSQL's
+      // pg_hba "host … 127.0.0.1/32", Redis's protected mode), and these peers are this machine's own hosts.
+      const snat = ['INPUT', '-i', state.bridge, '-d', '127.0.0.1', '-p', 'tcp', '--dport', String(port),
+        ...comment, '-j', 'SNAT', '--to-source', '127.0.0.1'];
+      state.natRules = [...(state.natRules ?? []), dnat, snat];
       await saveState(stateDir, state);
-      await run('iptables', ['-t', 'nat', '-I', ...rule]);
+      await run('iptables', ['-t', 'nat', '-I', ...dnat]);
+      await run('iptables', ['-t', 'nat', '-I', ...snat]);
       return `${state.bridgeAddress}:${port}`;
     },
     down: () => downIsolatedHosts(stateDir),

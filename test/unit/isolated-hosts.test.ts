@@ -1,7 +1,7 @@
 /** The pure parts of isolated hosts: addresses on the bridge, and the inventory override the workers load. */
 import { describe, expect, it } from 'vitest';
 import { allocateAddresses } from '../../src/dev/isolated-hosts.js';
-import { isolatedInventoryOverride } from '../../src/dev/isolated-environment.js';
+import { isolatedInventoryOverride, loopbackBackupsOverride } from '../../src/dev/isolated-environment.js';
 
 describe('allocateAddresses', () => {
   it('gives the bridge .1 and the hosts .2, .3, … in declaration order', () => {
@@ -30,5 +30,20 @@ describe('isolatedInventoryOverride', () => {
         pc2: { address: '10.231.0.3', docker: { socket: '/s/pc2/docker.sock' } },
       },
     });
+  });
+});
+
+describe('loopbackBackupsOverride', () => {
+  const pgTarget = { name: 'postgres', host: 'mainpc', via: 'tcp' as const, address: '127.0.0.1', port: 5432, database: 'agent_lightning', user: 'postgres' };
+  const redisTarget = { name: 'redis', host: 'mainpc', via: 'tcp' as const, address: '10.9.0.4', port: 6379, data_dir: '/data' };
+  const backups = { retention: { keep_last: 7, keep_daily: 7, keep_weekly: 4 }, postgres: [pgTarget], redis: [redisTarget], influxdb: [] };
+
+  it('moves loopback tcp targets onto the bridge, writing each changed list whole, and names the ports to forward', () => {
+    expect(loopbackBackupsOverride(backups, '10.231.0.1')).toEqual({ backups: { postgres: [{ ...pgTarget, address: '10.231.0.1' }] }, ports: [5432] });
+  });
+
+  it('changes nothing when no target is on loopback (or there are no backups)', () => {
+    expect(loopbackBackupsOverride({ ...backups, postgres: [] }, '10.231.0.1')).toEqual({ ports: [] });
+    expect(loopbackBackupsOverride(undefined, '10.231.0.1')).toEqual({ ports: [] });
   });
 });

@@ -4,10 +4,11 @@
  * its own worker, each GPU-bound step on the host the plan chose), a deploy, and a batch migration
  * with one agent made to fail, rolled back with its data (the steps under ../demo, through src/ops).
  *
- * Two modes, and the demo says which it runs in. One engine (the default): every host a loopback
- * address on this machine's Docker engine, workers in this process. Isolated hosts
- * (`--isolated-hosts`, needs root, `ip` and `nsenter`): every host its own network namespace, dockerd
- * and `migrate worker` process; where that cannot run, the demo falls back to one engine and says why.
+ * Two modes, and the demo says which it runs in. Isolated hosts (the default where it can run: root,
+ * `ip`, `nsenter`, `dockerd`): every host its own network namespace, dockerd and `migrate worker`
+ * process, the loopback PostgreSQL and Redis of local.yaml's backups forwarded onto the bridge. One
+ * engine (`--one-engine`, or where isolated hosts cannot run, with a line saying why): every host a
+ * loopback address on this machine's Docker engine, workers in this process.
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -27,7 +28,8 @@ import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
 import { seedDemoData } from '../demo/data-step.js';
 
-const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233), isolatedHosts: z.boolean().default(false) });
+const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233), isolatedHosts: z.boolean().default(false), oneEngine: z.boolean().default(false) })
+  .refine((o) => !(o.isolatedHosts && o.oneEngine), { message: '--isolated-hosts and --one-engine exclude each other: give one of them (or neither: isolated hosts where they can run)', path: ['oneEngine'] });
 
 interface DemoEnvironment {
   mode: 'one-engine' | 'isolated-hosts';
@@ -40,15 +42,12 @@ interface DemoEnvironment {
   stop(): Promise<void>;
 }
 
-/** Which mode the demo runs in, and why: isolated hosts only when asked and possible. */
-export async function demoMode(requested: boolean): Promise<{ mode: DemoEnvironment['mode']; why: string }> {
+/** Which mode the demo runs in, and why: isolated hosts unless one engine is asked for or they cannot run here. */
+export async function demoMode(oneEngine: boolean): Promise<{ mode: DemoEnvironment['mode']; why: string }> {
+  if (oneEngine) return { mode: 'one-engine', why: 'as asked (--one-engine): every host a loopback address on this machine\'s Docker engine' };
   const unsupported = await isolatedHostsUnsupported();
-  if (requested && !unsupported) return { mode: 'isolated-hosts', why: 'every host its own network namespace, Docker engine and `migrate worker` process' };
-  if (requested) return { mode: 'one-engine', why: `falling back: ${unsupported}` };
-  return {
-    mode: 'one-engine',
-    why: `every host a loopback address on this machine's Docker engine (${unsupported ? `isolated hosts are not possible here: ${unsupported}` : '`--isolated-hosts` gives every host its own namespace, engine and worker'})`,
-  };
+  if (!unsupported) return { mode: 'isolated-hosts', why: 'every host its own network namespace, Docker engine and `migrate worker` process (--one-engine for one engine)' };
+  return { mode: 'one-engine', why: `every host a loopback address on this machine's Docker engine; isolated hosts cannot run here: ${unsupported}` };
 }
 
 async function startDemoEnvironment(mode: DemoEnvironment['mode'], inventory: Inventory, opts: z.infer<typeof demoOptions>): Promise<DemoEnvironment> {
@@ -71,11 +70,12 @@ export function registerDemo(program: Command): void {
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
     .option('--keep-running', 'leave the dev server, workers and Web UI up afterwards (Ctrl-C stops)')
-    .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root; falls back to one engine otherwise)')
+    .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process: the default where it can run (Linux, root)')
+    .option('--one-engine', 'every host a loopback address on this machine\'s Docker engine, workers in this process')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(demoOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
-      const { mode, why } = await demoMode(opts.isolatedHosts);
+      const { mode, why } = await demoMode(opts.oneEngine);
       const say = (line = '') => process.stdout.write(`${line}\n`);
       say(`mode: ${mode} — ${why}`);
       say();
@@ -87,8 +87,6 @@ export function registerDemo(program: Command): void {
       const plan = buildPlan(env.inventory);
       say(`Temporal ${env.address}, Web UI ${env.uiUrl}`);
       for (const line of env.hosts) say(line);
-      // local.yaml's backup target is this machine's loopback, which no isolated host reaches.
-      const skipBackup = mode === 'isolated-hosts' ? 'isolated-hosts demo: local.yaml\'s backup target (127.0.0.1) is not reachable from the hosts\' namespaces' : undefined;
       try {
         const client = new Client({ connection: await Connection.connect({ address: env.address }) });
         say();
@@ -108,16 +106,16 @@ export function registerDemo(program: Command): void {
         }
         say();
         say('== 5. Deploy: a verified backup first, then the stack in dependency order, health-gated (migrate deploy --stub --wait) ==');
-        const data = skipBackup ? undefined : await seedDemoData(plan).catch((err: Error) => {
+        // This process reaches the data as the inventory names it (loopback); the hosts, through the bridge.
+        const data = await seedDemoData(buildPlan(inventory)).catch((err: Error) => {
           say(`  (no demo data: ${err.message}; the backups will say why)`);
           return undefined;
         });
-        if (skipBackup) say(`  (no backup: ${skipBackup})`);
         if (data) say(`  demo data: ${data.component.database}.agent_memory on PostgreSQL ${data.component.address}:${data.component.port}, ${await data.rows()} rows`);
-        await deployDemoStep(client, plan, say, { skipBackup });
+        await deployDemoStep(client, plan, say);
         say();
         say('== 6. Batch migration: batch-1 (backup first), one agent made to fail and rolled back alone; then rollback --restore-data ==');
-        await batchDemoStep(client, plan, say, data, { skipBackup });
+        await batchDemoStep(client, plan, say, data);
         await client.connection.close();
         say();
         say(`Every step above is a workflow in the Web UI (${mode}): ${env.uiUrl}/namespaces/default/workflows`);

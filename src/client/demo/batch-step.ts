@@ -13,13 +13,13 @@ import { decideBatch, startBatch, type BatchResult } from '../../ops/index.js';
 import { followBatchLive, formatBatch, formatDecision } from '../format.js';
 import type { DemoData } from './data-step.js';
 
-export async function batchDemoStep(client: Client, plan: Plan, say: (line?: string) => void, data?: DemoData, options: { skipBackup?: string } = {}): Promise<BatchResult> {
+export async function batchDemoStep(client: Client, plan: Plan, say: (line?: string) => void, data?: DemoData): Promise<BatchResult> {
   const batch = plan.batches[0];
   if (!batch) throw new Error('the inventory declares no batch');
   const failing = batch.agents[Math.min(2, batch.agents.length - 1)]!;
 
   say(`-- ${batch.name}: install version 1 of its ${batch.agents.length} agents (stub image), then confirm it (migrate confirm ${batch.name}) --`);
-  const v1run = await startBatch(client, stubbedPlan(plan, { version: '1' }), batch.name, { force: true, samples: 10, skipBackup: options.skipBackup });
+  const v1run = await startBatch(client, stubbedPlan(plan, { version: '1' }), batch.name, { force: true, samples: 10 });
   const v1 = await followBatchLive(v1run, true);
   say(formatBatch(v1));
   if (v1.status !== 'pending-confirmation') throw new Error(`${batch.name} version 1 did not install: ${v1.reason ?? v1.status}`);
@@ -29,7 +29,7 @@ export async function batchDemoStep(client: Client, plan: Plan, say: (line?: str
   say();
   say(`-- ${batch.name}: migrate to version 2; ${failing} is made to fail validation (AGENT_MODE=unhealthy) --`);
   const v2plan = stubbedPlan(plan, { version: '2', env: { [failing]: { AGENT_MODE: 'unhealthy' } } });
-  const v2 = await followBatchLive(await startBatch(client, v2plan, batch.name, { force: true, samples: 10, skipBackup: options.skipBackup }), true);
+  const v2 = await followBatchLive(await startBatch(client, v2plan, batch.name, { force: true, samples: 10 }), true);
   say(formatBatch(v2));
   const back = v2.agents.find((a) => a.agent === failing);
   if (v2.status !== 'pending-confirmation') {

@@ -8,13 +8,13 @@ import { stubbedPlan } from '../../dev/stub-image.js';
 import { decideRelease, defaultRelease, startDeploy } from '../../ops/index.js';
 import { followDeployLines, formatBackupOutcome } from '../format.js';
 
-export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void, options: { skipBackup?: string } = {}): Promise<void> {
+export async function deployDemoStep(client: Client, plan: Plan, say: (line?: string) => void): Promise<void> {
   const stubbed = stubbedPlan(plan);
   const release = `demo-${defaultRelease()}`;
   const services = Object.values(stubbed.units).filter((u) => u.kind === 'service');
   say(`  ${services.length} services of ${plan.project}, each started once its dependencies are healthy (release ${release})`);
   const started = Date.now();
-  const handle = await startDeploy(client, stubbed, { release, skipBackup: options.skipBackup });
+  const handle = await startDeploy(client, stubbed, { release });
   const { progress, error } = await followDeployLines(handle, (line) => say(line));
   if (error) {
     say(`  deploy failed and was rolled back: ${error}`);
