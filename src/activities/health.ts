@@ -108,6 +108,16 @@ export function createHealthActivities(ctx: HostContext) {
       return { ok: false, latencyMs: 0, crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
     }
     if (!state.State.Running) return { ok: false, latencyMs: 0, detail: `container is ${state.State.Status}` };
+    if (unit.members) {
+      // A group: healthy when every agent answers on its own port; as slow as its slowest agent.
+      const results = await Promise.all(unit.members.map(async (m) => ({ m, r: m.probe.kind === 'http' ? await http(m.probe, unit.timing.timeoutMs) : await tcp(m.probe, unit.timing.timeoutMs) })));
+      const failing = results.filter(({ r }) => !r.ok);
+      return {
+        ok: failing.length === 0,
+        latencyMs: Math.max(...results.map(({ r }) => r.latencyMs)),
+        detail: failing.length ? failing.map(({ m, r }) => `${m.name} (${hostPort(m.probe.address, m.probe.port)}): ${r.detail ?? 'failing'}`).join('; ') : undefined,
+      };
+    }
     const p = unit.probe;
     switch (p.kind) {
       case 'http': return http(p, unit.timing.timeoutMs);

@@ -20,7 +20,7 @@ describe('migrate plan', () => {
     expect(r.stdout).toMatch(/mainpc\s+queue host-mainpc\s+RTX 4090 24 GB/);
     expect(r.stdout).toMatch(/pc2\s+queue host-pc2\s+RTX 3060 12 GB/);
     expect(r.stdout).toMatch(/wave 1:[\s\S]*postgres[\s\S]*wave 4:[\s\S]*nginx/);
-    expect(r.stdout.match(/^ {2}batch-\d: /gm)).toHaveLength(4);
+    expect(r.stdout.match(/^ {2}(batch-\d|mainpc-groups): /gm)).toHaveLength(4);
   });
 
   it('--json gives the plan to scripts', async () => {
