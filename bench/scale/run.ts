@@ -105,6 +105,7 @@ try {
   // Where the overhead goes, per agent (sums; they may overlap where calls run side by side).
   const breakdown = new Map<string, number[]>();
   const EXCLUDED = new Set(['ensureContainer', 'waitHealthy', 'sampleLatency']);
+  const retried = new Map<string, number>(); // activities that needed more than one attempt (a timeout, a lost worker)
   let largest = { id: '', events: 0, bytes: 0 };
   const weigh = (id: string, h: History) => {
     const bytes = temporal.api.history.v1.History.encode(h).finish().length;
@@ -124,7 +125,11 @@ try {
       const s = e.activityTaskScheduledEventAttributes;
       if (s) { scheduled.set(Number(e.eventId), { name: s.activityType!.name!, at: time(e) }); if (s.activityType!.name === 'ensureContainer') ensureAt = time(e); }
       const st = e.activityTaskStartedEventAttributes;
-      if (st) scheduled.get(Number(st.scheduledEventId))!.startedAt = time(e);
+      const started = st && scheduled.get(Number(st.scheduledEventId));
+      if (started) {
+        started.startedAt = time(e);
+        if ((st.attempt ?? 1) > 1) retried.set(started.name, (retried.get(started.name) ?? 0) + 1);
+      }
       const c = e.activityTaskCompletedEventAttributes;
       const of = c && scheduled.get(Number(c.scheduledEventId));
       if (of?.name === 'waitHealthy') healthyAt = time(e);
@@ -162,6 +167,7 @@ try {
   figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
   process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows; workflowTasks: scheduled → completed; signals: to the batch, initiated → delivered)\n`);
+  process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);
   process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores\n`);
   figure('largest_history_events', largest.events, 'events', '<= 10240');
   figure('largest_history_bytes', largest.bytes, `bytes (${largest.id})`, 'report');
