@@ -14,6 +14,7 @@
  * scheduled → waitHealthy completed) − the judge's sampling window (its sampleLatency activities,
  * scheduled → completed). The workers run in this process: their peak memory is its peak RSS.
  */
+import os from 'node:os';
 import Dockerode from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
@@ -80,7 +81,11 @@ async function startAll(version: string, force: boolean): Promise<{ ms: number; 
     process.stderr.write(`  v${version} ${name}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'migrated' || a.phase === 'confirmed').length}/${r.agents.length} agents, ${((performance.now() - t) / 1000).toFixed(0)} s\n`);
   });
   if (all.stoppedAt) throw new Error(`v${version} stopped at ${all.stoppedAt}: ${all.error}`);
-  return { ms: performance.now() - t, all };
+  const ms = performance.now() - t;
+  // `start all` ends when its last batch has settled; a confirmed batch's workflow closes a moment
+  // later. The next version's batches take the same ids: wait until every run has closed.
+  for (const name of names) await client.workflow.getHandle(batchWorkflowId(name), all.runs[name]).result();
+  return { ms, all };
 }
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
@@ -97,6 +102,10 @@ try {
   const overheads: number[] = [];
   const gaps: number[] = [];
   const perActivity = new Map<string, number[]>();
+  // Where the overhead goes, per agent (sums; they may overlap where calls run side by side).
+  const breakdown = new Map<string, number[]>();
+  const EXCLUDED = new Set(['ensureContainer', 'waitHealthy', 'sampleLatency']);
+  const retried = new Map<string, number>(); // activities that needed more than one attempt (a timeout, a lost worker)
   let largest = { id: '', events: 0, bytes: 0 };
   const weigh = (id: string, h: History) => {
     const bytes = temporal.api.history.v1.History.encode(h).finish().length;
@@ -107,11 +116,20 @@ try {
     const h = await fetchHistory(agentWorkflowId(batch, a));
     weigh(agentWorkflowId(batch, a), h);
     const events = h.events ?? [];
-    const scheduled = new Map<number, { name: string; at: number }>();
+    const scheduled = new Map<number, { name: string; at: number; startedAt?: number }>();
+    const wftScheduled = new Map<number, number>();
+    const signalAt = new Map<number, number>();
     let ensureAt = 0; let healthyAt = 0; let sampling = 0; let inActivities = 0;
+    const parts = { activityQueue: 0, activityRun: 0, workflowTasks: 0, signals: 0 };
     for (const e of events) {
       const s = e.activityTaskScheduledEventAttributes;
       if (s) { scheduled.set(Number(e.eventId), { name: s.activityType!.name!, at: time(e) }); if (s.activityType!.name === 'ensureContainer') ensureAt = time(e); }
+      const st = e.activityTaskStartedEventAttributes;
+      const started = st && scheduled.get(Number(st.scheduledEventId));
+      if (started) {
+        started.startedAt = time(e);
+        if ((st.attempt ?? 1) > 1) retried.set(started.name, (retried.get(started.name) ?? 0) + 1);
+      }
       const c = e.activityTaskCompletedEventAttributes;
       const of = c && scheduled.get(Number(c.scheduledEventId));
       if (of?.name === 'waitHealthy') healthyAt = time(e);
@@ -119,11 +137,23 @@ try {
       if (of) {
         inActivities += time(e) - of.at;
         perActivity.set(of.name, [...(perActivity.get(of.name) ?? []), time(e) - of.at]);
+        if (!EXCLUDED.has(of.name)) {
+          // Outside the excluded windows: how long it waited for a worker, how long it ran.
+          parts.activityQueue += (of.startedAt ?? of.at) - of.at;
+          parts.activityRun += time(e) - (of.startedAt ?? of.at);
+        }
       }
+      if (e.workflowTaskScheduledEventAttributes) wftScheduled.set(Number(e.eventId), time(e));
+      const wc = e.workflowTaskCompletedEventAttributes;
+      if (wc) parts.workflowTasks += time(e) - (wftScheduled.get(Number(wc.scheduledEventId)) ?? time(e));
+      if (e.signalExternalWorkflowExecutionInitiatedEventAttributes) signalAt.set(Number(e.eventId), time(e));
+      const sig = e.externalWorkflowExecutionSignaledEventAttributes;
+      if (sig) parts.signals += time(e) - (signalAt.get(Number(sig.initiatedEventId)) ?? time(e));
     }
     const total = time(events.at(-1)!) - time(events[0]!);
     overheads.push(total - (healthyAt - ensureAt) - sampling);
     gaps.push(total - inActivities);
+    for (const [k, v] of Object.entries(parts)) breakdown.set(k, [...(breakdown.get(k) ?? []), v]);
   }
   for (const id of [...names.map(batchWorkflowId), allBatchesWorkflowId(project), ledgerWorkflowId(project)]) weigh(id, await fetchHistory(id));
   // The batches' first runs (the install) too.
@@ -136,6 +166,9 @@ try {
   figure('overhead_per_agent_mean', Math.round(overheads.reduce((s, x) => s + x, 0) / overheads.length), 'ms', '<= 150');
   figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
+  process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows; workflowTasks: scheduled → completed; signals: to the batch, initiated → delivered)\n`);
+  process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);
+  process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores\n`);
   figure('largest_history_events', largest.events, 'events', '<= 10240');
   figure('largest_history_bytes', largest.bytes, `bytes (${largest.id})`, 'report');
   figure('workers_peak_rss', Math.round(Math.max(peakRss, process.resourceUsage().maxRSS * 1024) / 2 ** 20), 'MiB (in-process workers + client)', 'report');

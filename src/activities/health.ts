@@ -96,28 +96,50 @@ export function createHealthActivities(ctx: HostContext) {
     }
   }
 
-  async function probeOnce(unit: UnitSpec): Promise<ProbeResult & { crashed?: string }> {
-    const name = containerName(project, host, unit.name);
+  /** The container's state: crashed (gone, exited, restarted), not running yet, or running. */
+  async function containerState(name: string): Promise<{ crashed?: string; notRunning?: string; health?: string }> {
     let state;
     try {
       state = await docker.getContainer(name).inspect();
     } catch {
-      return { ok: false, latencyMs: 0, crashed: `container ${name} does not exist` };
+      return { crashed: `container ${name} does not exist` };
     }
     if (state.State.Status === 'exited' || state.State.Status === 'dead' || state.RestartCount > 0) {
-      return { ok: false, latencyMs: 0, crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
+      return { crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
     }
-    if (!state.State.Running) return { ok: false, latencyMs: 0, detail: `container is ${state.State.Status}` };
+    if (!state.State.Running) return { notRunning: `container is ${state.State.Status}` };
+    return { health: state.State.Health?.Status };
+  }
+
+  /** A probe over the network (http, tcp, a group's ports): it needs no look at the container. */
+  const overNetwork = (unit: UnitSpec) => unit.members !== undefined || unit.probe.kind === 'http' || unit.probe.kind === 'tcp';
+
+  async function networkProbe(unit: UnitSpec): Promise<ProbeResult> {
+    if (unit.members) {
+      // A group: healthy when every agent answers on its own port; as slow as its slowest agent.
+      const results = await Promise.all(unit.members.map(async (m) => ({ m, r: m.probe.kind === 'http' ? await http(m.probe, unit.timing.timeoutMs) : await tcp(m.probe, unit.timing.timeoutMs) })));
+      const failing = results.filter(({ r }) => !r.ok);
+      return {
+        ok: failing.length === 0,
+        latencyMs: Math.max(...results.map(({ r }) => r.latencyMs)),
+        detail: failing.length ? failing.map(({ m, r }) => `${m.name} (${hostPort(m.probe.address, m.probe.port)}): ${r.detail ?? 'failing'}`).join('; ') : undefined,
+      };
+    }
+    const p = unit.probe;
+    return p.kind === 'http' ? http(p, unit.timing.timeoutMs) : tcp(p as Extract<Probe, { kind: 'tcp' }>, unit.timing.timeoutMs);
+  }
+
+  async function probeOnce(unit: UnitSpec): Promise<ProbeResult & { crashed?: string }> {
+    const name = containerName(project, host, unit.name);
+    const state = await containerState(name);
+    if (state.crashed) return { ok: false, latencyMs: 0, crashed: state.crashed };
+    if (state.notRunning) return { ok: false, latencyMs: 0, detail: state.notRunning };
+    if (overNetwork(unit)) return networkProbe(unit);
     const p = unit.probe;
     switch (p.kind) {
-      case 'http': return http(p, unit.timing.timeoutMs);
-      case 'tcp': return tcp(p, unit.timing.timeoutMs);
       case 'exec': return exec(name, p.command, unit.timing.timeoutMs);
-      case 'docker': {
-        const status = state.State.Health?.Status;
-        return { ok: status === 'healthy', latencyMs: 0, detail: `docker health ${status ?? 'none'}` };
-      }
-      case 'running': return { ok: true, latencyMs: 0 };
+      case 'docker': return { ok: state.health === 'healthy', latencyMs: 0, detail: `docker health ${state.health ?? 'none'}` };
+      default: return { ok: true, latencyMs: 0 }; // running
     }
   }
 
@@ -137,13 +159,33 @@ export function createHealthActivities(ctx: HostContext) {
       const started = Date.now();
       const { intervalMs, retries, startPeriodMs } = unit.timing;
       const budgetMs = startPeriodMs + retries * intervalMs + unit.timing.timeoutMs;
-      // Poll faster than the declared interval: readiness is noticed within ~100 ms.
-      const pollMs = Math.max(50, Math.min(intervalMs, 100));
+      // Poll faster than the declared interval. A probe over the network is tried every 20 ms (a
+      // refused connection costs next to nothing) and the container is looked at every 250 ms (has
+      // it crashed?) and once more when the probe passes; other probes read the container each time,
+      // every 100 ms.
+      const network = overNetwork(unit);
+      const pollMs = network ? 20 : Math.max(50, Math.min(intervalMs, 100));
+      const name = containerName(project, host, unit.name);
+      let inspectedAt = 0;
       let attempts = 0;
       let last: ProbeResult & { crashed?: string } = { ok: false, latencyMs: 0 };
       for (;;) {
         attempts++;
-        last = await probeOnce(unit);
+        if (!network) {
+          last = await probeOnce(unit);
+        } else {
+          const looked = Date.now() - inspectedAt >= 250;
+          const state = looked ? await containerState(name) : {};
+          if (looked) inspectedAt = Date.now();
+          last = state.crashed ? { ok: false, latencyMs: 0, crashed: state.crashed }
+            : state.notRunning ? { ok: false, latencyMs: 0, detail: state.notRunning }
+            : await networkProbe(unit);
+          if (last.ok && !looked) {
+            // It answers: healthy only if it is the container that was started (not crashed and restarted).
+            const now = await containerState(name);
+            if (now.crashed || now.notRunning) last = { ok: false, latencyMs: 0, crashed: now.crashed, detail: now.notRunning };
+          }
+        }
         if (last.ok) {
           const healthyAt = Date.now();
           log.info('unit healthy', { unit: unit.name, host, attempts, elapsedMs: healthyAt - started });

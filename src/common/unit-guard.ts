@@ -124,6 +124,14 @@ export const unitSpecSchema = z.strictObject({
   allow: z.array(z.enum(HOST_ACCESS)).optional(),
   extraHosts: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*:[0-9A-Fa-f.:]+$/, { message: 'must be NAME:IP' })).optional(),
   job: z.literal(true).optional(),
+  // A group of agents (seed 003): each agent probed on its own port.
+  members: z.array(z.strictObject({
+    name: z.string().regex(NAME_RE, { message: 'must be an agent name' }),
+    probe: z.discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('http'), address: z.string().min(1), port: portNum, path: z.string().startsWith('/') }),
+      z.strictObject({ kind: z.literal('tcp'), address: z.string().min(1), port: portNum }),
+    ]),
+  })).min(1).optional(),
   specHash: z.string().regex(/^[0-9a-f]{16}$/, { message: 'must be the plan\'s 16-hex-digit spec hash' }),
 });
 

@@ -240,8 +240,30 @@ const composeDeploy = z.strictObject({
   }).optional(),
 });
 
+/** One agent of a group: the port it answers on (published as the same host port), or { port, description }. */
+const groupMember = z.union([
+  port.transform((p) => ({ port: p, description: undefined as string | undefined })),
+  z.strictObject({ port, description: z.string().optional() }),
+], { message: 'an agent of a group is its port (7140) or { port: 7140, description: "…" }' });
+
+/**
+ * Seed 003's agent groups: one container holding several agents, each answering on its own port.
+ * The group is one unit: one container, one health check per agent port, one migration.
+ */
+export const groupSchema = z.strictObject({
+  /** The agents it holds, name → port (published on the same host port, probed by the health check). */
+  agents: z.record(name, groupMember).refine((a) => Object.keys(a).length > 0, {
+    message: 'a group holds at least one agent',
+    params: { fix: 'list its agents with their ports: agents: { AgentName: 7140 }' },
+  }),
+  /** How many agents the owners' header says the group holds (seed 003's "(8 agents)"): the plan checks the list against it. */
+  count: z.number().int().min(1).optional(),
+});
+
 export const serviceSchema = z
   .strictObject({
+    /** Agents only: this unit is a group of agents (seed 003). */
+    group: groupSchema.optional(),
     image: z.string().min(1).optional(),
     build: z.union([
       z.string().min(1).transform((context) => ({ context, dockerfile: undefined as string | undefined, args: {} as Record<string, string> })),
@@ -283,6 +305,7 @@ export const serviceSchema = z
 export const batchSchema = z.strictObject({
   name,
   description: z.string().optional(),
+  /** Agents and agent groups: a group is named, or all of its agents are (never some of them). */
   agents: z.array(z.string()).min(1, { message: 'a batch needs at least one agent' }),
   /** How many agents of the batch migrate at once. */
   concurrency: z.number().int().min(1).default(1),
@@ -386,4 +409,5 @@ export type Host = z.infer<typeof hostSchema>;
 export type Service = z.infer<typeof serviceSchema>;
 export type Healthcheck = z.infer<typeof healthcheckSchema>;
 export type Batch = z.infer<typeof batchSchema>;
+export type Group = z.infer<typeof groupSchema>;
 export type Backups = z.infer<typeof backupsSchema>;

@@ -7,6 +7,7 @@ export function hostPort(address: string, port: number): string {
 }
 
 function probeText(u: Plan['units'][string]): string {
+  if (u.members) return `group of ${u.members.length}: ${u.members[0]!.probe.kind} ${u.members.map((m) => m.probe.port).join(', ')}`;
   const p = u.probe;
   switch (p.kind) {
     case 'http': return `http ${hostPort(p.address, p.port)}${p.path}`;
@@ -24,8 +25,10 @@ export function formatPlan(plan: Plan): string {
   for (const h of plan.hosts) {
     const gpus = h.gpus.length ? h.gpus.map((g) => `${g.model} ${g.vramGb} GB`).join(', ') : 'no GPU';
     const units = Object.values(plan.units).filter((u) => u.host === h.name);
-    const agents = units.filter((u) => u.kind === 'agent').length;
-    lines.push(`  ${h.name.padEnd(10)} queue ${h.queue.padEnd(14)} ${gpus.padEnd(18)} ${units.length - agents} services, ${agents} agents  (ports on ${h.address})`);
+    const agentUnits = units.filter((u) => u.kind === 'agent');
+    const agents = agentUnits.reduce((n, u) => n + (u.members?.length ?? 1), 0);
+    const groups = agentUnits.filter((u) => u.members).length;
+    lines.push(`  ${h.name.padEnd(10)} queue ${h.queue.padEnd(14)} ${gpus.padEnd(18)} ${units.length - agentUnits.length} services, ${agents} agents${groups ? ` (${groups} groups)` : ''}  (ports on ${h.address})`);
   }
   lines.push('', 'Deploy order (a service starts as soon as everything it depends on is healthy)');
   plan.serviceWaves.forEach((wave, i) => {
@@ -40,7 +43,8 @@ export function formatPlan(plan: Plan): string {
   if (plan.batches.length) {
     lines.push('', `Agent batches (${plan.batches.length})`);
     for (const b of plan.batches) {
-      lines.push(`  ${b.name}: ${b.agents.length} agents, ${b.concurrency} at a time, whole batch rolls back after ${b.maxFailures + 1} failures${b.description ? ` — ${b.description}` : ''}`);
+      const held = b.agents.reduce((n, a) => n + (plan.units[a]?.members?.length ?? 1), 0);
+      lines.push(`  ${b.name}: ${held} agents${held !== b.agents.length ? ` in ${b.agents.length} units` : ''}, ${b.concurrency} at a time, whole batch rolls back after ${b.maxFailures + 1} failures${b.description ? ` — ${b.description}` : ''}`);
       for (const a of b.agents) {
         const u = plan.units[a]!;
         const gpu = u.gpu ? `  gpu ${u.gpu.count}×≥${u.gpu.minVramGb} GB` : '';

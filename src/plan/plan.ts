@@ -79,8 +79,19 @@ export interface UnitSpec {
   tier?: string;
   /** Host access the inventory allows this unit (`allow:`); the worker refuses any other sensitive bind. */
   allow?: HostAccess[];
+  /**
+   * A group of agents (seed 003): the agents this one container holds, each probed on its own port.
+   * The unit is healthy when every one of them answers; `probe` is the first agent's.
+   */
+  members?: GroupMember[];
   /** Hash of everything that defines the container: a changed hash means the container is replaced. */
   specHash: string;
+}
+
+/** One agent of a group, and how its readiness is judged (its own port). */
+export interface GroupMember {
+  name: string;
+  probe: Extract<Probe, { kind: 'http' | 'tcp' }>;
 }
 
 export interface PlannedHost {
@@ -191,6 +202,64 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     byLowerName.set(name.toLowerCase(), name);
   }
 
+  // --- Agent groups (seed 003): one unit, several agents ------------------------------------------
+  const groupOf = new Map<string, string>(); // member agent → its group unit
+  const memberByLowerName = new Map<string, string>();
+  for (const [name, { kind, spec, path }] of units) {
+    if (!spec.group) continue;
+    if (kind === 'service') {
+      problems.push({ path: `${path}.group`, message: 'only agents form groups: the stack\'s services deploy one container each', fix: `declare "${name}" under agents, or remove group` });
+      continue;
+    }
+    const members = Object.keys(spec.group.agents);
+    for (const member of members) {
+      const here = `${path}.group.agents.${member}`;
+      const unitClash = byLowerName.get(member.toLowerCase());
+      const groupClash = memberByLowerName.get(member.toLowerCase());
+      if (unitClash !== undefined) {
+        const other = units.get(unitClash)!;
+        problems.push({
+          path: here,
+          message: other.spec.group
+            ? `"${member}" names both an agent of group "${name}" and the group ${other.path}`
+            : `agent "${member}" is declared twice: as ${other.path} (its own container) and in group "${name}" — an agent runs in one container`,
+          fix: other.spec.group ? 'give the group or the agent another name' : `remove ${other.path} (the group runs it: move its description to the group's entry), or remove "${member}" from the group`,
+        });
+        continue;
+      }
+      if (groupClash !== undefined) {
+        problems.push({
+          path: here,
+          message: `agent "${member}" is in two groups: "${groupOf.get(groupClash)}" and "${name}"`,
+          fix: `an agent runs in one container: remove it from one of the groups`,
+        });
+        continue;
+      }
+      groupOf.set(member, name);
+      memberByLowerName.set(member.toLowerCase(), member);
+    }
+    const { count } = spec.group;
+    if (count !== undefined && count !== members.length) {
+      problems.push({
+        path: `${path}.group.count`,
+        message: `says the group holds ${count} agent(s), but it lists ${members.length} (${members.join(', ')})`,
+        fix: count > members.length
+          ? `add the ${count - members.length} missing agent(s) with their ports, or write count: ${members.length} if the list is right`
+          : `remove the ${members.length - count} agent(s) too many, or write count: ${members.length} if the list is right`,
+      });
+    }
+    const hc = spec.healthcheck;
+    if (hc && hc.http === undefined && hc.tcp !== true) {
+      problems.push({
+        path: `${path}.healthcheck`,
+        message: 'a group is probed on each of its agents\' ports: its health check must be http (a path) or tcp: true',
+        fix: 'write healthcheck: { http: /health } (each agent\'s port is probed with it) or healthcheck: { tcp: true }',
+      });
+    } else if (hc && typeof hc.http === 'object' && hc.http.port !== undefined) {
+      problems.push({ path: `${path}.healthcheck.http.port`, message: 'a group is probed on each of its agents\' ports, not on one', fix: 'write http: /PATH without a port' });
+    }
+  }
+
   // --- Dependencies -----------------------------------------------------------------------------
   const graph: Graph = new Map();
   for (const [name, { kind, spec, path }] of units) {
@@ -204,6 +273,14 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
           path: `${path}.depends_on.${dep}`,
           message: `service "${name}" depends on the agent "${dep}": services deploy as the stack, before and apart from the agents' batches, so nothing would ever wait for it`,
           fix: `remove the dependency, or declare "${dep}" under services if the stack needs it`,
+        });
+        continue;
+      }
+      if (!target && groupOf.has(dep)) {
+        problems.push({
+          path: `${path}.depends_on.${dep}`,
+          message: `"${dep}" is an agent of group "${groupOf.get(dep)}": units depend on the container, which is the group`,
+          fix: `write "${groupOf.get(dep)}"`,
         });
         continue;
       }
@@ -308,18 +385,25 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     const hostSpec = hostOf(host);
 
     const ports: Required<PortMapping>[] = spec.ports.map((p) => ({ ...p, hostIp: p.hostIp ?? hostSpec.address }));
+    const portPaths = ports.map((_, i) => `${path}.ports[${i}]`);
+    // A group's agents answer on their own ports: each is published on the same host port unless `ports` maps it.
+    for (const [member, { port: target }] of Object.entries(spec.group?.agents ?? {})) {
+      if (ports.some((p) => p.target === target && p.protocol === 'tcp')) continue;
+      ports.push({ hostIp: hostSpec.address, published: target, target, protocol: 'tcp' });
+      portPaths.push(`${path}.group.agents.${member}`);
+    }
     ports.forEach((p, i) => {
       const key = `${host}/${p.protocol}/${p.published}`;
       const users = published.get(key) ?? [];
       const clash = users.find((u) => u.ip === p.hostIp || Object.hasOwn(WILDCARD, u.ip) || Object.hasOwn(WILDCARD, p.hostIp));
       if (clash) {
         problems.push({
-          path: `${path}.ports[${i}]`,
+          path: portPaths[i]!,
           message: `host port ${p.published}/${p.protocol} on ${host} is already published by ${clash.path}`,
           fix: `publish another host port (e.g. "${p.published + 1000}:${p.target}"), or move one of them to another host`,
         });
       }
-      users.push({ ip: p.hostIp, path: `${path}.ports[${i}]`, unit: name });
+      users.push({ ip: p.hostIp, path: portPaths[i]!, unit: name });
       published.set(key, users);
     });
 
@@ -352,6 +436,22 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       probe = { kind: 'docker' };
       const test = typeof hc.test === 'string' ? ['CMD-SHELL', hc.test] : hc.test;
       dockerHealthcheck = { test, intervalMs: hc.interval, timeoutMs: hc.timeout, retries: hc.retries, startPeriodMs: hc.start_period };
+    }
+
+    // A group: every agent probed on its own port with the group's check (http path or tcp).
+    let members: GroupMember[] | undefined;
+    if (spec.group && hc && (hc.http !== undefined || hc.tcp === true)) {
+      members = Object.entries(spec.group.agents).map(([member, { port: target }]) => {
+        const mapping = ports.find((p) => p.target === target && p.protocol === 'tcp')!;
+        const address = probeAddress(mapping.hostIp);
+        return {
+          name: member,
+          probe: hc.http !== undefined
+            ? { kind: 'http' as const, address, port: mapping.published, path: typeof hc.http === 'string' ? hc.http : hc.http.path }
+            : { kind: 'tcp' as const, address, port: mapping.published },
+        };
+      });
+      probe = members[0]!.probe;
     }
 
     for (const [dep, cond] of Object.entries(spec.depends_on)) {
@@ -397,13 +497,18 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       tier: spec.tier,
       ...(spec.allow.length ? { allow: [...spec.allow] } : {}),
       ...(jobs.has(name) ? { job: true as const } : {}),
+      ...(members ? { members } : {}),
     };
     specs[name] = { ...unit, specHash: hashSpec(unit) };
   }
 
   // --- Batches ------------------------------------------------------------------------------
+  // A batch names agents and agent groups; naming every agent of a group names the group (one
+  // unit: one container, one migration). A batch naming only some of a group's agents would split
+  // that container: a plan error, as is a group whose agents are spread over several batches.
   const seenBatch = new Map<string, number>();
   const inBatch = new Map<string, { batch: string; path: string }>();
+  const batchUnits: string[][] = [];
   inv.batches.forEach((b, bi) => {
     if (seenBatch.has(b.name)) {
       problems.push({ path: `batches[${bi}].name`, message: `duplicate batch "${b.name}" (also batches[${seenBatch.get(b.name)}])`, fix: 'give each batch its own name' });
@@ -412,18 +517,15 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     if (RESERVED_BATCH_NAMES.has(b.name.toLowerCase())) {
       problems.push({ path: `batches[${bi}].name`, message: `"${b.name}" cannot name a batch: \`migrate start all\` means every batch`, fix: 'give the batch another name, e.g. batch-N' });
     }
-    if (b.max_failures > b.agents.length) {
-      problems.push({
-        path: `batches[${bi}].max_failures`,
-        message: `max_failures is ${b.max_failures} but the batch has ${b.agents.length} agent(s): the whole batch could never be rolled back`,
-        fix: `write a number from 0 to ${b.agents.length}`,
-      });
-    }
+    const resolved: string[] = [];
+    const named = new Map<string, string[]>(); // group → its agents this batch names one by one
     b.agents.forEach((agent, ai) => {
       const here = `batches[${bi}].agents[${ai}]`;
-      const unit = units.get(agent);
+      const group = groupOf.get(agent);
+      const unitName = group ?? agent;
+      const unit = units.get(unitName);
       if (!unit || unit.kind !== 'agent') {
-        const hint = closest(agent, Object.keys(inv.agents));
+        const hint = closest(agent, [...Object.keys(inv.agents), ...groupOf.keys()]);
         problems.push({
           path: here,
           message: unit ? `"${agent}" is a service, not an agent: batches migrate agents` : `unknown agent "${agent}"${hint ? ` (did you mean "${hint}"?)` : ''}`,
@@ -431,17 +533,50 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
         });
         return;
       }
-      const earlier = inBatch.get(agent);
+      if (group !== undefined) {
+        const list = named.get(group) ?? [];
+        if (list.includes(agent)) {
+          problems.push({ path: here, message: `agent "${agent}" is named twice in ${b.name}`, fix: 'name it once' });
+          return;
+        }
+        named.set(group, [...list, agent]);
+        if (list.length > 0 || resolved.includes(group)) return; // the group is already in this batch
+      } else if (unit.spec.group && named.has(agent)) {
+        return; // named after some of its agents: one unit
+      }
+      const earlier = inBatch.get(unitName);
       if (earlier) {
-        problems.push({
-          path: here,
-          message: `agent "${agent}" is in two batches: already in ${earlier.batch} (${earlier.path})`,
-          fix: 'an agent migrates once: remove it from one of the batches',
-        });
+        problems.push(group === undefined
+          ? { path: here, message: `agent "${agent}" is in two batches: already in ${earlier.batch} (${earlier.path})`, fix: 'an agent migrates once: remove it from one of the batches' }
+          : {
+              path: here,
+              message: `agent "${agent}" runs in group "${group}", whose agents are split between ${earlier.batch} (${earlier.path}) and ${b.name}: the group is one container and migrates as one unit`,
+              fix: `move all of ${group}'s agents (${Object.keys(unit.spec.group!.agents).join(', ')}) into one batch, or name "${group}" in one batch instead of its agents`,
+            });
         return;
       }
-      inBatch.set(agent, { batch: b.name, path: here });
+      inBatch.set(unitName, { batch: b.name, path: here });
+      resolved.push(unitName);
     });
+    for (const [group, list] of named) {
+      if (resolved.includes(group) && b.agents.includes(group)) continue; // the group itself is named: all of it
+      const all = Object.keys(units.get(group)!.spec.group!.agents);
+      const missing = all.filter((m) => !list.includes(m));
+      if (missing.length === 0 || inBatch.get(group)?.batch !== b.name) continue;
+      problems.push({
+        path: `batches[${bi}].agents`,
+        message: `${b.name} names ${list.join(', ')} but not ${missing.join(', ')}, all agents of group "${group}": a group is one container and migrates as one unit, so a batch cannot split it`,
+        fix: `name "${group}" in ${b.name} instead of its agents (it migrates all ${all.length}), or add ${missing.join(', ')} to ${b.name} and remove them from any other batch`,
+      });
+    }
+    if (b.max_failures > resolved.length && resolved.length > 0) {
+      problems.push({
+        path: `batches[${bi}].max_failures`,
+        message: `max_failures is ${b.max_failures} but the batch has ${resolved.length} agent(s)${resolved.length < b.agents.length ? ' or group(s)' : ''}: the whole batch could never be rolled back`,
+        fix: `write a number from 0 to ${resolved.length}`,
+      });
+    }
+    batchUnits.push(resolved);
   });
   for (const name of Object.keys(inv.agents)) {
     if (units.get(name)?.kind !== 'agent') continue;
@@ -478,7 +613,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       name: b.name,
       index,
       description: b.description,
-      agents: b.agents,
+      agents: batchUnits[index]!,
       concurrency: b.concurrency,
       maxFailures: b.max_failures,
       latencyTolerance: b.latency_tolerance,

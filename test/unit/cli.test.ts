@@ -20,7 +20,7 @@ describe('migrate plan', () => {
     expect(r.stdout).toMatch(/mainpc\s+queue host-mainpc\s+RTX 4090 24 GB/);
     expect(r.stdout).toMatch(/pc2\s+queue host-pc2\s+RTX 3060 12 GB/);
     expect(r.stdout).toMatch(/wave 1:[\s\S]*postgres[\s\S]*wave 4:[\s\S]*nginx/);
-    expect(r.stdout.match(/^ {2}batch-\d: /gm)).toHaveLength(4);
+    expect(r.stdout.match(/^ {2}(batch-\d|mainpc-groups): /gm)).toHaveLength(4);
   });
 
   it('--json gives the plan to scripts', async () => {
@@ -51,6 +51,18 @@ describe('migrate plan', () => {
     const r = await run('plan', '--json', '--inventory', 'test/fixtures/seed-contradictions.yaml');
     expect(r.code).toBe(2);
     expect(JSON.parse(r.stdout).problems).toHaveLength(6);
+  });
+
+  it('exits 2 on seeds 001 and 003 side by side: each group contradiction with its fix', async () => {
+    const r = await run('plan', '--inventory', 'test/fixtures/seed-group-contradictions.yaml');
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    for (const expected of [
+      'agents.pc2-memory-services.group.count: says the group holds 8 agent(s), but it lists 5',
+      'agents.pc2-memory-services.group.agents.CacheManager: agent "CacheManager" is declared twice',
+      'batches[0].agents: batch-1 names ResourceManager, AdvancedRouter, TaskScheduler, AuthenticationAgent, UnifiedUtilsAgent, AgentTrustScorer but not TieredResponder, AsyncProcessor, ProactiveContextMonitor, all agents of group "pc2-infrastructure"',
+      'fix: name "pc2-infrastructure" in batch-1 instead of its agents',
+    ]) expect(r.stderr).toContain(expected);
   });
 
   it('exits 2 on a missing file and on an unknown option', async () => {

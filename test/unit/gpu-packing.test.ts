@@ -106,7 +106,7 @@ describe('GPU placement: memory adds up per GPU (declared GPUs; no GPU on this m
     for (const files of [['inventory/agentsys.yaml'], ['inventory/agentsys.yaml', 'inventory/local.yaml']]) {
       const p = buildPlan((await loadInventoryFiles(files)).inventory);
       expect(p.units['rl-training-server']).toMatchObject({ host: 'mainpc', gpuIndexes: [0] });
-      expect(p.units.VisionProcessingAgent).toMatchObject({ host: 'pc2', gpuIndexes: [0] });
+      expect(p.units['pc2-ai-reasoning']).toMatchObject({ host: 'pc2', gpuIndexes: [0] }); // holds VisionProcessingAgent
     }
   });
 });

@@ -30,11 +30,23 @@ const agent = (port: number, extra: Record<string, unknown> = {}) => ({
 });
 
 describe('the shipped inventory', () => {
-  it('plans the two hosts, the stack in dependency order and four batches', async () => {
+  it('plans the two hosts, the stack in dependency order, seed 003\'s groups and four batches', async () => {
     const { inventory } = await loadInventoryFiles(['inventory/agentsys.yaml']);
     const plan = buildPlan(inventory);
     expect(plan.hosts.map((h) => [h.name, h.queue])).toEqual([['mainpc', 'host-mainpc'], ['pc2', 'host-pc2']]);
-    expect(plan.batches.map((b) => [b.name, b.agents.length])).toEqual([['batch-1', 7], ['batch-2', 6], ['batch-3', 7], ['batch-4', 5]]);
+    expect(plan.batches.map((b) => [b.name, b.agents.length])).toEqual([['batch-1', 2], ['batch-2', 2], ['batch-3', 3], ['mainpc-groups', 7]]);
+    // seed 001's 25 PC2 agents (22 of them in seed 003's four PC2 groups) and seed 003's 7 MainPC groups
+    const agentsOn = (h: string) => Object.values(plan.units).filter((u) => u.kind === 'agent' && u.host === h).flatMap((u) => u.members?.map((m) => m.name) ?? [u.name]);
+    expect(agentsOn('pc2')).toHaveLength(25);
+    expect(agentsOn('mainpc')).toHaveLength(26);
+    expect(Object.values(plan.units).filter((u) => u.members).map((u) => [u.name, u.members!.length])).toEqual([
+      ['pc2-infrastructure', 9], ['pc2-memory-services', 5], ['pc2-ai-reasoning', 5], ['pc2-web-services', 3],
+      ['mainpc-gpu-infrastructure', 1], ['mainpc-reasoning-services', 3], ['mainpc-vision-processing', 1], ['mainpc-learning-knowledge', 5],
+      ['mainpc-speech-services', 2], ['mainpc-audio-interface', 8], ['mainpc-emotion-system', 6],
+    ]);
+    // every agent of seed 001's batch 1 migrates in batch-1, inside its group
+    const batch1 = plan.batches[0]!.agents.flatMap((g) => plan.units[g]!.members!.map((m) => m.name));
+    for (const a of ['MemoryOrchestratorService', 'ResourceManager', 'AdvancedRouter', 'TaskScheduler', 'AuthenticationAgent', 'UnifiedUtilsAgent', 'AgentTrustScorer']) expect(batch1).toContain(a);
     // data layer first, nginx last
     expect(plan.serviceWaves[0]).toEqual(expect.arrayContaining(['postgres', 'redis', 'influxdb']));
     expect(plan.serviceWaves.at(-1)).toContain('nginx');
@@ -44,8 +56,8 @@ describe('the shipped inventory', () => {
       for (const dep of Object.keys(unit.dependsOn)) expect(waveOf(dep), `${dep} before ${name}`).toBeLessThan(waveOf(name));
     }
     expect(plan.units['rl-training-server']!.host).toBe('mainpc');
-    expect(plan.units.VisionProcessingAgent!.host).toBe('pc2');
-    expect(Object.values(plan.units).filter((u) => u.kind === 'agent').every((u) => u.host === 'pc2')).toBe(true);
+    expect(plan.units['pc2-ai-reasoning']!.members!.map((m) => m.name)).toContain('VisionProcessingAgent');
+    expect(plan.units['pc2-ai-reasoning']!.host).toBe('pc2');
     // Secrets stay references.
     expect(plan.units.postgres!.environment.POSTGRES_PASSWORD).toEqual({ from_env: 'AGENTSYS_POSTGRES_PASSWORD' });
   });
