@@ -131,7 +131,11 @@ export async function launchChromium(options: { width?: number; height?: number 
           let last = '';
           let reloaded = Date.now();
           for (;;) {
-            last = await tab.text().catch(() => last); // a navigation in progress has no context to evaluate in
+            // A navigation in progress has no context to evaluate in, and a busy renderer may not answer for a while: read again.
+            let timer: NodeJS.Timeout | undefined;
+            const late = new Promise<string>((resolve) => { timer = setTimeout(() => resolve(last), 15_000); });
+            last = await Promise.race([tab.text().catch(() => last), late]);
+            clearTimeout(timer);
             if (ready(last)) return last;
             if (reloadIf(last) && Date.now() - reloaded > 3000) {
               reloaded = Date.now();
