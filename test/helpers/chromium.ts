@@ -36,7 +36,7 @@ export interface Tab {
    * Read the page's text until `ready(text)` holds; returns that text. Throws after `timeoutMs`
    * with the last text seen (a deadline for a loaded machine, not a timing assertion). A page that
    * shows an error page (`reloadIf`, default: the Temporal UI's "Uh oh" page, rendered when its
-   * server is not ready yet) is reloaded, at most every 3 s.
+   * server is not ready yet) is reloaded, at most every 3 s; one that gives no text for 20 s too.
    */
   waitForText(ready: (text: string) => boolean, what: string, options?: { timeoutMs?: number; reloadIf?: (text: string) => boolean }): Promise<string>;
   /** A PNG of the page (full page height) written to `file`; returns its size in bytes. */
@@ -52,6 +52,14 @@ const PAGE_TEXT = `(() => {
   }
   return parts.join('\\n').replace(/\\n{3,}/g, '\\n\\n');
 })()`;
+
+const NOISY_EVENTS = /^(Runtime\.consoleAPICalled|Page\.lifecycleEvent)$/;
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 export async function launchChromium(options: { width?: number; height?: number } = {}): Promise<Browser> {
   const width = options.width ?? 1400;
@@ -71,6 +79,7 @@ export async function launchChromium(options: { width?: number; height?: number 
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   let nextId = 1;
+  const events = new Map<string, string[]>();
   const pending = new Map<number, Pending>();
   let closed: Error | undefined;
   const failAll = (err: Error) => {
@@ -86,9 +95,16 @@ export async function launchChromium(options: { width?: number; height?: number 
   fromBrowser.on('data', (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
     for (let end = buffered.indexOf(0); end >= 0; end = buffered.indexOf(0)) {
-      const message = JSON.parse(buffered.subarray(0, end).toString('utf8')) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
+      const message = JSON.parse(buffered.subarray(0, end).toString('utf8')) as { id?: number; method?: string; sessionId?: string; result?: Record<string, unknown>; error?: { message: string } };
       buffered = buffered.subarray(end + 1);
-      if (message.id === undefined) continue; // an event: nothing here listens to them
+      if (message.id === undefined) { // an event: the last few per tab are kept for error messages
+        if (message.sessionId && message.method && !NOISY_EVENTS.test(message.method)) {
+          const list = events.get(message.sessionId) ?? [];
+          list.push(message.method);
+          events.set(message.sessionId, list.slice(-15));
+        }
+        continue;
+      }
       const p = pending.get(message.id);
       if (!p) continue;
       pending.delete(message.id);
@@ -117,7 +133,7 @@ export async function launchChromium(options: { width?: number; height?: number 
       await on('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false });
       const tab: Tab = {
         async navigate(to) {
-          const r = await on('Page.navigate', { url: to }) as { errorText?: string };
+          const r = await withDeadline(on('Page.navigate', { url: to }), 60_000).catch((err: Error) => { throw new Error(`chromium could not open ${to}: ${err.message}`); }) as { errorText?: string };
           if (r.errorText) throw new Error(`chromium could not open ${to}: ${r.errorText}`);
         },
         async evaluate<T>(expression: string) {
@@ -127,21 +143,33 @@ export async function launchChromium(options: { width?: number; height?: number 
         },
         text: () => tab.evaluate<string>(PAGE_TEXT),
         async waitForText(ready, what, { timeoutMs = 120_000, reloadIf = (t: string) => t.includes('Uh oh. There\'s an error') } = {}) {
-          const deadline = Date.now() + timeoutMs;
+          const started = Date.now();
+          const deadline = started + timeoutMs;
           let last = '';
-          let reloaded = Date.now();
+          let problem = 'none';
+          let lastRead = started; // when the page last gave text
+          let reloaded = started;
+          const reloads: string[] = [];
+          const reload = async (why: string) => {
+            reloaded = Date.now();
+            reloads.push(`${why} at ${((reloaded - started) / 1000).toFixed(0)} s`);
+            await withDeadline(on('Page.reload', { ignoreCache: true }), 15_000).catch(() => undefined);
+          };
           for (;;) {
             // A navigation in progress has no context to evaluate in, and a busy renderer may not answer for a while: read again.
-            let timer: NodeJS.Timeout | undefined;
-            const late = new Promise<string>((resolve) => { timer = setTimeout(() => resolve(last), 15_000); });
-            last = await Promise.race([tab.text().catch(() => last), late]);
-            clearTimeout(timer);
-            if (ready(last)) return last;
-            if (reloadIf(last) && Date.now() - reloaded > 3000) {
-              reloaded = Date.now();
-              await on('Page.reload', { ignoreCache: true });
+            try {
+              const text = await withDeadline(tab.text(), 15_000);
+              if (text.trim()) { last = text; lastRead = Date.now(); } else problem = 'the page is blank';
+            } catch (err) {
+              problem = (err as Error).message;
             }
-            if (Date.now() > deadline) throw new Error(`the page never showed ${what} within ${timeoutMs / 1000} s; its text was:\n${last.slice(0, 3000)}`);
+            if (ready(last)) return last;
+            // The UI's error page, or a page that shows nothing for 20 s (its app did not start on a loaded machine): reload it.
+            if (reloadIf(last) && Date.now() - reloaded > 3000) await reload('error page');
+            else if (Date.now() - lastRead > 20_000 && Date.now() - reloaded > 20_000) await reload(`no text (${problem})`);
+            if (Date.now() > deadline) {
+              throw new Error(`the page never showed ${what} within ${timeoutMs / 1000} s (last read problem: ${problem}; reloads: ${reloads.join(', ') || 'none'}; recent events: ${events.get(sessionId)?.join(' ') ?? 'none'}); its text was:\n${last.slice(0, 3000)}`);
+            }
             await new Promise((r) => setTimeout(r, 500));
           }
         },

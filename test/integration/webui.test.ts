@@ -49,7 +49,8 @@ describe('the Web UI shows a batch to an operator (real dev server with UI, real
         placement: { host: 'pc2' }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${44010 + i}:8080`],
         healthcheck: { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' },
       }])),
-      batches: [{ name: batch, agents: ['Alpha', 'Beta'], concurrency: 2, max_failures: 1 }],
+      // Not about latency: a generous tolerance keeps the judge (issue #13) from rolling an agent back on a loaded machine.
+      batches: [{ name: batch, agents: ['Alpha', 'Beta'], concurrency: 2, max_failures: 1, latency_tolerance: 100 }],
     });
     world = await startWorld(inventory, { address: server.address });
     const plan = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '1' });
@@ -100,5 +101,5 @@ describe('the Web UI shows a batch to an operator (real dev server with UI, real
     const closed = await page.waitForText((t) => t.includes('"MigratePhase": "confirmed"'), 'the confirmed phase');
     expect(closed).toContain('COMPLETED');
     await page.close();
-  });
+  }, 480_000); // each page read has a deadline of its own (2 min): generous on a loaded machine
 });
