@@ -64,6 +64,8 @@ export interface DevServerOptions {
   ip?: string;
   /** Address of the Web UI (default 127.0.0.1, whatever `ip` is). */
   uiIp?: string;
+  /** The Web UI's remote codec (`migrate codec-server`'s URL): the UI decodes payloads through it in the browser. */
+  uiCodecEndpoint?: string;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -81,6 +83,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     const uiPort = options.uiPort ?? (await freePort(uiIp));
     args.push('--ui-ip', uiIp, '--ui-port', String(uiPort));
     uiUrl = `http://${uiIp}:${uiPort}`;
+    if (options.uiCodecEndpoint) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
   }
   if (options.dbFile) {
     await mkdir(path.dirname(options.dbFile), { recursive: true });
