@@ -43,7 +43,7 @@ export function createFenceActivities(ctx: HostContext) {
     },
 
     async listFences(ref: PlaneRef, host: string): Promise<FenceRecord[]> {
-      return fencesOf((await planeFor(ref)).fences, host);
+      return fencesOf(await planeFor(ref), host);
     },
 
     /** Count a finished move (migrate_failovers_total). */

@@ -6,11 +6,10 @@
  * `migrate health`); `startAggregator` keeps it current (`migrate health --watch`, which also starts
  * `failoverHost` for a lost host when given `--failover`).
  */
-import type { KV } from 'nats';
 import type { HealthSettings } from '../inventory/schema.js';
 import { aggregate, transitions, type Aggregate, type Heartbeat, type HostView, type Observations, type Reach, type Transition, type UnitReading } from './judge.js';
-import { connectPlane, decode, encode, type Plane } from './plane.js';
-import { reach } from './publisher.js';
+import { connectPlane, decode, encode, readValues, type Plane } from './plane.js';
+import { reach, reachTimeoutMs } from './publisher.js';
 
 export interface PlaneTarget {
   project: string;
@@ -21,32 +20,26 @@ export interface PlaneTarget {
 
 type Seen = Pick<Observations, 'heartbeats' | 'units'>;
 
-async function readBucket(readings: KV): Promise<Seen> {
+async function readBucket(plane: Plane): Promise<Seen> {
   const heartbeats: Observations['heartbeats'] = new Map();
-  const units = new Map<string, { reading: UnitReading; receivedAt: number }>();
-  const keys = await readings.keys();
-  for await (const key of keys) {
-    const e = await readings.get(key);
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
-    const receivedAt = e.created.getTime();
-    if (key.includes('.')) units.set(key, { reading: decode<UnitReading>(e.value), receivedAt });
-    else heartbeats.set(key, { heartbeat: decode<Heartbeat>(e.value), receivedAt });
+  const units: Observations['units'] = [];
+  for (const { key, value, created } of await readValues<Heartbeat | UnitReading>(plane.nc, plane.readings, plane.names.bucket)) {
+    if (key.includes('.')) units.push({ reading: value as UnitReading, receivedAt: created });
+    else heartbeats.set(key, { heartbeat: value as Heartbeat, receivedAt: created });
   }
-  return { heartbeats, units: [...units.values()] };
+  return { heartbeats, units };
 }
-
-const probeTimeout = (s: HealthSettings) => Math.min(1_000, Math.max(200, s.heartbeat));
 
 /** The judged view once, from the bucket: what `migrate health` prints. */
 export async function snapshotHealth(target: PlaneTarget): Promise<Aggregate> {
   const plane = await connectPlane(target.settings, target.project, { name: 'migrate-health', failFast: true });
   try {
-    const seen = await readBucket(plane.readings);
+    const seen = await readBucket(plane);
     const now = Date.now();
     const reachMap = new Map<string, Reach>();
     await Promise.all(Object.entries(target.hosts).map(async ([h, address]) => {
       const hb = seen.heartbeats.get(h);
-      if (!hb || now - hb.receivedAt > target.settings.lost_after) reachMap.set(h, await reach(address, target.settings.peer_port, probeTimeout(target.settings)));
+      if (!hb || now - hb.receivedAt > target.settings.lost_after) reachMap.set(h, await reach(address, target.settings.peer_port, reachTimeoutMs(target.settings)));
     }));
     return aggregate({ now, lostAfterMs: target.settings.lost_after, hosts: Object.keys(target.hosts), reach: reachMap, ...seen });
   } finally {
@@ -75,7 +68,7 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
   const hosts = Object.keys(options.hosts);
   const plane = await connectPlane(settings, options.project, { name: `migrate-aggregator-${process.pid}`, pingIntervalMs: 1_000 });
   const { nc, names } = plane;
-  const seen = await readBucket(plane.readings);
+  const seen = await readBucket(plane);
   const heartbeats = seen.heartbeats;
   const units = new Map(seen.units.map((u) => [`${u.reading.host}.${u.reading.unit}`, u]));
   const reachOf = new Map<string, { reach: Reach; at: number }>();
@@ -104,11 +97,11 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
   function probeSilent(now: number): void {
     for (const h of hosts) {
       const hb = heartbeats.get(h);
-      const quiet = !hb || now - hb.receivedAt > 2 * settings.heartbeat;
+      const quiet = !hb || now - hb.receivedAt > Math.min(2 * settings.heartbeat, settings.lost_after / 2);
       if (!quiet || probing.has(h)) continue;
       probing.add(h);
       const started = Date.now();
-      void reach(options.hosts[h]!, settings.peer_port, probeTimeout(settings)).then((r) => {
+      void reach(options.hosts[h]!, settings.peer_port, reachTimeoutMs(settings)).then((r) => {
         reachOf.set(h, { reach: r, at: started });
         probing.delete(h);
         dirty = true;
@@ -145,8 +138,9 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
       lastPublished = now;
     }
     options.onView?.(next, changes);
+    // Only a host this aggregator has seen is failed over: one silent since it started may simply not be set up yet.
     for (const t of changes.alerts) {
-      if (t.kind === 'host' && t.to === 'lost') options.onHostLost?.(next.hosts.find((h) => h.host === t.host)!);
+      if (t.kind === 'host' && t.to === 'lost' && t.from !== 'unknown') options.onHostLost?.(next.hosts.find((h) => h.host === t.host)!);
     }
     for (const w of waiters) {
       if (w.test(next)) {
@@ -167,7 +161,7 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
         const w = { test, resolve: (v: Aggregate) => { clearTimeout(t); resolve(v); } };
         const t = setTimeout(() => {
           waiters.delete(w);
-          reject(new Error(`the health view did not reach the expected state within ${timeoutMs / 1000} s; last: ${JSON.stringify(view?.hosts.map((h) => [h.host, h.state, h.reason]))}`));
+          reject(new Error(`the health view did not reach the expected state within ${timeoutMs / 1000} s; last: ${JSON.stringify(view?.hosts.map((h) => [h.host, h.state, h.reason]))} ${JSON.stringify(view?.units.map((u) => [u.host, u.unit, u.state, u.detail]))}`));
         }, timeoutMs);
         waiters.add(w);
       });

@@ -57,6 +57,8 @@ export interface FenceRecord {
   at: number;
   /** The unit as it runs on `to` (that host's worker probes it there). */
   spec?: UnitSpec;
+  /** The unit as it ran on `from`: what failback starts again there, exactly. */
+  home?: UnitSpec;
 }
 
 export const fenceKey = (host: string, unit: string) => `${host}.${unit}`;
@@ -109,13 +111,29 @@ export async function connectPlane(settings: HealthSettings, project: string, op
 export const encode = (value: unknown) => codec.encode(JSON.stringify(value));
 export const decode = <T>(data: Uint8Array): T => JSON.parse(codec.decode(data)) as T;
 
-/** Every fence record whose copy is `host`'s. */
-export async function fencesOf(fences: KV, host: string): Promise<FenceRecord[]> {
-  const out: FenceRecord[] = [];
-  const keys = await fences.keys(`${host}.>`);
-  for await (const key of keys) {
-    const e = await fences.get(key);
-    if (e && e.operation === 'PUT' && e.value.length > 0) out.push(decode<FenceRecord>(e.value));
+/**
+ * The keys of a bucket (optionally under a filter like `pc2.>`), from the stream's subjects. Not
+ * `kv.keys()`: that stops when the server says nothing is pending, which nats-server 2.9 (Debian's)
+ * miscounts for last-per-subject consumers, so keys went missing.
+ */
+export async function listKeys(nc: NatsConnection, bucket: string, filter = '>'): Promise<string[]> {
+  const jsm = await nc.jetstreamManager();
+  const prefix = `$KV.${bucket}.`;
+  const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` });
+  return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length)).sort();
+}
+
+/** The current values of a bucket's keys (deleted and expired ones left out). */
+export async function readValues<T>(nc: NatsConnection, kv: KV, bucket: string, filter = '>'): Promise<{ key: string; value: T; created: number }[]> {
+  const out: { key: string; value: T; created: number }[] = [];
+  for (const key of await listKeys(nc, bucket, filter)) {
+    const e = await kv.get(key);
+    if (e && e.operation === 'PUT' && e.value.length > 0) out.push({ key, value: decode<T>(e.value), created: e.created.getTime() });
   }
   return out;
+}
+
+/** Every fence record whose copy is `host`'s (or every one, without `host`). */
+export async function fencesOf(plane: Pick<Plane, 'nc' | 'fences' | 'names'>, host?: string): Promise<FenceRecord[]> {
+  return (await readValues<FenceRecord>(plane.nc, plane.fences, plane.names.fenceBucket, host ? `${host}.>` : '>')).map((v) => v.value);
 }

@@ -17,7 +17,7 @@ import type { UnitSpec } from '../plan/plan.js';
 import { containerName } from '../plan/queues.js';
 import { setHostLost } from '../metrics/migrate.js';
 import type { Aggregate, Heartbeat, Reach, UnitReading } from './judge.js';
-import { connectPlane, decode, encode, fencesOf, type FenceRecord, type Plane } from './plane.js';
+import { connectPlane, decode, encode, fencesOf, type Plane } from './plane.js';
 
 export interface PublisherOptions {
   context: HostContext;
@@ -48,6 +48,9 @@ export function reach(address: string, port: number, timeoutMs: number): Promise
   });
 }
 
+/** How long a connect to a peer's worker port may take before the peer counts as unreachable (a loaded machine answers late). */
+export const reachTimeoutMs = (s: Pick<HealthSettings, 'lost_after'>) => Math.max(300, Math.round(0.75 * s.lost_after));
+
 const sameReading = (a: UnitReading | undefined, b: UnitReading) => a !== undefined && a.ok === b.ok && a.fenced === b.fenced && a.detail === b.detail;
 
 export async function startHealthPublisher(options: PublisherOptions): Promise<HealthPublisher> {
@@ -63,7 +66,7 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   await new Promise<void>((resolve) => listener.listen(settings.peer_port, context.spec.address, resolve).once('error', () => resolve()));
 
   const plane = await connectPlane(settings, project, { name: `worker-${host}-${process.pid}`, pingIntervalMs: Math.max(500, settings.lost_after) });
-  const { nc, names, readings, fences } = plane;
+  const { nc, names, readings } = plane;
 
   let seq = 0;
   let lastAck = Date.now();
@@ -135,23 +138,19 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   }
 
   async function refreshFences(): Promise<void> {
-    const own = await fencesOf(fences, host);
-    fenced = new Set(own.map((f) => f.unit));
+    const all = await fencesOf(plane);
+    fenced = new Set(all.filter((f) => f.from === host).map((f) => f.unit));
     for (const unit of fenced) await stopCopy(unit, 'failed over elsewhere (fence record)');
-    const hosted: FenceRecord[] = [];
-    const all = await fences.keys();
-    for await (const key of all) {
-      const e = await fences.get(key);
-      if (e && e.operation === 'PUT' && e.value.length > 0) {
-        const f = decode<FenceRecord>(e.value);
-        if (f.to === host && f.spec) hosted.push(f);
-      }
-    }
+    const hosted = all.filter((f) => f.to === host && f.spec);
+    const names = hosted.map((f) => f.unit).sort().join(',');
+    if (names !== guests.map((g) => g.name).sort().join(',')) log(`probing the units failed over here: ${names || 'none'}`);
     guests = hosted.map((f) => f.spec!);
   }
 
   async function selfFenceIfAway(): Promise<void> {
     if (Date.now() - lastAck <= 2 * settings.lost_after) return;
+    // A peer that still reaches this worker sees it as partitioned, and no failover follows: keep serving.
+    if (Object.values(peerReach).some((r) => r === 'accepted')) return;
     for (const unit of options.units) {
       if (!policy.has(unit.name) || selfFenced.has(unit.name)) continue;
       selfFenced.add(unit.name);
@@ -162,7 +161,7 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   async function probeAll(): Promise<void> {
     engine = await docker.ping().then(() => ({ ok: true }), (err: Error) => ({ ok: false, detail: err.message }));
     await Promise.all(Object.entries(options.peers).filter(([h]) => h !== host).map(async ([h, address]) => {
-      peerReach[h] = await reach(address, settings.peer_port, Math.max(200, settings.heartbeat));
+      peerReach[h] = await reach(address, settings.peer_port, reachTimeoutMs(settings));
     }));
     const units = [...options.units, ...guests.filter((g) => !options.units.some((u) => u.name === g.name))];
     await Promise.all(units.map(async (unit) => {

@@ -9,7 +9,7 @@ import { snapshotHealth, startAggregator, type Aggregator, type PlaneTarget } fr
 import type { Aggregate, HostView, Transition } from '../health/judge.js';
 import { connectPlane, fencesOf } from '../health/plane.js';
 import { planFailover, type FailoverMove } from '../plan/failover.js';
-import { buildPlan, type PlanOptions } from '../plan/plan.js';
+import { buildPlan, type PlanOptions, type UnitSpec } from '../plan/plan.js';
 import { ORCHESTRATOR_QUEUE } from '../plan/queues.js';
 import { approveFailoverUpdate, failbackHost, failoverHost, failoverProgressQuery, type FailbackResult, type FailoverProgress } from '../workflows/failover.js';
 import { BadInput, OperationFailed } from './errors.js';
@@ -36,9 +36,12 @@ export async function healthView(inventory: Inventory, options: PlanOptions = {}
 }
 
 /** Start (or find) the failover of `host`: the plan decides where its units go among the hosts that are up. */
-export async function startFailover(client: Client, inventory: Inventory, lost: HostView, upHosts: string[], options: PlanOptions = {}): Promise<WorkflowHandle<typeof failoverHost>> {
+export async function startFailover(client: Client, inventory: Inventory, lost: HostView, upHosts: string[], options: PlanOptions = {}, mapSpec?: (spec: UnitSpec) => UnitSpec): Promise<WorkflowHandle<typeof failoverHost>> {
   const target = planeTarget(inventory, options);
-  const { moves, stays } = planFailover(inventory, lost.host, upHosts, options);
+  const planned = planFailover(inventory, lost.host, upHosts, options);
+  const { stays } = planned;
+  // --stub (dev, demo, tests): the stand-in image on both sides, as the deploy ran it.
+  const moves = mapSpec ? planned.moves.map((m) => ({ ...m, spec: mapSpec(m.spec), home: mapSpec(m.home) })) : planned.moves;
   const workflowId = failoverWorkflowId(inventory.project, lost.host);
   try {
     return await client.workflow.start(failoverHost, {
@@ -55,7 +58,7 @@ export async function startFailover(client: Client, inventory: Inventory, lost: 
 
 export interface WatchOptions {
   /** Start failoverHost for a host judged lost. */
-  failover?: { client: Client; planOptions?: PlanOptions };
+  failover?: { client: Client; planOptions?: PlanOptions; mapSpec?: (spec: UnitSpec) => UnitSpec };
   onView?: (view: Aggregate, changes: { alerts: Transition[]; recoveries: Transition[] }) => void;
   onFailover?: (host: string, workflowId: string) => void;
   onError?: (err: Error) => void;
@@ -78,7 +81,7 @@ export async function watchHealth(inventory: Inventory, options: WatchOptions = 
       if (!fo || started.has(lost.host)) return;
       started.add(lost.host);
       const up = aggregator?.current()?.hosts.filter((h) => h.state === 'up').map((h) => h.host) ?? [];
-      startFailover(fo.client, inventory, lost, up, fo.planOptions ?? planOptions).then(
+      startFailover(fo.client, inventory, lost, up, fo.planOptions ?? planOptions, fo.mapSpec).then(
         (h) => options.onFailover?.(lost.host, h.workflowId),
         (err: Error) => { started.delete(lost.host); options.onError?.(err); },
       );
@@ -106,17 +109,12 @@ export async function failback(client: Client, inventory: Inventory, host: strin
   const plane = await connectPlane(target.settings, target.project, { name: 'migrate-failback', failFast: true }).catch((err: Error) => { throw new OperationFailed(err.message); });
   let fences;
   try {
-    fences = await fencesOf(plane.fences, host);
+    fences = await fencesOf(plane, host);
   } finally {
     await plane.close();
   }
-  const plan = buildPlan(inventory, options);
-  const moves: FailoverMove[] = [];
-  for (const f of fences) {
-    const home = plan.units[f.unit];
-    if (!home || !f.spec) continue;
-    moves.push({ unit: f.unit, from: host, to: f.to, spec: f.spec, home, stateful: false });
-  }
+  // Back exactly as it ran: the fence keeps the unit's spec at home and where it was moved.
+  const moves: FailoverMove[] = fences.filter((f) => f.spec && f.home).map((f) => ({ unit: f.unit, from: host, to: f.to, spec: f.spec!, home: f.home!, stateful: false }));
   if (moves.length === 0) return { host, units: [] };
   const settings = target.settings;
   const handle = await client.workflow.start(failbackHost, {

@@ -106,7 +106,7 @@ export async function failoverHost(input: FailoverInput): Promise<FailoverProgre
     const r = row(move.unit);
     const set = (status: MoveStatus, patch: Partial<FailoverProgress['units'][number]> = {}) => { Object.assign(r, { status, ...patch }); show(); };
     // 1. Fence first: from here on, the lost host's copy never serves again unless failed back.
-    await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec });
+    await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
     void onLostHost(move.from).stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
     // 2. A stateful unit moves only when an operator says so.
     if (move.stateful) {
@@ -174,7 +174,7 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
     } catch (err) {
       // The home copy did not come up: the unit keeps running where it was moved.
       await onHost(move.from).undo.stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
-      await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec });
+      await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
       await away.undo.ensureContainer(move.spec, { release: `failback-${input.host}`, change: workflowId }).catch(() => undefined);
       result.units.push({ unit: move.unit, from: move.to, status: 'failed', error: rootMessage(err) });
     }

@@ -12,13 +12,18 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Aggregate, Transition } from '../../health/judge.js';
 import { loadInventoryFiles } from '../../inventory/load.js';
+import { stubbedPlan } from '../../dev/stub-image.js';
+import type { Plan, UnitSpec } from '../../plan/plan.js';
 import { healthView, watchHealth } from '../../ops/index.js';
 import { action, commonOptions, connectClient, inventoryOption, parseOptions, printJson, temporalOptions } from '../common.js';
 
 const healthOptions = commonOptions.extend({
   watch: z.boolean().default(false),
   failover: z.boolean().default(false),
+  stub: z.boolean().default(false),
 }).refine((o) => !o.failover || o.watch, { message: '--failover needs --watch: failover is started by the process that keeps watching', path: ['failover'] });
+
+const stubbedUnit = (unit: UnitSpec): UnitSpec => stubbedPlan({ units: { [unit.name]: unit } } as unknown as Plan).units[unit.name]!;
 
 const age = (ms: number | undefined) => (ms === undefined ? '-' : ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`);
 
@@ -37,7 +42,8 @@ export function registerHealth(program: Command): void {
     .command('health')
     .description('every unit on every host, with the age of each reading and the host\'s state; exit 1 when a host or a critical unit is down')
     .option('--watch', 'keep judging and print every change (this process is then the aggregator) until Ctrl-C')
-    .option('--failover', 'with --watch: start failoverHost for a host judged lost')))
+    .option('--failover', 'with --watch: start failoverHost for a host judged lost')
+    .option('--stub', 'with --failover: move the stand-in image, as `deploy --stub` ran it (dev, demo)')))
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(healthOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
@@ -51,7 +57,7 @@ export function registerHealth(program: Command): void {
       const temporal = opts.failover ? await connectClient(opts) : undefined;
       let last: Aggregate | undefined;
       const aggregator = await watchHealth(inventory, {
-        failover: temporal ? { client: temporal.client, planOptions } : undefined,
+        failover: temporal ? { client: temporal.client, planOptions, mapSpec: opts.stub ? stubbedUnit : undefined } : undefined,
         onView: (view, { alerts, recoveries }) => {
           const first = last === undefined;
           last = view;

@@ -57,14 +57,18 @@ export function registerWorker(program: Command): void {
         });
         process.stderr.write(`worker ${context.identity}: metrics on ${metrics.url}\n`);
       }
-      // The health plane (issue 12): this host's heartbeat and its units' health on NATS.
-      let health: HealthPublisher | undefined;
+      // The health plane (issue 12): this host's heartbeat and its units' health on NATS. Started
+      // beside the Temporal workers, not before them: a NATS server not up yet delays only this.
+      let health: Promise<HealthPublisher | undefined> = Promise.resolve(undefined);
       if (inventory.health) {
         const plan = buildPlan(inventory);
-        health = await startHealthPublisher({
+        health = startHealthPublisher({
           context, inventory, settings: inventory.health,
           units: Object.values(plan.units).filter((u) => u.host === opts.host),
           peers: Object.fromEntries(plan.hosts.map((h) => [h.name, h.address])),
+        }).catch((err: Error) => {
+          process.stderr.write(`worker ${context.identity}: health plane: ${err.message}\n`);
+          return undefined;
         });
       }
       const abort = new AbortController();
@@ -75,7 +79,7 @@ export function registerWorker(program: Command): void {
         await runWorkers(workers, abort.signal);
       } finally {
         await metrics?.close();
-        await health?.stop();
+        await (await health)?.stop();
         await connection.close();
       }
     }));
