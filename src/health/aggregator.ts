@@ -16,7 +16,12 @@ export interface PlaneTarget {
   settings: HealthSettings;
   /** Every host and its address (where its worker's peer port listens). */
   hosts: Record<string, string>;
+  /** The units the plan puts on each host (shown stale when they have no reading). */
+  expected?: Observations['expected'];
 }
+
+ /** Longer than a connect to a live host takes, even on a loaded machine. */
+const ANSWER_MS = 150;
 
 type Seen = Pick<Observations, 'heartbeats' | 'units'>;
 
@@ -41,7 +46,7 @@ export async function snapshotHealth(target: PlaneTarget): Promise<Aggregate> {
       const hb = seen.heartbeats.get(h);
       if (!hb || now - hb.receivedAt > target.settings.lost_after) reachMap.set(h, await reach(address, target.settings.peer_port, reachTimeoutMs(target.settings)));
     }));
-    return aggregate({ now, lostAfterMs: target.settings.lost_after, hosts: Object.keys(target.hosts), reach: reachMap, ...seen });
+    return aggregate({ now, lostAfterMs: target.settings.lost_after, hosts: Object.keys(target.hosts), reach: reachMap, expected: target.expected, ...seen });
   } finally {
     await plane.close();
   }
@@ -73,6 +78,8 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
   const units = new Map(seen.units.map((u) => [`${u.reading.host}.${u.reading.unit}`, u]));
   const reachOf = new Map<string, { reach: Reach; at: number }>();
   const probing = new Set<string>();
+  /** When the probe now waiting for each host started. */
+  const inflight = new Map<string, number>();
   let view: Aggregate | undefined;
   let lastPublished = 0;
   let dirty = true;
@@ -101,9 +108,11 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
       if (!quiet || probing.has(h)) continue;
       probing.add(h);
       const started = Date.now();
+      inflight.set(h, started);
       void reach(options.hosts[h]!, settings.peer_port, reachTimeoutMs(settings)).then((r) => {
         reachOf.set(h, { reach: r, at: started });
         probing.delete(h);
+        inflight.delete(h);
         dirty = true;
       });
     }
@@ -114,11 +123,15 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
     probeSilent(now);
     // Only a reach measured after the host went quiet speaks for it; without one, its last judgement stands.
     const reachMap = new Map<string, Reach>();
+    // An answer (accepted, refused) comes back within milliseconds; a probe that has waited longer
+    // than that means the answer before it is out of date (the link went down since): hold until it ends.
     for (const [h, r] of reachOf) {
       const hb = heartbeats.get(h);
-      if (!hb || r.at >= hb.receivedAt) reachMap.set(h, r.reach);
+      const waiting = inflight.get(h);
+      const outdated = r.reach !== 'unreachable' && waiting !== undefined && waiting > r.at && now - waiting > ANSWER_MS;
+      if ((!hb || r.at >= hb.receivedAt) && !outdated) reachMap.set(h, r.reach);
     }
-    const next = aggregate({ now, lostAfterMs: settings.lost_after, hosts, heartbeats, reach: reachMap, units: [...units.values()] });
+    const next = aggregate({ now, lostAfterMs: settings.lost_after, hosts, heartbeats, reach: reachMap, units: [...units.values()], expected: options.expected });
     next.hosts = next.hosts.map((hv) => {
       const hb = heartbeats.get(hv.host);
       const silent = !hb || now - hb.receivedAt > settings.lost_after;

@@ -51,8 +51,8 @@ export interface HostView {
 }
 
 export interface UnitView extends UnitReading {
-  /** Age of the reading (ms). */
-  ageMs: number;
+  /** Age of the reading (ms); absent when there is none. */
+  ageMs?: number;
   /** healthy/unhealthy as probed; stale when its host is not up (the reading is old news). */
   state: 'healthy' | 'unhealthy' | 'stale' | 'fenced';
 }
@@ -74,6 +74,8 @@ export interface Observations {
   /** The judge's own connect to each host's worker port (only needed for silent hosts). */
   reach: Map<string, Reach>;
   units: { reading: UnitReading; receivedAt: number }[];
+  /** Units the plan puts on each host: one with no reading (never probed, or expired with its silent host) is shown stale. */
+  expected?: Pick<UnitReading, 'unit' | 'host' | 'criticality'>[];
 }
 
 export function judgeHost(host: string, o: Pick<Observations, 'now' | 'lostAfterMs' | 'heartbeats' | 'reach'>): HostView {
@@ -95,12 +97,15 @@ export function judgeHost(host: string, o: Pick<Observations, 'now' | 'lostAfter
 export function aggregate(o: Observations): Aggregate {
   const hosts = o.hosts.map((h) => judgeHost(h, o));
   const upHosts = new Set(hosts.filter((h) => h.state === 'up').map((h) => h.host));
-  const units = o.units
+  const read = new Set(o.units.map(({ reading }) => `${reading.host}/${reading.unit}`));
+  const missing: Observations['units'] = (o.expected ?? []).filter((e) => !read.has(`${e.host}/${e.unit}`))
+    .map((e) => ({ reading: { ...e, ok: false, detail: 'no reading', at: 0, since: 0 }, receivedAt: Number.NaN }));
+  const units = [...o.units, ...missing]
     .filter(({ reading }) => o.hosts.includes(reading.host))
     .map(({ reading, receivedAt }): UnitView => ({
       ...reading,
-      ageMs: Math.max(0, o.now - receivedAt),
-      state: reading.fenced ? 'fenced' : !upHosts.has(reading.host) ? 'stale' : reading.ok ? 'healthy' : 'unhealthy',
+      ageMs: Number.isNaN(receivedAt) ? undefined : Math.max(0, o.now - receivedAt),
+      state: reading.fenced ? 'fenced' : !upHosts.has(reading.host) || Number.isNaN(receivedAt) ? 'stale' : reading.ok ? 'healthy' : 'unhealthy',
     }))
     .sort((a, b) => a.host.localeCompare(b.host) || a.unit.localeCompare(b.unit));
   const down = hosts.some((h) => h.state !== 'up') || units.some((u) => u.criticality === 'critical' && u.state !== 'healthy' && u.state !== 'fenced');

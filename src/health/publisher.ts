@@ -1,7 +1,7 @@
 /**
- * A host's side of the health plane, run by its `migrate worker`: every `heartbeat` it probes its
- * units, its engine and its peers' workers, and publishes them (src/health/plane.ts). A unit's change
- * is published as soon as a probe sees it.
+ * A host's side of the health plane, run by its `migrate worker`: every `heartbeat` it publishes its
+ * heartbeat and probes its engine and its peers' workers; twice per heartbeat it probes its units
+ * (src/health/plane.ts). A unit's change is published as soon as a probe sees it.
  *
  * Fencing. A unit failed over elsewhere has a fence record for this host: while it exists, this
  * worker keeps its copy stopped. A worker that has heard no acknowledgement from NATS for twice
@@ -158,11 +158,15 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
     }
   }
 
-  async function probeAll(): Promise<void> {
+  /** The engine and every peer's worker port: its own loop, so a peer's timeout never delays a unit's probe. */
+  async function probeHostAndPeers(): Promise<void> {
     engine = await docker.ping().then(() => ({ ok: true }), (err: Error) => ({ ok: false, detail: err.message }));
     await Promise.all(Object.entries(options.peers).filter(([h]) => h !== host).map(async ([h, address]) => {
       peerReach[h] = await reach(address, settings.peer_port, reachTimeoutMs(settings));
     }));
+  }
+
+  async function probeAll(): Promise<void> {
     const units = [...options.units, ...guests.filter((g) => !options.units.some((u) => u.name === g.name))];
     await Promise.all(units.map(async (unit) => {
       const now = Date.now();
@@ -204,7 +208,9 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   await refreshFences().catch((err: Error) => log(`fences: ${err.message}`));
   const stops = [
     loop(settings.heartbeat, heartbeat),
-    loop(settings.heartbeat, probeAll),
+    // Units twice per heartbeat: a change reaches the plane within about half a heartbeat.
+    loop(Math.max(50, settings.heartbeat / 2), probeAll),
+    loop(settings.heartbeat, probeHostAndPeers),
     loop(settings.heartbeat, selfFenceIfAway),
     loop(Math.max(1_000, 4 * settings.heartbeat), () => (Date.now() - lastAck < settings.lost_after ? refreshFences() : Promise.resolve())),
   ];

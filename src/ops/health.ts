@@ -23,7 +23,13 @@ export function planeTarget(inventory: Inventory, options: PlanOptions = {}): Pl
     throw new BadInput('no health plane', [{ path: 'health', message: 'the inventory names no NATS server for the health plane', fix: 'add health: { nats: [nats://127.0.0.1:4222] } (a nats-server started with -js); every worker then publishes its host\'s health' }]);
   }
   const plan = buildPlan(inventory, options);
-  return { project: inventory.project, settings: inventory.health, hosts: Object.fromEntries(plan.hosts.map((h) => [h.name, h.address])) };
+  return {
+    project: inventory.project,
+    settings: inventory.health,
+    hosts: Object.fromEntries(plan.hosts.map((h) => [h.name, h.address])),
+    // Agents run only once a batch started them: the stack's services are what every host must show.
+    expected: Object.values(plan.units).filter((u) => u.kind === 'service' && !u.job).map((u) => ({ unit: u.name, host: u.host, criticality: u.criticality })),
+  };
 }
 
 export async function healthView(inventory: Inventory, options: PlanOptions = {}): Promise<Aggregate> {

@@ -67,6 +67,13 @@ describe('the aggregate view', () => {
     expect(fine.down).toBe(false);
   });
 
+  it('a planned unit with no reading (its silent host\'s keys expired) is shown stale, with no age', () => {
+    const o = obs(12_000, [[hb('mainpc'), 11_900]], [['pc2', 'unreachable']], [[reading('api', 'mainpc', true), 11_800]]);
+    const v = aggregate({ ...o, expected: [{ unit: 'api', host: 'mainpc', criticality: 'critical' }, { unit: 'db', host: 'pc2', criticality: 'critical' }] });
+    expect(v.units.map((u) => [u.unit, u.state, u.ageMs])).toEqual([['api', 'healthy', 200], ['db', 'stale', undefined]]);
+    expect(v.units[1]!.detail).toBe('no reading');
+  });
+
   it('a fenced unit is shown as fenced and does not make the view down', () => {
     const v = aggregate(obs(12_000, [[hb('mainpc'), 11_900], [hb('pc2'), 11_950]], [], [[{ ...reading('db', 'pc2', false, 'critical'), fenced: true }, 11_800]]));
     expect(v.units[0]!.state).toBe('fenced');
