@@ -9,7 +9,7 @@
 import type { HealthSettings } from '../inventory/schema.js';
 import { aggregate, transitions, type Aggregate, type Heartbeat, type HostView, type Observations, type Reach, type Transition, type UnitReading } from './judge.js';
 import { connectPlane, decode, encode, readValues, type Plane } from './plane.js';
-import { reach, reachTimeoutMs } from './publisher.js';
+import { ANSWER_MS, reach, reachTimeoutMs } from './publisher.js';
 
 export interface PlaneTarget {
   project: string;
@@ -19,9 +19,6 @@ export interface PlaneTarget {
   /** The units the plan puts on each host (shown stale when they have no reading). */
   expected?: Observations['expected'];
 }
-
- /** Longer than a connect to a live host takes, even on a loaded machine. */
-const ANSWER_MS = 150;
 
 type Seen = Pick<Observations, 'heartbeats' | 'units'>;
 

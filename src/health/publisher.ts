@@ -48,6 +48,9 @@ export function reach(address: string, port: number, timeoutMs: number): Promise
   });
 }
 
+/** Longer than a connect to a live host takes, even on a loaded machine: a probe waiting longer says the host does not answer. */
+export const ANSWER_MS = 150;
+
 /** How long a connect to a peer's worker port may take before the peer counts as unreachable (a loaded machine answers late). */
 export const reachTimeoutMs = (s: Pick<HealthSettings, 'lost_after'>) => Math.max(300, Math.round(0.75 * s.lost_after));
 
@@ -73,6 +76,13 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   let putting = false;
   let engine: Heartbeat['engine'] = { ok: true };
   const peerReach: Record<string, Reach> = {};
+  /** When the probe of each peer now waiting started. */
+  const peerWaiting = new Map<string, number>();
+  /** What this host says of its peers: a probe waiting longer than a live host takes to answer means the last answer is out of date. */
+  const peersNow = (): Record<string, Reach> => Object.fromEntries(Object.entries(peerReach).map(([h, r]) => {
+    const waiting = peerWaiting.get(h);
+    return [h, waiting !== undefined && Date.now() - waiting > ANSWER_MS ? 'unreachable' : r];
+  }));
   const latest = new Map<string, UnitReading>();
   const lastPut = new Map<string, number>();
   /** Units failed over to this host: probed here too. */
@@ -92,7 +102,7 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
       host, at: Date.now(), seq: ++seq,
       worker: { pid: process.pid, identity: context.identity },
       engine,
-      peers: { ...peerReach },
+      peers: peersNow(),
       units: { total: latest.size, healthy: [...latest.values()].filter((r) => r.ok).length },
     };
     nc.publish(names.status(host), encode({ type: 'heartbeat', heartbeat: hb }));
@@ -150,7 +160,7 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   async function selfFenceIfAway(): Promise<void> {
     if (Date.now() - lastAck <= 2 * settings.lost_after) return;
     // A peer that still reaches this worker sees it as partitioned, and no failover follows: keep serving.
-    if (Object.values(peerReach).some((r) => r === 'accepted')) return;
+    if (Object.values(peersNow()).some((r) => r === 'accepted')) return;
     for (const unit of options.units) {
       if (!policy.has(unit.name) || selfFenced.has(unit.name)) continue;
       selfFenced.add(unit.name);
@@ -162,7 +172,9 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   async function probeHostAndPeers(): Promise<void> {
     engine = await docker.ping().then(() => ({ ok: true }), (err: Error) => ({ ok: false, detail: err.message }));
     await Promise.all(Object.entries(options.peers).filter(([h]) => h !== host).map(async ([h, address]) => {
+      peerWaiting.set(h, Date.now());
       peerReach[h] = await reach(address, settings.peer_port, reachTimeoutMs(settings));
+      peerWaiting.delete(h);
     }));
   }
 
