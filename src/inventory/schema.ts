@@ -284,6 +284,18 @@ export const serviceSchema = z
     criticality: z.enum(['critical', 'high', 'medium', 'low']).default('medium'),
     /** Host access this unit is allowed (binds of the Docker socket, /, /proc, /sys, /etc): refused otherwise, shown by plan. */
     allow: z.array(z.enum(HOST_ACCESS)).default([]),
+    /**
+     * Where this unit goes when its host is lost (failoverHost): the first of these hosts that is up
+     * and meets its placement (GPU, VRAM). Stateless units move on their own; a unit with
+     * `stateful: true` waits for an operator's approval and is restored from its latest verified backup.
+     */
+    failover: z.strictObject({
+      to: z.array(hostName).min(1, { message: 'name at least one host to fail over to' }),
+      /** Holds data (PostgreSQL, Redis, InfluxDB): never moved without an operator's approval. */
+      stateful: z.boolean().default(false),
+      /** The backup target (backups.postgres/redis/influxdb name) restored on the new host (stateful only). */
+      backup: name.optional(),
+    }).optional(),
     /** Free text shown in plans and the Web UI (the stack's tier, the agent's role). */
     tier: z.string().optional(),
     description: z.string().optional(),
@@ -392,6 +404,31 @@ export const backupsSchema = z.strictObject({
   influxdb: z.array(influxBackupSchema).default([]),
 });
 
+/**
+ * The health plane (src/health): every host's worker publishes its heartbeat and its units' health
+ * on NATS JetStream; a host whose heartbeats stop for `lost_after` is judged lost.
+ */
+const natsUrl = z.string().regex(/^(nats|tls):\/\/[^\s/:]+(:\d{1,5})?$/, {
+  message: 'is not a NATS URL: write it like nats://10.0.0.1:4222 (or tls://HOST:PORT)',
+});
+export const healthSchema = z.strictObject({
+  /** The NATS server(s) every worker and the aggregator reach (JetStream enabled). */
+  nats: z.array(natsUrl).min(1, { message: 'name at least one NATS server: write nats: [nats://127.0.0.1:4222]' }),
+  /** First token of every subject: <subjects>.status.<host>, <subjects>.aggregate, … (default "health", as the seed names them). */
+  subjects: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { message: 'must be NATS subject tokens (letters, digits, "_", "-") joined by "."' }).default('health'),
+  /** How often each worker publishes its heartbeat and probes its units. */
+  heartbeat: positiveDuration.default(250),
+  /** A host silent this long is judged (lost, worker lost or partitioned). */
+  lost_after: positiveDuration.default(1000),
+  /** TCP port each worker listens on at its host's address, so peers and the aggregator can tell a dead worker from an unreachable host. */
+  peer_port: port.default(7499),
+}).superRefine((h, ctx) => {
+  if (h.lost_after < 2 * h.heartbeat) {
+    ctx.addIssue({ code: 'custom', path: ['lost_after'], message: `must be at least twice the heartbeat (${h.heartbeat} ms): one late heartbeat is not a lost host`, params: { fix: `write lost_after: ${4 * h.heartbeat}ms` } });
+  }
+});
+export type HealthSettings = z.infer<typeof healthSchema>;
+
 export const inventorySchema = z.strictObject({
   version: z.literal(1, { message: 'only inventory format version 1 exists: write `version: 1`' }),
   /** Prefix of every container, network and volume the tool creates; keeps several systems apart on one engine. */
@@ -401,6 +438,7 @@ export const inventorySchema = z.strictObject({
   agents: z.record(name, serviceSchema).default({}),
   batches: z.array(batchSchema).default([]),
   backups: backupsSchema.optional(),
+  health: healthSchema.optional(),
 });
 
 export type Inventory = z.infer<typeof inventorySchema>;

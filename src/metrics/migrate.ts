@@ -4,7 +4,9 @@
  *     deploy or batch passes there);
  *   - `observeBackup(summary, components)` from the backup store's `recordBackup` (taken) and
  *     `markBackup` (verified or failed), and from the store on disk when a worker starts;
- *   - `setHostLost(host, lost)` for the host-lost signal (0 for the worker's own hosts at start).
+ *   - `setHostLost(host, lost)` for the host-lost signal (0 for the worker's own hosts at start), fed
+ *     by each worker from the health plane's aggregate view;
+ *   - `observeFailover(…)` from the fence activities of failoverHost and failbackHost.
  * See registry.ts for the list of names. No I/O.
  */
 import type { ChangeRecord } from '../workflows/ledger.js';
@@ -18,6 +20,7 @@ const backupBytes = gauge('migrate_backup_bytes', 'Size of the newest backup tak
 const backupDuration = gauge('migrate_backup_duration_seconds', 'Dump time of the newest backup taken, per component');
 const newestVerified = gauge('migrate_backup_newest_verified_timestamp_seconds', 'Creation time (unix seconds) of the newest verified backup, per component');
 const backupsTotal = counter('migrate_backups_total', 'Backups recorded (taken) and marked (verified or failed), per host');
+const failoversTotal = counter('migrate_failovers_total', 'Units moved off a lost host (moved, failed) and moved back (failed-back), by from, to and unit');
 const hostLost = gauge('migrate_host_lost', '1 while a host is lost, 0 while it is present');
 
 const CLOSED = new Set(['confirmed', 'rolled-back', 'failed']);
@@ -71,4 +74,9 @@ export function observeBackup(b: BackupObservation, options: { count?: boolean }
 
 export function setHostLost(host: string, lost: boolean): void {
   hostLost.set({ host }, lost ? 1 : 0);
+}
+
+/** A unit moved by failoverHost (or back by failbackHost), from the fence activity that saw it. */
+export function observeFailover(f: { from: string; to: string; unit: string; outcome: 'moved' | 'failed' | 'failed-back' }): void {
+  failoversTotal.inc(f);
 }

@@ -7,3 +7,4 @@ export * from './changes.js';
 export * from './deploys.js';
 export * from './batches.js';
 export * from './backups.js';
+export * from './health.js';

@@ -365,6 +365,19 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
   problems.push(...gpuPacking.problems);
   for (const [unit, { host }] of gpuPacking.assigned) placed.set(unit, host);
 
+  // --- Failover policy (src/plan/failover.ts) -------------------------------------------------------
+  for (const [, { spec, path }] of units) {
+    spec.failover?.to.forEach((h, i) => {
+      if (!hostsByName.has(h)) {
+        const hint = closest(h, hostNames);
+        problems.push({ path: `${path}.failover.to[${i}]`, message: `unknown host "${h}"${hint ? ` (did you mean "${hint}"?)` : ''}`, fix: `use one of the declared hosts: ${hostNames.join(', ')}` });
+      }
+    });
+    if (spec.failover?.backup !== undefined && !spec.failover.stateful) {
+      problems.push({ path: `${path}.failover.backup`, message: 'a backup is restored only for a stateful unit', fix: 'add `stateful: true`, or remove `backup`' });
+    }
+  }
+
   // --- Per-unit checks and normalised specs -----------------------------------------------------
   const specs: Record<string, UnitSpec> = {};
   const jobs = new Set([...units.values()].flatMap(({ spec }) => Object.entries(spec.depends_on).filter(([, c]) => c.condition === 'service_completed_successfully').map(([d]) => d)));

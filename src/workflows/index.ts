@@ -4,3 +4,4 @@ export { backupDatabases, verifyBackup, restoreBackup } from './backup.js';
 export { deployStack, deployLock } from './deploy.js';
 export { migrateBatch, migrateAgent, migrateAllBatches } from './batch.js';
 export { projectLedger } from './ledger.js';
+export { failoverHost, failbackHost } from './failover.js';

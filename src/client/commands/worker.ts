@@ -4,6 +4,8 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { z } from 'zod';
 import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } from '../../workers/workers.js';
 import { loadInventoryFiles } from '../../inventory/load.js';
+import { buildPlan } from '../../plan/plan.js';
+import { startHealthPublisher, type HealthPublisher } from '../../health/publisher.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
 import { action, collect, commonOptions, connectionFlags, metricsBind, parseOptions, temporalConnection } from '../common.js';
@@ -55,6 +57,20 @@ export function registerWorker(program: Command): void {
         });
         process.stderr.write(`worker ${context.identity}: metrics on ${metrics.url}\n`);
       }
+      // The health plane (issue 12): this host's heartbeat and its units' health on NATS. Started
+      // beside the Temporal workers, not before them: a NATS server not up yet delays only this.
+      let health: Promise<HealthPublisher | undefined> = Promise.resolve(undefined);
+      if (inventory.health) {
+        const plan = buildPlan(inventory);
+        health = startHealthPublisher({
+          context, inventory, settings: inventory.health,
+          units: Object.values(plan.units).filter((u) => u.host === opts.host),
+          peers: Object.fromEntries(plan.hosts.map((h) => [h.name, h.address])),
+        }).catch((err: Error) => {
+          process.stderr.write(`worker ${context.identity}: health plane: ${err.message}\n`);
+          return undefined;
+        });
+      }
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
@@ -63,6 +79,7 @@ export function registerWorker(program: Command): void {
         await runWorkers(workers, abort.signal);
       } finally {
         await metrics?.close();
+        await (await health)?.stop();
         await connection.close();
       }
     }));

@@ -1,0 +1,188 @@
+/**
+ * Host loss (issue 12): `failoverHost` moves the units of a lost host to surviving hosts, following
+ * the inventory's policy (src/plan/failover.ts decided where); `failbackHost` moves them back.
+ *
+ * failoverHost, per unit, as the runbook reads:
+ *   1. fence      — write the fence record: the lost host's copy stays stopped if it comes back
+ *                   (its worker reads the record before it serves again), and ask its engine to stop it
+ *                   now (that host does not answer: best effort, never waited on long)
+ *   2. approve    — a stateful unit (a database) waits for an operator's `approveFailover` update
+ *   3. start      — the same unit swap as a deploy (image, GPU gate, container, health wait) on the new host
+ * A unit that cannot start there is put back as it was (its new container removed, its fence cleared).
+ *
+ * Visible in the Web UI: MigrateKind=failover, MigrateHosts=[lost, targets…], MigratePhase.
+ */
+import {
+  ApplicationFailure,
+  condition,
+  defineQuery,
+  defineUpdate,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { HostActivities } from '../activities/index.js';
+import type { PlaneRef } from '../activities/fence.js';
+import type { FailoverMove } from '../plan/failover.js';
+import { hostQueue } from '../plan/queues.js';
+import { SA } from '../common/search-attributes.js';
+import { rootMessage } from '../common/failure.js';
+import { onHost } from './profiles.js';
+import { swapUnit, undoUnits, type UndoStep } from './unit-swap.js';
+
+export interface FailoverInput {
+  project: string;
+  lostHost: string;
+  plane: PlaneRef;
+  moves: FailoverMove[];
+  /** Units that stay down (no policy, no host takes them), and why: shown, not acted on. */
+  stays: { unit: string; reason: string }[];
+  /** Why the host is judged lost (the health plane's reason). */
+  reason?: string;
+}
+
+export type MoveStatus = 'fencing' | 'awaiting-approval' | 'starting' | 'moved' | 'failed';
+
+export interface FailoverProgress {
+  lostHost: string;
+  phase: 'running' | 'done';
+  units: { unit: string; to: string; stateful: boolean; status: MoveStatus; error?: string; backupId?: string }[];
+  stays: { unit: string; reason: string }[];
+}
+
+export interface FailoverApproval {
+  unit: string;
+  /** Restore this backup rather than the latest verified one. */
+  backupId?: string;
+}
+
+export const failoverProgressQuery = defineQuery<FailoverProgress>('failoverProgress');
+/** An operator lets a stateful unit move (and names the backup, or takes the latest verified one). */
+export const approveFailoverUpdate = defineUpdate<{ unit: string; to: string }, [FailoverApproval]>('approveFailover');
+
+/** A lost host's engine: asked once, never waited on for long. */
+const onLostHost = (host: string) => proxyActivities<HostActivities>({ taskQueue: hostQueue(host), scheduleToCloseTimeout: '5 seconds', retry: { maximumAttempts: 1 } });
+
+/** Fences are written from a surviving host's worker (it has the plane's connection). */
+const fenceOn = (host: string) => proxyActivities<HostActivities>({
+  taskQueue: hostQueue(host), startToCloseTimeout: '30 seconds', scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '200 milliseconds', maximumInterval: '5 seconds' },
+});
+
+export async function failoverHost(input: FailoverInput): Promise<FailoverProgress> {
+  const { workflowId } = workflowInfo();
+  const progress: FailoverProgress = {
+    lostHost: input.lostHost,
+    phase: 'running',
+    units: input.moves.map((m) => ({ unit: m.unit, to: m.to, stateful: m.stateful, status: 'fencing' as MoveStatus })),
+    stays: input.stays,
+  };
+  const row = (unit: string) => progress.units.find((u) => u.unit === unit)!;
+  const approvals = new Map<string, FailoverApproval>();
+  setHandler(failoverProgressQuery, () => progress);
+  setHandler(approveFailoverUpdate, (a) => {
+    approvals.set(a.unit, a);
+    return { unit: a.unit, to: row(a.unit).to };
+  }, {
+    validator: (a) => {
+      const r = progress.units.find((u) => u.unit === a.unit);
+      if (!r) throw new Error(`"${a.unit}" is not moved by this failover: it moves ${progress.units.map((u) => u.unit).join(', ') || 'nothing'}`);
+      if (!r.stateful) throw new Error(`"${a.unit}" is stateless: it moves without approval`);
+      if (r.status !== 'awaiting-approval' && r.status !== 'fencing') throw new Error(`"${a.unit}" is ${r.status}, not waiting for approval`);
+    },
+  });
+  const targets = [...new Set(input.moves.map((m) => m.to))];
+  upsertSearchAttributes([{ key: SA.kind, value: 'failover' }, { key: SA.hosts, value: [input.lostHost, ...targets] }, { key: SA.phase, value: 'running' }]);
+  const show = () => setCurrentDetails(
+    `**${input.lostHost} lost**${input.reason ? ` (${input.reason})` : ''}\n\n${progress.units.map((u) => `- ${u.unit} → ${u.to}: ${u.status}${u.error ? ` (${u.error})` : ''}`).join('\n')}${
+      progress.stays.length ? `\n\nstay down:\n${progress.stays.map((s) => `- ${s.unit}: ${s.reason}`).join('\n')}` : ''}`,
+  );
+  show();
+
+  await Promise.all(input.moves.map(async (move) => {
+    const r = row(move.unit);
+    const set = (status: MoveStatus, patch: Partial<FailoverProgress['units'][number]> = {}) => { Object.assign(r, { status, ...patch }); show(); };
+    // 1. Fence first: from here on, the lost host's copy never serves again unless failed back.
+    await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
+    void onLostHost(move.from).stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
+    // 2. A stateful unit moves only when an operator says so.
+    if (move.stateful) {
+      set('awaiting-approval');
+      await condition(() => approvals.has(move.unit));
+    }
+    // 3. Start it on the new host, behind the same health gate as a deploy.
+    set('starting');
+    const undo: UndoStep[] = [];
+    try {
+      await swapUnit(move.spec, { project: input.project, stamp: { release: `failover-${input.lostHost}`, change: workflowId }, undo });
+      set('moved');
+      await fenceOn(move.to).countFailover(move.from, move.to, move.unit, 'moved');
+    } catch (err) {
+      set('failed', { error: rootMessage(err) });
+      await undoUnits(undo, [[move.unit]]);
+      await fenceOn(move.to).clearFence(input.plane, move.from, move.unit);
+      await fenceOn(move.to).countFailover(move.from, move.to, move.unit, 'failed');
+    }
+  }));
+  progress.phase = 'done';
+  const failed = progress.units.filter((u) => u.status === 'failed');
+  upsertSearchAttributes([{ key: SA.phase, value: failed.length ? 'partly-failed' : 'moved' }]);
+  show();
+  return progress;
+}
+
+export interface FailbackInput {
+  project: string;
+  /** The host the units come back to. */
+  host: string;
+  plane: PlaneRef;
+  /** Each unit as failoverHost moved it (its spec on the host it runs on now, and at home). */
+  moves: FailoverMove[];
+  /** How long the returning worker may take to see a cleared fence (its fence refresh). */
+  fenceRefreshMs: number;
+}
+
+export interface FailbackResult {
+  host: string;
+  units: { unit: string; from: string; status: 'back' | 'failed'; error?: string }[];
+}
+
+/**
+ * Move failed-over units back to `host`, exactly: for each, stop the copy where it runs now (a
+ * singleton never runs twice, so there is a short gap), clear the fence, start the home copy (the
+ * same container, kept stopped by the fence) and wait until it is healthy, then remove the other copy.
+ * A home copy that does not come up healthy gets the other copy started again and its fence back.
+ */
+export async function failbackHost(input: FailbackInput): Promise<FailbackResult> {
+  const { workflowId } = workflowInfo();
+  upsertSearchAttributes([{ key: SA.kind, value: 'failback' }, { key: SA.hosts, value: [input.host, ...new Set(input.moves.map((m) => m.to))] }, { key: SA.phase, value: 'running' }]);
+  const result: FailbackResult = { host: input.host, units: [] };
+  for (const move of input.moves) {
+    const away = onHost(move.to);
+    const awayName = `${input.project}_${move.to}_${move.unit}`;
+    try {
+      await away.docker.stopContainer(awayName, 10);
+      await fenceOn(move.to).clearFence(input.plane, move.from, move.unit);
+      await sleep(input.fenceRefreshMs); // the home worker's last read of the fence is older than the clear
+      await swapUnit(move.home, { project: input.project, stamp: { release: `failback-${input.host}`, change: workflowId }, undo: [] });
+      await away.docker.removeContainer(awayName);
+      await fenceOn(move.to).countFailover(move.to, move.from, move.unit, 'failed-back');
+      result.units.push({ unit: move.unit, from: move.to, status: 'back' });
+    } catch (err) {
+      // The home copy did not come up: the unit keeps running where it was moved.
+      await onHost(move.from).undo.stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
+      await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
+      await away.undo.ensureContainer(move.spec, { release: `failback-${input.host}`, change: workflowId }).catch(() => undefined);
+      result.units.push({ unit: move.unit, from: move.to, status: 'failed', error: rootMessage(err) });
+    }
+  }
+  const failed = result.units.some((u) => u.status === 'failed');
+  upsertSearchAttributes([{ key: SA.phase, value: failed ? 'partly-failed' : 'back' }]);
+  if (failed && result.units.every((u) => u.status === 'failed')) {
+    throw ApplicationFailure.nonRetryable(`failback to ${input.host} failed: ${result.units.map((u) => `${u.unit}: ${u.error}`).join('; ')}`, 'FailbackFailed');
+  }
+  return result;
+}
