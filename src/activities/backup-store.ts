@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { log } from '@temporalio/activity';
@@ -322,6 +322,73 @@ export function createBackupStoreActivities(ctx: HostContext) {
         log.info('backup removed by retention', { id, host: ctx.host });
       }
       return { kept: keep, removed: remove };
+    },
+
+    /**
+     * Host loss (failoverHost): bring the lost host's latest verified backup of `component` into this
+     * host's store, to restore it into the unit moved here. The lost host's store is read from
+     * `<directory>/<fromHost>/`: on isolated hosts every host shares this machine's files; on real
+     * machines `backups.directory` must be shared storage (NFS, a replicated volume) or replicated to
+     * the surviving hosts, or no backup of a lost host can be reached.
+     *
+     * The file is checked against its manifest's checksum where it is read and again where it is
+     * written; it lands in the folder `<id>.from-<fromHost>` with a manifest of that one component, on
+     * this host. Idempotent: a folder already adopted (its file still matching) is returned as it is.
+     */
+    async adoptFailoverBackup(directory: string | undefined, fromHost: string, component: string, backupId?: string): Promise<{ backupId: string; from: string; entry: ComponentEntry }> {
+      if (!directory) {
+        throw ApplicationFailure.nonRetryable(`cannot reach ${fromHost}'s backups from ${ctx.host}: set \`backups.directory\` to a folder every host shares (or replicates), so a lost host's backups can be restored elsewhere`, 'BackupNotFound');
+      }
+      if (!isPlainName(fromHost) || !isPlainName(component)) throw ApplicationFailure.nonRetryable(`"${fromHost}"/"${component}" is not a plain host/component name`, 'OutsideBackupStore');
+      const source = insideStore(path.resolve(directory), fromHost);
+      const names = (await readdir(source).catch(() => [] as string[])).filter((n) => ID_RE.test(n) && (!backupId || n === backupId));
+      const candidates: { manifest: Manifest; entry: ComponentEntry; folder: string }[] = [];
+      const refused: string[] = [];
+      for (const name of names) {
+        const folder = insideStore(source, name);
+        const read = await readManifest(folder);
+        if (!read || 'problem' in read) continue;
+        const entry = read.manifest.components.find((c) => c.name === component);
+        if (!entry) continue;
+        if (read.manifest.status !== 'verified') {
+          refused.push(`${name} is ${read.manifest.status}`);
+          continue;
+        }
+        candidates.push({ manifest: read.manifest, entry, folder });
+      }
+      candidates.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt));
+      for (const c of candidates) {
+        const problem = await checkFile(c.folder, c.entry);
+        if (problem) {
+          refused.push(`${c.manifest.id}: ${problem}`);
+          continue;
+        }
+        const id = `${c.manifest.id}.from-${fromHost}`;
+        const root = backupRoot(ctx, directory);
+        const folder = insideStore(root, id);
+        const entry: ComponentEntry = { ...c.entry, host: ctx.host };
+        const have = await readManifest(folder);
+        if (have && 'manifest' in have && have.manifest.status === 'verified' && have.manifest.components.some((e) => e.name === component) && !(await checkFile(folder, entry))) {
+          return { backupId: id, from: c.manifest.id, entry };
+        }
+        await mkdir(folder, { recursive: true });
+        const tmp = storeFile(folder, `${entry.file}.${process.pid}.tmp`);
+        await copyFile(storeFile(c.folder, c.entry.file), tmp);
+        await rename(tmp, storeFile(folder, entry.file));
+        const copied = await checkFile(folder, entry);
+        if (copied) throw ApplicationFailure.retryable(`the copy of ${c.manifest.id}/${entry.file} from ${fromHost} does not match its manifest: ${copied}`, 'BackupCopyMismatch');
+        const manifest: Manifest = {
+          id, createdAt: c.manifest.createdAt, host: ctx.host, components: [entry], status: 'verified',
+          verification: { at: new Date().toISOString(), components: (c.manifest.verification?.components ?? []).filter((v) => v.name === component) },
+        };
+        await writeManifest(folder, manifest);
+        log.info('backup adopted from a lost host', { id, from: fromHost, host: ctx.host, component });
+        return { backupId: id, from: c.manifest.id, entry };
+      }
+      throw ApplicationFailure.nonRetryable(
+        `no verified backup of "${component}" in ${source}${backupId ? ` named ${backupId}` : ''}${refused.length ? ` (${refused.join('; ')})` : ''}: take one (\`migrate backup now\`) before a host is lost, or approve with another backup id`,
+        'BackupNotFound',
+      );
     },
   };
 }

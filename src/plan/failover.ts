@@ -8,6 +8,7 @@
 import type { Inventory } from '../inventory/schema.js';
 import { InventoryError } from '../inventory/problems.js';
 import { buildPlan, type PlanOptions, type UnitSpec } from './plan.js';
+import type { BackupComponent } from './backups.js';
 
 export interface FailoverMove {
   unit: string;
@@ -20,6 +21,12 @@ export interface FailoverMove {
   /** Holds data: waits for an operator's approval, then its latest verified backup is restored. */
   stateful: boolean;
   backup?: string;
+  /**
+   * Stateful with a `backup`: that backup target as it reads on `to` (its host and, via docker-exec,
+   * its container re-pointed at the moved unit), and the store's folder. The lost host's latest
+   * verified backup is read from `<directory>/<from>/`: shared storage (or replicated) on real machines.
+   */
+  restore?: { directory?: string; component: BackupComponent };
 }
 
 export interface FailoverPlan {
@@ -31,9 +38,12 @@ export interface FailoverPlan {
 
 const declared = (inv: Inventory, unit: string) => inv.services[unit] ?? inv.agents[unit];
 
+/** The inventory with `unit` placed on `host`; the backup targets that reach it (docker-exec `unit:`) follow it there. */
 function placedOn(inv: Inventory, unit: string, host: string): Inventory {
   const where = inv.services[unit] ? 'services' : 'agents';
-  return { ...inv, [where]: { ...inv[where], [unit]: { ...declared(inv, unit)!, placement: { host } } } };
+  const follow = <T extends { unit?: string; host: string }>(targets: T[]): T[] => targets.map((t) => (t.unit === unit ? { ...t, host } : t));
+  const backups = inv.backups && { ...inv.backups, postgres: follow(inv.backups.postgres), redis: follow(inv.backups.redis), influxdb: follow(inv.backups.influxdb) };
+  return { ...inv, [where]: { ...inv[where], [unit]: { ...declared(inv, unit)!, placement: { host } } }, ...(backups ? { backups } : {}) };
 }
 
 export function planFailover(inv: Inventory, lostHost: string, upHosts: string[], options: PlanOptions = {}): FailoverPlan {
@@ -58,8 +68,15 @@ export function planFailover(inv: Inventory, lostHost: string, upHosts: string[]
       }
       const candidate = placedOn(working, home.name, to);
       try {
-        const spec = buildPlan(candidate, options).units[home.name]!;
-        move = { unit: home.name, from: lostHost, to, spec, home, stateful: policy.stateful, ...(policy.backup ? { backup: policy.backup } : {}) };
+        const placed = buildPlan(candidate, options);
+        const spec = placed.units[home.name]!;
+        let restore: FailoverMove['restore'];
+        if (policy.stateful && policy.backup) {
+          const component = placed.backups?.components.find((c) => c.name === policy.backup);
+          if (!component) throw new Error(`its backup "${policy.backup}" is not among the inventory's backups`);
+          restore = { ...(placed.backups!.directory ? { directory: placed.backups!.directory } : {}), component };
+        }
+        move = { unit: home.name, from: lostHost, to, spec, home, stateful: policy.stateful, ...(policy.backup ? { backup: policy.backup } : {}), ...(restore ? { restore } : {}) };
         working = candidate;
         break;
       } catch (err) {

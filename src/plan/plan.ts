@@ -376,6 +376,10 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     if (spec.failover?.backup !== undefined && !spec.failover.stateful) {
       problems.push({ path: `${path}.failover.backup`, message: 'a backup is restored only for a stateful unit', fix: 'add `stateful: true`, or remove `backup`' });
     }
+    const backupNames = inv.backups ? [...inv.backups.postgres, ...inv.backups.redis, ...inv.backups.influxdb].map((b) => b.name) : [];
+    if (spec.failover?.backup !== undefined && !backupNames.includes(spec.failover.backup)) {
+      problems.push({ path: `${path}.failover.backup`, message: `no backup target named "${spec.failover.backup}"`, fix: backupNames.length ? `use one of backups.postgres/redis/influxdb: ${backupNames.join(', ')}` : 'declare it under `backups:` (postgres, redis or influxdb)' });
+    }
   }
 
   // --- Per-unit checks and normalised specs -----------------------------------------------------

@@ -7,7 +7,13 @@
  *                   (its worker reads the record before it serves again), and ask its engine to stop it
  *                   now (that host does not answer: best effort, never waited on long)
  *   2. approve    — a stateful unit (a database) waits for an operator's `approveFailover` update
- *   3. start      — the same unit swap as a deploy (image, GPU gate, container, health wait) on the new host
+ *   3. fetch      — a stateful unit with a `failover.backup`: the new host's worker copies the lost
+ *                   host's latest verified backup of it (or the one approved) into its own store,
+ *                   checksums checked (the lost host's store must be reachable: shared or replicated
+ *                   `backups.directory` on real machines; one machine's files on isolated hosts)
+ *   4. start      — the same unit swap as a deploy (image, GPU gate, container, health wait) on the new host
+ *   5. restore    — that backup restored into the unit's new container (the backup target re-pointed
+ *                   at the new host), checked against the backup's table counts and checksums
  * A unit that cannot start there is put back as it was (its new container removed, its fence cleared).
  *
  * Visible in the Web UI: MigrateKind=failover, MigrateHosts=[lost, targets…], MigratePhase.
@@ -25,6 +31,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { HostActivities } from '../activities/index.js';
+import type { ComponentEntry } from '../activities/backup-store.js';
 import type { PlaneRef } from '../activities/fence.js';
 import type { FailoverMove } from '../plan/failover.js';
 import { hostQueue } from '../plan/queues.js';
@@ -44,7 +51,7 @@ export interface FailoverInput {
   reason?: string;
 }
 
-export type MoveStatus = 'fencing' | 'awaiting-approval' | 'starting' | 'moved' | 'failed';
+export type MoveStatus = 'fencing' | 'awaiting-approval' | 'fetching-backup' | 'starting' | 'restoring' | 'moved' | 'failed';
 
 export interface FailoverProgress {
   lostHost: string;
@@ -113,11 +120,28 @@ export async function failoverHost(input: FailoverInput): Promise<FailoverProgre
       set('awaiting-approval');
       await condition(() => approvals.has(move.unit));
     }
-    // 3. Start it on the new host, behind the same health gate as a deploy.
-    set('starting');
     const undo: UndoStep[] = [];
     try {
+      // 3. A stateful unit's backup, brought from the lost host's store into the new host's.
+      const restore = move.stateful ? move.restore : undefined;
+      let adopted: { backupId: string; entry: ComponentEntry } | undefined;
+      if (restore) {
+        set('fetching-backup');
+        adopted = await onHost(move.to).backup.adoptFailoverBackup(restore.directory, move.from, restore.component.name, approvals.get(move.unit)?.backupId);
+        set('fetching-backup', { backupId: adopted.backupId });
+      }
+      // 4. Start it on the new host, behind the same health gate as a deploy.
+      set('starting');
       await swapUnit(move.spec, { project: input.project, stamp: { release: `failover-${input.lostHost}`, change: workflowId }, undo });
+      // 5. The backup restored into the new container, checked against what the backup recorded.
+      if (restore && adopted) {
+        set('restoring');
+        const req = { directory: restore.directory, backupId: adopted.backupId, component: restore.component, entry: adopted.entry };
+        const acts = onHost(move.to).backup;
+        const kind = restore.component.kind;
+        const checked = await (kind === 'postgres' ? acts.restorePostgres(req) : kind === 'redis' ? acts.restoreRedis(req) : acts.restoreInflux(req));
+        if (!checked.ok) throw ApplicationFailure.nonRetryable(`restore of ${adopted.backupId} into ${move.unit} on ${move.to}: ${checked.detail}`, 'RestoreFailed');
+      }
       set('moved');
       await fenceOn(move.to).countFailover(move.from, move.to, move.unit, 'moved');
     } catch (err) {

@@ -6,8 +6,11 @@
  *
  *   - pc2 cut off from NATS only (a firewall rule in its namespace): reported *partitioned*, nothing moved;
  *   - pc2's link cut: reported *lost*; failoverHost starts pc2's stateless agents on mainpc, healthy;
- *     the stateful unit waits for approval, then moves; the link back: pc2's copies stay stopped
- *     (fenced), exactly one copy of each runs; `migrate failback pc2` moves them back, exactly;
+ *     the stateful unit (a real PostgreSQL 15, built FROM scratch out of this machine's packages)
+ *     waits for approval, then starts on mainpc with its latest verified backup (taken on pc2 before
+ *     the cut, read from pc2's store: the hosts share this machine's files) restored: its rows are
+ *     there; the link back: pc2's copies stay stopped (fenced), exactly one copy of each runs;
+ *     `migrate failback pc2` moves them back, exactly;
  *   - pc2's worker killed, its host and engine alive: reported *worker lost*, nothing moved.
  *
  * Asserts on the world: each engine's containers, the failover workflow's progress, the health view
@@ -35,7 +38,10 @@ import type { Inventory } from '../../src/inventory/schema.js';
 import { buildPlan, type Plan, type UnitSpec } from '../../src/plan/plan.js';
 import { stubPlan, stubUnit } from '../../src/plan/stub.js';
 import { LABELS } from '../../src/plan/queues.js';
-import { decideRelease, failback, failoverProgress, failoverWorkflowId, followDeploy, approveFailover, startDeploy, watchHealth } from '../../src/ops/index.js';
+import { runTool } from '../../src/activities/exec.js';
+import { loadImageInto } from '../../src/dev/image-transfer.js';
+import { ensureHostImage, postgresImageSpec, TEST_POSTGRES_IMAGE } from '../helpers/host-image.js';
+import { backupNow, decideRelease, failback, failoverProgress, failoverWorkflowId, followDeploy, approveFailover, startDeploy, watchHealth } from '../../src/ops/index.js';
 import type { Aggregator } from '../../src/health/aggregator.js';
 import type { Aggregate } from '../../src/health/judge.js';
 
@@ -48,12 +54,18 @@ const image = `agent-migrate/stub-agent:hl${process.pid}`;
 const unsupported = (await isolatedHostsUnsupported()) ?? ((await onPath('nats-server')) ? undefined : '`nats-server` is missing: install Debian\'s nats-server (scripts/setup.sh does)');
 const bridge = allocateAddresses(subnet, 2).bridge;
 const probe = { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' };
-const MOVED = ['Echo', 'Scout', 'kv'];
+const MOVED = ['Echo', 'Scout', 'db'];
+const pgVar = `MIGRATE_TEST_HL_PG_PASSWORD_${process.pid}`;
+const pgSecret = `pg-${process.pid}-${Math.random().toString(36).slice(2)}`;
+/** Read by the workers (they inherit this process's environment): the database's password, never in a workflow's input. */
+process.env[pgVar] = pgSecret;
+const root = new Dockerode();
 
 const stubOptions = { image, version: '1', build: { context: STUB_CONTEXT, hostFiles: { busybox: BUSYBOX_CANDIDATES } } };
-const stubbed = (spec: UnitSpec) => stubUnit(spec, stubOptions);
+/** The stand-in image for every unit but the database, which runs the real PostgreSQL. */
+const stubbed = (spec: UnitSpec) => (spec.name === 'db' ? spec : stubUnit(spec, stubOptions));
 
-const inventoryDoc = (natsUrl: string) => ({
+const inventoryDoc = (natsUrl: string, backupDir: string) => ({
   version: 1,
   project,
   hosts: { mainpc: {}, pc2: {} },
@@ -62,12 +74,30 @@ const inventoryDoc = (natsUrl: string) => ({
   // (agents start only through a batch, which adds a minute here and nothing to what is tested).
   services: {
     api: { image: 'agentsys/api:1', ports: ['8080:8080'], healthcheck: probe, placement: { host: 'mainpc' }, criticality: 'critical' },
-    // Stands for a database: it moves only when an operator approves.
-    kv: { image: 'agentsys/kv:1', ports: ['7300:8080'], healthcheck: probe, placement: { host: 'pc2' }, failover: { to: ['mainpc'], stateful: true } },
+    // A database: it moves only when an operator approves, and comes up with its latest verified backup.
+    db: {
+      image: TEST_POSTGRES_IMAGE,
+      environment: { POSTGRES_PASSWORD: { from_env: pgVar }, PGPASSWORD: { from_env: pgVar } },
+      healthcheck: { exec: ['psql', '-h', '/var/run/postgresql', '-U', 'postgres', '-tAc', 'SELECT 1'], interval: '500ms', timeout: '3s', retries: 3, start_period: '60s' },
+      placement: { host: 'pc2' },
+      failover: { to: ['mainpc'], stateful: true, backup: 'pg' },
+    },
     Scout: { image: 'agentsys/scout:2', ports: ['7100:8080'], healthcheck: probe, placement: { host: 'pc2' }, failover: { to: ['mainpc'] } },
     Echo: { image: 'agentsys/echo:2', ports: ['7101:8080'], healthcheck: probe, placement: { host: 'pc2' }, failover: { to: ['mainpc'] } },
   },
+  backups: {
+    directory: backupDir,
+    postgres: [{ name: 'pg', host: 'pc2', via: 'docker-exec', unit: 'db', database: 'postgres', user: 'postgres', password: { from_env: pgVar } }],
+  },
 });
+
+/** psql inside a host's `db` container, on its socket. */
+async function psql(docker: Dockerode, host: string, sql: string): Promise<string> {
+  const r = await runTool(docker, `${project}_${host}_db`, ['psql', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', 'postgres', '-tAc', sql], { env: { PGPASSWORD: pgSecret } });
+  if (r.code !== 0) throw new Error(`psql on ${host}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+const ROWS_SQL = "SELECT count(*) || ':' || md5(string_agg(id || '=' || body, ',' ORDER BY id)) FROM notes";
 
 async function running(docker: Dockerode): Promise<string[]> {
   const list = await docker.listContainers({ filters: { label: [`${LABELS.project}=${project}`] } });
@@ -119,7 +149,7 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     dir = await mkdtemp(path.join(os.tmpdir(), 'hl-'));
     const natsPort = await freePort();
     const inventoryFile = path.join(dir, 'inventory.yaml');
-    await writeFile(inventoryFile, stringify(inventoryDoc(`nats://${bridge}:${natsPort}`)));
+    await writeFile(inventoryFile, stringify(inventoryDoc(`nats://${bridge}:${natsPort}`, path.join(dir, 'backups'))));
     process.env.MIGRATE_WORKFLOW_BUNDLE = inject('workflowBundle');
     const started = Date.now();
     env = await startIsolatedEnvironment({
@@ -132,6 +162,11 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     inventory = (await loadInventoryFiles(env.inventoryFiles)).inventory;
     plan = buildPlan(inventory);
     engines = { mainpc: env.iso.docker('mainpc'), pc2: env.iso.docker('pc2') };
+    // No registry: the PostgreSQL image is built here and loaded into both hosts' engines.
+    const imageStarted = Date.now();
+    await ensureHostImage(root, postgresImageSpec());
+    await Promise.all([loadImageInto(root, engines.mainpc, TEST_POSTGRES_IMAGE), loadImageInto(root, engines.pc2, TEST_POSTGRES_IMAGE)]);
+    timings.postgresImageMs = Date.now() - imageStarted;
     connection = await Connection.connect({ address: inject('temporalAddress') });
     client = new Client({ connection });
     aggregator = await watchHealth(inventory, {
@@ -155,6 +190,7 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     await aggregator!.until((v) => v.hosts.every((h) => h.state === 'up'), 60_000);
     const release = `hl-${process.pid}`;
     const stubbedPlan = { ...stubPlan(plan, stubOptions) };
+    stubbedPlan.units = { ...stubbedPlan.units, db: plan.units.db! };
     const { error } = await followDeploy(await startDeploy(client, stubbedPlan, { release, skipBackup: 'no databases in this test' }));
     expect(error).toBeUndefined();
     expect((await decideRelease(client, release, 'confirm', {}, project)).status).toBe('confirmed');
@@ -165,7 +201,7 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     });
     const view = JSON.parse(stdout) as Aggregate;
     expect(view.hosts.map((h) => [h.host, h.state])).toEqual([['mainpc', 'up'], ['pc2', 'up']]);
-    expect(view.units.map((u) => [u.host, u.unit, u.state])).toEqual([['mainpc', 'api', 'healthy'], ['pc2', 'Echo', 'healthy'], ['pc2', 'kv', 'healthy'], ['pc2', 'Scout', 'healthy']]);
+    expect(view.units.map((u) => [u.host, u.unit, u.state])).toEqual([['mainpc', 'api', 'healthy'], ['pc2', 'db', 'healthy'], ['pc2', 'Echo', 'healthy'], ['pc2', 'Scout', 'healthy']]);
     for (const u of view.units) expect(u.ageMs).toBeLessThan(5_000);
   }, 240_000);
 
@@ -186,6 +222,17 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
   }, 120_000);
 
   it('pc2\'s link cut: lost; its stateless agents run healthy on mainpc, the stateful one waits for approval; back, exactly one copy of each', async () => {
+    // The database's rows, and a verified backup of them taken on pc2 before the cut.
+    await psql(engines.pc2, 'pc2', "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 300) g");
+    const rows = await psql(engines.pc2, 'pc2', ROWS_SQL);
+    expect(rows).toMatch(/^300:/);
+    const backupStarted = Date.now();
+    const backup = await backupNow(client, plan.backups!, `hl-${process.pid}`);
+    timings.backupMs = Date.now() - backupStarted;
+    expect(backup.status).toBe('verified');
+    // Written after the backup: not in it, so not on mainpc after the failover.
+    await psql(engines.pc2, 'pc2', "INSERT INTO notes VALUES (1000, 'after the backup')");
+
     const cutAt = Date.now();
     await cutLink(env!.iso.host('pc2'));
     const lost = await aggregator!.until((v) => hostState(v, 'pc2') !== 'up', 30_000);
@@ -196,18 +243,28 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     const progress = await eventually('Scout and Echo moved, kv awaiting approval', async () => {
       const p = await failoverProgress(client, project, 'pc2');
       const by = Object.fromEntries(p.units.map((u) => [u.unit, u.status]));
-      return by.Scout === 'moved' && by.Echo === 'moved' && by.kv === 'awaiting-approval' ? p : undefined;
+      return by.Scout === 'moved' && by.Echo === 'moved' && by.db === 'awaiting-approval' ? p : undefined;
     }, 120_000);
     timings.failoverMs = Date.now() - cutAt;
-    expect(progress.units.map((u) => [u.unit, u.to])).toEqual([['Echo', 'mainpc'], ['kv', 'mainpc'], ['Scout', 'mainpc']]);
+    expect(progress.units.map((u) => [u.unit, u.to])).toEqual([['db', 'mainpc'], ['Echo', 'mainpc'], ['Scout', 'mainpc']]);
     expect(await running(engines.mainpc)).toEqual([`${project}_mainpc_Echo`, `${project}_mainpc_Scout`, `${project}_mainpc_api`]);
     const desc = await client.workflow.getHandle(failoverWorkflowId(project, 'pc2')).describe();
     expect(desc.searchAttributes).toMatchObject({ MigrateKind: ['failover'], MigrateHosts: ['pc2', 'mainpc'] });
     // The aggregate sees the moved agents healthy on mainpc (that worker probes them there).
     await aggregator!.until((v) => ['Echo', 'Scout'].every((u) => v.units.some((r) => r.unit === u && r.host === 'mainpc' && r.state === 'healthy')), 30_000);
 
-    expect(await approveFailover(client, project, 'pc2', 'kv')).toEqual({ unit: 'kv', to: 'mainpc' });
-    await eventually('kv moved', async () => ((await failoverProgress(client, project, 'pc2')).units.find((u) => u.unit === 'kv')!.status === 'moved' ? true : undefined), 60_000);
+    expect(await approveFailover(client, project, 'pc2', 'db')).toEqual({ unit: 'db', to: 'mainpc' });
+    const approvedAt = Date.now();
+    const db = await eventually('db moved', async () => {
+      const u = (await failoverProgress(client, project, 'pc2')).units.find((r) => r.unit === 'db')!;
+      if (u.status === 'failed') throw Object.assign(new Error(`db failed: ${u.error}`), { fatal: true });
+      return u.status === 'moved' ? u : undefined;
+    }, 120_000);
+    timings.statefulMoveMs = Date.now() - approvedAt;
+    // The latest verified backup, adopted from pc2's store into mainpc's, restored: the backup's rows exactly.
+    expect(db.backupId).toBe(`${backup.id}.from-pc2`);
+    expect(await psql(engines.mainpc, 'mainpc', ROWS_SQL)).toBe(rows);
+    expect(await psql(engines.mainpc, 'mainpc', 'SELECT count(*) FROM notes WHERE id = 1000')).toBe('0');
 
     // The link back: pc2's worker reads its fences and keeps its copies stopped.
     await restoreLink(env!.iso.host('pc2'));

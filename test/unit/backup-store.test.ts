@@ -3,7 +3,8 @@
  * read, written or removed (issue 15 item 4). Real files in a temp folder; the activities run in
  * Temporal's mock activity context.
  */
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -122,5 +123,29 @@ describe('the store on disk', () => {
     await mkdir(path.join(root, 'h1', 'b1'), { recursive: true });
     await symlink(path.join(dir, 'outside', 'pg.dump'), path.join(root, 'h1', 'b1', 'pg.dump'));
     expect(await checkFile(path.join(root, 'h1', 'b1'), manifest('b1').components[0]!)).toMatch(/not a regular file/);
+  });
+
+  it('failover adopts the lost host\'s latest verified backup whose file is intact, once, checksums checked', async () => {
+    const dump = Buffer.from('the dump');
+    const entry = { name: 'pg', kind: 'postgres' as const, host: 'pc2', file: 'pg.dump', bytes: dump.length, sha256: createHash('sha256').update(dump).digest('hex') };
+    const lost = async (id: string, createdAt: string, status: Manifest['status'], content: Buffer) => {
+      await mkdir(path.join(root, 'pc2', id), { recursive: true });
+      await writeFile(path.join(root, 'pc2', id, 'pg.dump'), content);
+      await writeFile(path.join(root, 'pc2', id, 'manifest.json'), JSON.stringify(manifest(id, { host: 'pc2', createdAt, status, components: [entry] })));
+    };
+    await lost('b1', '2025-01-01T00:00:00.000Z', 'verified', dump);
+    await lost('b2', '2025-01-02T00:00:00.000Z', 'verified', Buffer.from('the dumq')); // corrupted after the backup
+    await lost('b3', '2025-01-03T00:00:00.000Z', 'failed', dump);
+    const store = createBackupStoreActivities(ctx);
+    const got = await inActivity(() => store.adoptFailoverBackup(root, 'pc2', 'pg'));
+    expect(got).toEqual({ backupId: 'b1.from-pc2', from: 'b1', entry: { ...entry, host: 'h1' } });
+    expect(await readFile(path.join(root, 'h1', 'b1.from-pc2', 'pg.dump'))).toEqual(dump);
+    expect(await inActivity(() => store.readBackupManifest(root, 'b1.from-pc2'))).toMatchObject({ host: 'h1', status: 'verified', components: [{ name: 'pg', host: 'h1' }] });
+    // Idempotent: a retry finds it adopted.
+    expect(await inActivity(() => store.adoptFailoverBackup(root, 'pc2', 'pg'))).toEqual(got);
+    expect((await readdir(path.join(root, 'h1', 'b1.from-pc2'))).sort()).toEqual(['manifest.json', 'pg.dump']);
+    // Named by the operator: refused when not verified; no shared directory: refused, saying why.
+    await expect(inActivity(() => store.adoptFailoverBackup(root, 'pc2', 'pg', 'b3'))).rejects.toThrow(/no verified backup of "pg".*b3 is failed/);
+    await expect(inActivity(() => store.adoptFailoverBackup(undefined, 'pc2', 'pg'))).rejects.toThrow(/backups\.directory.*shares/);
   });
 });

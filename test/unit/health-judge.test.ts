@@ -114,6 +114,16 @@ describe('where a lost host\'s units go', () => {
     expect(p.stays).toEqual([{ unit: 'Lone', reason: expect.stringContaining('no failover policy') }]);
   });
 
+  it('a stateful unit\'s backup target follows it: restored on the new host, into its container there', () => {
+    const backups = { directory: '/srv/b', postgres: [{ name: 'pg', host: 'pc2', via: 'docker-exec', unit: 'db', database: 'app', user: 'postgres' }] };
+    const withBackup = inv({ services: { db: { image: 'postgres:15', placement: { host: 'pc2' }, failover: { to: ['mainpc'], stateful: true, backup: 'pg' } } }, backups });
+    const db = planFailover(withBackup, 'pc2', ['mainpc']).moves.find((m) => m.unit === 'db')!;
+    expect(db.restore).toEqual({ directory: '/srv/b', component: expect.objectContaining({ name: 'pg', kind: 'postgres', host: 'mainpc', via: 'docker-exec', container: 'hl_mainpc_db', database: 'app' }) });
+    expect(planFailover(inv(), 'pc2', ['mainpc']).moves.find((m) => m.unit === 'db')!.restore).toBeUndefined();
+    expect(() => planFailover(inv({ services: { db: { image: 'p:1', placement: { host: 'pc2' }, failover: { to: ['mainpc'], stateful: true, backup: 'pgx' } } }, backups }), 'pc2', ['mainpc']))
+      .toThrow(/failover\.backup.*no backup target named "pgx".*pg/s);
+  });
+
   it('a host that is not up is skipped; when none is left the unit stays, with the reasons', () => {
     const p = planFailover(inv(), 'pc2', ['mainpc']);
     expect(p.moves.find((m) => m.unit === 'Scout')!.to).toBe('mainpc');
