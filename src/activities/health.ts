@@ -7,10 +7,14 @@ import net from 'node:net';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Probe, UnitSpec } from '../plan/plan.js';
-import { containerName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { runTool } from './exec.js';
 import { hostPort } from '../plan/format.js';
+import { candidateTarget, type ProbeTarget } from '../plan/judge.js';
+import { CANDIDATE_SUFFIX, containerName } from '../plan/queues.js';
+
+/** A unit's candidate, as the workflow names it: the host ports its container ports got (`8080/tcp` → 32771). */
+export interface CandidatePorts { ports: Record<string, number> }
 
 export interface ProbeResult {
   ok: boolean;
@@ -60,6 +64,13 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
+/** Both versions of a unit, probed in turn: each passing probe's latency, and the failed ones. */
+export interface BesideSample {
+  old: { latenciesMs: number[]; errors: number };
+  new: { latenciesMs: number[]; errors: number };
+  errorsSeen: string[];
+}
+
 export function createHealthActivities(ctx: HostContext) {
   const { docker, project, host } = ctx;
 
@@ -96,8 +107,19 @@ export function createHealthActivities(ctx: HostContext) {
     }
   }
 
-  async function probeOnce(unit: UnitSpec): Promise<ProbeResult & { crashed?: string }> {
-    const name = containerName(project, host, unit.name);
+  /**
+   * Where this unit's candidate answers, worked out here from the unit's own probe (a worker trusts
+   * no probe from a workflow: only the candidate's port numbers travel).
+   */
+  function candidate(unit: UnitSpec, c: CandidatePorts): ProbeTarget {
+    const ports = Object.fromEntries(Object.entries(c.ports).filter(([k, v]) => /^\d+\/(tcp|udp)$/.test(k) && Number.isInteger(v) && v > 0 && v < 65536));
+    const target = candidateTarget(unit, { name: `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`, ports });
+    if (!target) throw ApplicationFailure.nonRetryable(`${unit.name} on ${host}: its candidate publishes no port for its probe`, 'InvalidSpec');
+    return target;
+  }
+
+  async function probeOnce(unit: UnitSpec, target?: ProbeTarget): Promise<ProbeResult & { crashed?: string }> {
+    const name = target?.name ?? containerName(project, host, unit.name);
     let state;
     try {
       state = await docker.getContainer(name).inspect();
@@ -108,7 +130,7 @@ export function createHealthActivities(ctx: HostContext) {
       return { ok: false, latencyMs: 0, crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
     }
     if (!state.State.Running) return { ok: false, latencyMs: 0, detail: `container is ${state.State.Status}` };
-    const p = unit.probe;
+    const p = target?.probe ?? unit.probe;
     switch (p.kind) {
       case 'http': return http(p, unit.timing.timeoutMs);
       case 'tcp': return tcp(p, unit.timing.timeoutMs);
@@ -132,7 +154,8 @@ export function createHealthActivities(ctx: HostContext) {
      * Wait until the unit passes its probe. Fails (non-retryable) when the container crashes, or
      * when it is still failing after start_period + retries × interval.
      */
-    async waitHealthy(unit: UnitSpec): Promise<HealthyResult> {
+    async waitHealthy(unit: UnitSpec, beside?: CandidatePorts): Promise<HealthyResult> {
+      const target = beside && candidate(unit, beside);
       const signal = Context.current().cancellationSignal;
       const started = Date.now();
       const { intervalMs, retries, startPeriodMs } = unit.timing;
@@ -143,7 +166,7 @@ export function createHealthActivities(ctx: HostContext) {
       let last: ProbeResult & { crashed?: string } = { ok: false, latencyMs: 0 };
       for (;;) {
         attempts++;
-        last = await probeOnce(unit);
+        last = await probeOnce(unit, target);
         if (last.ok) {
           const healthyAt = Date.now();
           log.info('unit healthy', { unit: unit.name, host, attempts, elapsedMs: healthyAt - started });
@@ -186,6 +209,30 @@ export function createHealthActivities(ctx: HostContext) {
         Context.current().heartbeat({ status: state.State.Status });
         await sleep(100, signal);
       }
+    },
+
+    /**
+     * The running version and its candidate, probed in turn (`count` probes each, the order
+     * alternating every round so neither always goes first): both are measured under the same
+     * load, for the batch's judge.
+     */
+    async sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
+      const target = candidate(unit, beside);
+      const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
+      const probe = async (which: 'old' | 'new') => {
+        const r = await probeOnce(unit, which === 'new' ? target : undefined);
+        if (r.ok) out[which].latenciesMs.push(Math.round(r.latencyMs * 1000) / 1000);
+        else {
+          out[which].errors++;
+          out.errorsSeen.push(`${which}: ${r.crashed ?? r.detail ?? 'failed'}`);
+        }
+      };
+      for (let i = 0; i < count; i++) {
+        if (i % 2 === 0) { await probe('old'); await probe('new'); } else { await probe('new'); await probe('old'); }
+        if (i % 5 === 0) Context.current().heartbeat({ sampled: i });
+      }
+      out.errorsSeen = [...new Set(out.errorsSeen)].slice(0, 5);
+      return out;
     },
 
     /** `count` probes in a row: success rate and latency percentiles (baselines and validation). */

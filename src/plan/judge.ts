@@ -13,6 +13,8 @@
  * Pure: no I/O, deterministic (safe in workflow code).
  */
 
+import type { Probe, UnitSpec } from './plan.js';
+
 export interface JudgeSettings {
   /** Smallest latency increase (ms) that counts as a regression: smaller ones pass, however significant. */
   minEffectMs: number;
@@ -206,3 +208,28 @@ export function judge(old: VersionSample, next: VersionSample, settings: JudgeSe
     summary: `pass: not slower than old by ${round(effect)} ms (U=${base.u}, p=${fmtP(mw.pValue)} ≥ α=${settings.alpha}; p50 ${base.p50Ms.old} → ${base.p50Ms.new} ms), ${next.errors}/${newTotal} errors`,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Where the candidate answers
+
+/** Another container of a unit to probe (its candidate): by name, and where its probe answers. */
+export interface ProbeTarget {
+  name: string;
+  probe: Probe;
+}
+
+/**
+ * Where the unit's candidate answers its probe: the same probe, on the host port its container
+ * port got (`ports`: `8080/tcp` → 32771); exec, docker and running probes are the same probe inside
+ * the candidate. Undefined when the probed port has no candidate port. Pure.
+ */
+export function candidateTarget(unit: UnitSpec, candidate: { name: string; ports: Record<string, number> }): ProbeTarget | undefined {
+  const p = unit.probe;
+  if (p.kind !== 'http' && p.kind !== 'tcp') return { name: candidate.name, probe: p };
+  const mapping = unit.ports.find((m) => m.published === p.port && m.protocol === 'tcp');
+  const port = mapping && candidate.ports[`${mapping.target}/tcp`];
+  if (!port) return undefined;
+  const address = ({ '0.0.0.0': '127.0.0.1', '::': '::1' } as Record<string, string>)[mapping.hostIp] ?? mapping.hostIp;
+  return { name: candidate.name, probe: { ...p, address, port } };
+}
+
