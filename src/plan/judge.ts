@@ -8,7 +8,8 @@
  *   effect" (the new latencies are shifted down by the effect, then tested as stochastically
  *   greater). Exact distribution for small samples, normal approximation with tie correction else.
  * - errors: the new version's error count against `maxErrorRate` (one-sided binomial test; with a
- *   rate of 0, any failed probe is a regression).
+ *   rate of 0, any failed probe is a regression) — counted only when the new version failed more
+ *   probes than the old one in the same window (a timeout both suffered is the machine, not the version).
  *
  * Pure: no I/O, deterministic (safe in workflow code).
  */
@@ -187,7 +188,7 @@ export function judge(old: VersionSample, next: VersionSample, settings: JudgeSe
     exact: mw.exact,
     errorPValue,
   };
-  const errorRegression = next.errors > 0 && (settings.maxErrorRate === 0 || errorPValue < settings.alpha);
+  const errorRegression = next.errors > old.errors && (settings.maxErrorRate === 0 || errorPValue < settings.alpha);
   if (errorRegression) {
     return {
       ...base,

@@ -93,6 +93,12 @@ describe('judge', () => {
     expect(e.errorPValue).toBeLessThan(0.01);
   });
 
+  it('errors both versions suffered in the same window (the machine, not the version) do not fail the new one', () => {
+    const r = rng(6);
+    expect(judge({ latenciesMs: latencies(r, 39), errors: 1 }, { latenciesMs: latencies(r, 39), errors: 1 }, DEFAULT_JUDGE).verdict).toBe('pass');
+    expect(judge({ latenciesMs: latencies(r, 39), errors: 1 }, { latenciesMs: latencies(r, 38), errors: 2 }, DEFAULT_JUDGE).verdict).toBe('error-regression');
+  });
+
   it('latency_tolerance maps to a relative minimum effect: max(min_effect_ms, (tolerance − 1) × old median)', () => {
     expect(effectMs({ ...DEFAULT_JUDGE, latencyTolerance: 1.5 }, 10)).toBe(20);
     expect(effectMs({ ...DEFAULT_JUDGE, latencyTolerance: 3 }, 40)).toBe(80);
