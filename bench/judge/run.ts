@@ -24,7 +24,7 @@ import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
-import { followBatch, startBatch, type BatchResult } from '../../src/ops/index.js';
+import { startBatch, type BatchResult } from '../../src/ops/index.js';
 
 const AGENTS = Number(process.env.JUDGE_AGENTS ?? 150);
 const SAMPLES = Number(process.env.JUDGE_SAMPLES ?? 60);
@@ -65,7 +65,8 @@ async function migrate(concurrency: number, env?: Record<string, Record<string, 
   const t = performance.now();
   const p = stubPlan(plan, { image: STUB_IMAGE, version: String(version), env });
   p.batches = p.batches.map((b) => ({ ...b, concurrency }));
-  const r = await followBatch(await startBatch(client, p, batch, { force: true, autoConfirm: true, skipBackup: 'bench: no databases' }), undefined, 2000);
+  // Confirmed at once: its result comes when its workflow closes.
+  const r = await (await startBatch(client, p, batch, { force: true, autoConfirm: true, skipBackup: 'bench: no databases' })).result();
   const s = (performance.now() - t) / 1000;
   log(`v${version} at concurrency ${concurrency}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'rolled-back').length} rolled back, ${r.agents.filter((a) => a.phase === 'failed').length} failed, ${s.toFixed(0)} s`);
   return { r, s };

@@ -7,6 +7,7 @@ import { createBackupStoreActivities } from './backup-store.js';
 import { createPostgresActivities } from './postgres.js';
 import { createRedisActivities } from './redis.js';
 import { createInfluxActivities } from './influx.js';
+import { createTrafficActivities } from './traffic.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
@@ -17,6 +18,7 @@ export function createHostActivities(ctx: HostContext) {
     ...createPostgresActivities(ctx),
     ...createRedisActivities(ctx),
     ...createInfluxActivities(ctx),
+    ...createTrafficActivities(ctx),
   };
 }
 
