@@ -12,7 +12,7 @@ import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Dockerode from 'dockerode';
 import type { UnitSpec } from '../plan/plan.js';
-import { containerName, LABELS, networkName, PREVIOUS_SUFFIX, previousName } from '../plan/queues.js';
+import { CANDIDATE_SUFFIX, containerName, LABELS, networkName, PREVIOUS_SUFFIX, previousName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { readSecret } from './secrets.js';
 import { unitSpecProblems } from '../common/unit-guard.js';
@@ -208,6 +208,42 @@ export function containerCreateOptions(
         : undefined,
     },
     NetworkingConfig: { EndpointsConfig: { [networkName(project, unit.host)]: { Aliases: [unit.name] } } },
+  };
+}
+
+/** Where a unit's candidate answers: its container, and the host port each of its ports got (`8080/tcp` → 32771). */
+export interface CandidateRef {
+  id: string;
+  name: string;
+  specHash: string;
+  ports: Record<string, number>;
+}
+
+/** The wildcard addresses a port can be published on, and the loopback a candidate is published on instead. */
+const LOOPBACK_OF: Record<string, string> = { '0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1' };
+
+/**
+ * The Docker create options for a unit's candidate: the unit's own options, but named `….next`,
+ * labelled as a candidate (never as the unit), each port published on a port the engine picks (on
+ * loopback when the unit publishes on every address), restarted never, and joined to the project's
+ * network without the unit's alias (the other units keep reaching the running version). Pure.
+ */
+export function candidateCreateOptions(
+  project: string,
+  unit: UnitSpec,
+  stamp: ChangeStamp,
+  env: Record<string, string>,
+): Dockerode.ContainerCreateOptions {
+  const base = containerCreateOptions(project, unit, stamp, env);
+  const { [LABELS.unit]: _unit, ...labels } = base.Labels ?? {};
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const p of unit.ports) (bindings[`${p.target}/${p.protocol}`] ??= []).push({ HostIp: LOOPBACK_OF[p.hostIp] ?? p.hostIp, HostPort: '' });
+  return {
+    ...base,
+    name: `${base.name!}${CANDIDATE_SUFFIX}`,
+    Labels: { ...labels, [LABELS.candidate]: unit.name },
+    HostConfig: { ...base.HostConfig, PortBindings: bindings, RestartPolicy: { Name: 'no' } },
+    NetworkingConfig: { EndpointsConfig: { [networkName(project, unit.host)]: {} } },
   };
 }
 
@@ -436,6 +472,47 @@ export function createDockerActivities(ctx: HostContext) {
         }
       }
       return { id: current.id, name: current.name, specHash: unit.specHash, reused };
+    },
+
+    /**
+     * Start the unit's new version beside its running one (issue #13's judge): `….next`, on ports
+     * the engine picks. Idempotent: a running candidate of the same spec is reused; one of another
+     * spec, or stopped, is replaced.
+     */
+    async startCandidate(unit: UnitSpec, stamp: ChangeStamp): Promise<CandidateRef> {
+      assertUnitAccepted(unit, host);
+      const name = `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`;
+      let found = await docker.getContainer(name).inspect().catch((err: unknown) => { if (statusCode(err) === 404) return undefined; throw err; });
+      if (found && (found.Config.Labels?.[LABELS.candidate] !== unit.name || found.Config.Labels?.[LABELS.project] !== project)) {
+        throw ApplicationFailure.nonRetryable(`${name} exists on host ${host} but is not ${unit.name}'s candidate: remove or rename it`, 'ContainerConflict');
+      }
+      if (found && (found.Config.Labels?.[LABELS.specHash] !== unit.specHash || !found.State.Running)) {
+        await remove(found.Id);
+        found = undefined;
+      }
+      if (!found) {
+        await ensureNetwork();
+        const env = await resolveEnvironment(unit);
+        const created = await docker.createContainer(candidateCreateOptions(project, unit, stamp, env));
+        log.info('candidate created', { container: name, change: stamp.change, specHash: unit.specHash });
+        try {
+          await created.start();
+        } catch (err) {
+          if (statusCode(err) !== 304) throw ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+        }
+        found = await docker.getContainer(created.id).inspect();
+      }
+      const ports: Record<string, number> = {};
+      for (const [key, bound] of Object.entries(found.NetworkSettings.Ports ?? {})) {
+        const port = Number(bound?.[0]?.HostPort);
+        if (port) ports[key] = port;
+      }
+      return { id: found.Id, name, specHash: unit.specHash, ports };
+    },
+
+    /** Remove the unit's candidate (after it was judged, or on rollback); a missing one is success. */
+    async removeCandidate(unitName: string): Promise<{ existed: boolean }> {
+      return { existed: await remove(`${containerName(project, host, unitName)}${CANDIDATE_SUFFIX}`) };
     },
 
     /** Stop a container (name or id); a stopped or missing one is success. */

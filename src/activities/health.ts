@@ -7,10 +7,14 @@ import net from 'node:net';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Probe, UnitSpec } from '../plan/plan.js';
-import { containerName } from '../plan/queues.js';
 import type { HostContext } from './context.js';
 import { runTool } from './exec.js';
 import { hostPort } from '../plan/format.js';
+import { candidateTarget, type ProbeTarget } from '../plan/judge.js';
+import { CANDIDATE_SUFFIX, containerName } from '../plan/queues.js';
+
+/** A unit's candidate, as the workflow names it: the host ports its container ports got (`8080/tcp` → 32771). */
+export interface CandidatePorts { ports: Record<string, number> }
 
 export interface ProbeResult {
   ok: boolean;
@@ -59,6 +63,13 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+
+/** Both versions of a unit, probed in turn: each passing probe's latency, and the failed ones. */
+export interface BesideSample {
+  old: { latenciesMs: number[]; errors: number };
+  new: { latenciesMs: number[]; errors: number };
+  errorsSeen: string[];
+}
 
 export function createHealthActivities(ctx: HostContext) {
   const { docker, project, host } = ctx;
@@ -111,11 +122,23 @@ export function createHealthActivities(ctx: HostContext) {
     return { health: state.State.Health?.Status };
   }
 
+  /**
+   * Where this unit's candidate answers, worked out here from the unit's own probe (a worker trusts
+   * no probe from a workflow: only the candidate's port numbers travel).
+   */
+  function candidate(unit: UnitSpec, c: CandidatePorts): ProbeTarget {
+    const ports = Object.fromEntries(Object.entries(c.ports).filter(([k, v]) => /^\d+\/(tcp|udp)$/.test(k) && Number.isInteger(v) && v > 0 && v < 65536));
+    const target = candidateTarget(unit, { name: `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`, ports });
+    if (!target) throw ApplicationFailure.nonRetryable(`${unit.name} on ${host}: its candidate publishes no port for its probe`, 'InvalidSpec');
+    return target;
+  }
+
   /** A probe over the network (http, tcp, a group's ports): it needs no look at the container. */
   const overNetwork = (unit: UnitSpec) => unit.members !== undefined || unit.probe.kind === 'http' || unit.probe.kind === 'tcp';
 
-  async function networkProbe(unit: UnitSpec): Promise<ProbeResult> {
-    if (unit.members) {
+  /** The unit's network probe; a candidate (`target`) is probed on its own port, by the unit's main probe. */
+  async function networkProbe(unit: UnitSpec, target?: ProbeTarget): Promise<ProbeResult> {
+    if (unit.members && !target) {
       // A group: healthy when every agent answers on its own port; as slow as its slowest agent.
       const results = await Promise.all(unit.members.map(async (m) => ({ m, r: m.probe.kind === 'http' ? await http(m.probe, unit.timing.timeoutMs) : await tcp(m.probe, unit.timing.timeoutMs) })));
       const failing = results.filter(({ r }) => !r.ok);
@@ -125,17 +148,17 @@ export function createHealthActivities(ctx: HostContext) {
         detail: failing.length ? failing.map(({ m, r }) => `${m.name} (${hostPort(m.probe.address, m.probe.port)}): ${r.detail ?? 'failing'}`).join('; ') : undefined,
       };
     }
-    const p = unit.probe;
+    const p = target?.probe ?? unit.probe;
     return p.kind === 'http' ? http(p, unit.timing.timeoutMs) : tcp(p as Extract<Probe, { kind: 'tcp' }>, unit.timing.timeoutMs);
   }
 
-  async function probeOnce(unit: UnitSpec): Promise<ProbeResult & { crashed?: string }> {
-    const name = containerName(project, host, unit.name);
+  async function probeOnce(unit: UnitSpec, target?: ProbeTarget): Promise<ProbeResult & { crashed?: string }> {
+    const name = target?.name ?? containerName(project, host, unit.name);
     const state = await containerState(name);
     if (state.crashed) return { ok: false, latencyMs: 0, crashed: state.crashed };
     if (state.notRunning) return { ok: false, latencyMs: 0, detail: state.notRunning };
-    if (overNetwork(unit)) return networkProbe(unit);
-    const p = unit.probe;
+    if (overNetwork(unit)) return networkProbe(unit, target);
+    const p = target?.probe ?? unit.probe;
     switch (p.kind) {
       case 'exec': return exec(name, p.command, unit.timing.timeoutMs);
       case 'docker': return { ok: state.health === 'healthy', latencyMs: 0, detail: `docker health ${state.health ?? 'none'}` };
@@ -154,7 +177,8 @@ export function createHealthActivities(ctx: HostContext) {
      * Wait until the unit passes its probe. Fails (non-retryable) when the container crashes, or
      * when it is still failing after start_period + retries × interval.
      */
-    async waitHealthy(unit: UnitSpec): Promise<HealthyResult> {
+    async waitHealthy(unit: UnitSpec, beside?: CandidatePorts): Promise<HealthyResult> {
+      const target = beside && candidate(unit, beside);
       const signal = Context.current().cancellationSignal;
       const started = Date.now();
       const { intervalMs, retries, startPeriodMs } = unit.timing;
@@ -165,21 +189,21 @@ export function createHealthActivities(ctx: HostContext) {
       // every 100 ms.
       const network = overNetwork(unit);
       const pollMs = network ? 20 : Math.max(50, Math.min(intervalMs, 100));
-      const name = containerName(project, host, unit.name);
+      const name = target?.name ?? containerName(project, host, unit.name);
       let inspectedAt = 0;
       let attempts = 0;
       let last: ProbeResult & { crashed?: string } = { ok: false, latencyMs: 0 };
       for (;;) {
         attempts++;
         if (!network) {
-          last = await probeOnce(unit);
+          last = await probeOnce(unit, target);
         } else {
           const looked = Date.now() - inspectedAt >= 250;
           const state = looked ? await containerState(name) : {};
           if (looked) inspectedAt = Date.now();
           last = state.crashed ? { ok: false, latencyMs: 0, crashed: state.crashed }
             : state.notRunning ? { ok: false, latencyMs: 0, detail: state.notRunning }
-            : await networkProbe(unit);
+            : await networkProbe(unit, target);
           if (last.ok && !looked) {
             // It answers: healthy only if it is the container that was started (not crashed and restarted).
             const now = await containerState(name);
@@ -228,6 +252,30 @@ export function createHealthActivities(ctx: HostContext) {
         Context.current().heartbeat({ status: state.State.Status });
         await sleep(100, signal);
       }
+    },
+
+    /**
+     * The running version and its candidate, probed in turn (`count` probes each, the order
+     * alternating every round so neither always goes first): both are measured under the same
+     * load, for the batch's judge.
+     */
+    async sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
+      const target = candidate(unit, beside);
+      const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
+      const probe = async (which: 'old' | 'new') => {
+        const r = await probeOnce(unit, which === 'new' ? target : undefined);
+        if (r.ok) out[which].latenciesMs.push(Math.round(r.latencyMs * 1000) / 1000);
+        else {
+          out[which].errors++;
+          out.errorsSeen.push(`${which}: ${r.crashed ?? r.detail ?? 'failed'}`);
+        }
+      };
+      for (let i = 0; i < count; i++) {
+        if (i % 2 === 0) { await probe('old'); await probe('new'); } else { await probe('new'); await probe('old'); }
+        Context.current().heartbeat({ sampled: i }); // every round: two probes on a loaded machine can take seconds
+      }
+      out.errorsSeen = [...new Set(out.errorsSeen)].slice(0, 5);
+      return out;
     },
 
     /** `count` probes in a row: success rate and latency percentiles (baselines and validation). */

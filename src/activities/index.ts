@@ -8,6 +8,7 @@ import { createPostgresActivities } from './postgres.js';
 import { createRedisActivities } from './redis.js';
 import { createInfluxActivities } from './influx.js';
 import { createFenceActivities } from './fence.js';
+import { createTrafficActivities } from './traffic.js';
 
 export function createHostActivities(ctx: HostContext) {
   return {
@@ -19,6 +20,7 @@ export function createHostActivities(ctx: HostContext) {
     ...createRedisActivities(ctx),
     ...createInfluxActivities(ctx),
     ...createFenceActivities(ctx),
+    ...createTrafficActivities(ctx),
   };
 }
 

@@ -314,6 +314,22 @@ export const serviceSchema = z
     return { ...rest, gpu };
   });
 
+/**
+ * The batch's judge (issue #13): each agent's new version is started beside the running one, both
+ * are probed in turn, and the new one fails when it is significantly slower by more than
+ * `min_effect_ms`, or fails more probes than `max_error_rate` allows (src/plan/judge.ts).
+ */
+export const analysisSchema = z.strictObject({
+  /** Smallest latency increase (ms) that counts as a regression. */
+  min_effect_ms: z.number().min(0).default(20),
+  /** Highest error rate of the new version still accepted (0: any failed probe fails it). */
+  max_error_rate: z.number().min(0).max(1).default(0),
+  /** Probes of each version. */
+  samples: z.number().int().min(5).max(1000).default(40),
+  /** Significance level of each one-sided test. */
+  alpha: z.number().gt(0).max(0.2).default(0.01),
+});
+
 export const batchSchema = z.strictObject({
   name,
   description: z.string().optional(),
@@ -323,8 +339,15 @@ export const batchSchema = z.strictObject({
   concurrency: z.number().int().min(1).default(1),
   /** More failures than this roll back the whole batch (seed 001: "multiple failures" → 1). */
   max_failures: z.number().int().min(0).default(1),
-  /** Allowed p95 latency of the new version, as a multiple of the baseline's. */
-  latency_tolerance: z.number().min(1).default(1.5),
+  /**
+   * Allowed latency of the new version, as a multiple of the old one's. Kept for existing
+   * inventories: the judge uses it as a relative minimum effect, max(analysis.min_effect_ms,
+   * (latency_tolerance − 1) × the old version's median) — only when set; runs started before the
+   * judge use it as before (default 1.5).
+   */
+  latency_tolerance: z.number().min(1).optional(),
+  /** How the judge compares each agent's new version with its old one. */
+  analysis: analysisSchema.default({ min_effect_ms: 20, max_error_rate: 0, samples: 40, alpha: 0.01 }),
   /** Wait for an operator's approval before cutting over. */
   approval: z.boolean().default(false),
 });

@@ -24,7 +24,7 @@ export const BATCH_SETTLED = new Set<BatchPhase>(['pending-confirmation', 'confi
 
 export interface BatchStartOptions {
   force?: boolean;
-  /** Probes per latency sample (default 20). */
+  /** Probes per latency sample (default 20 for the baseline; the judge's default is the inventory's analysis.samples). */
   samples?: number;
   /** Migrate without the verified backup first; the reason is recorded. */
   skipBackup?: string;
@@ -51,6 +51,8 @@ export function batchInput(plan: Plan, batchName: string, options: BatchStartOpt
     concurrency: batch.concurrency,
     maxFailures: batch.maxFailures,
     latencyTolerance: batch.latencyTolerance,
+    // `samples` (the CLI's --samples, a test's few) sets the judge's probes too.
+    analysis: { ...batch.analysis, samples: options.samples ?? batch.analysis.samples },
     approval: batch.approval,
     force: options.force ?? false,
     samples: options.samples,

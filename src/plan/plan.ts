@@ -16,6 +16,7 @@ import { applyCrossHostLinks } from './cross-host.js';
 import { ambiguousNames } from './names.js';
 import { literalSecretProblems } from './secrets.js';
 import { packGpus, type GpuNeed } from './gpu.js';
+import type { JudgeSettings } from './judge.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -111,6 +112,8 @@ export interface PlannedBatch {
   concurrency: number;
   maxFailures: number;
   latencyTolerance: number;
+  /** The judge's settings (inventory `analysis`, with `latency_tolerance` as its relative effect). */
+  analysis: JudgeSettings;
   approval: boolean;
 }
 
@@ -633,7 +636,11 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       agents: batchUnits[index]!,
       concurrency: b.concurrency,
       maxFailures: b.max_failures,
-      latencyTolerance: b.latency_tolerance,
+      latencyTolerance: b.latency_tolerance ?? 1.5,
+      analysis: {
+        minEffectMs: b.analysis.min_effect_ms, maxErrorRate: b.analysis.max_error_rate, samples: b.analysis.samples, alpha: b.analysis.alpha,
+        ...(b.latency_tolerance !== undefined ? { latencyTolerance: b.latency_tolerance } : {}),
+      },
       approval: b.approval,
     })),
     backups,

@@ -41,4 +41,13 @@ export const LABELS = {
   specHash: 'io.agent-migrate.spec-hash',
   /** The change (deploy or batch run) that created the container. */
   change: 'io.agent-migrate.change',
+  /**
+   * A unit's candidate: its new version started beside the running one to be judged (issue #13).
+   * It carries this label (the unit's name) instead of `unit`, so it is never taken for the unit's
+   * current or kept container.
+   */
+  candidate: 'io.agent-migrate.candidate',
 } as const;
+
+/** The name suffix of a unit's candidate (its new version, judged beside the running one). */
+export const CANDIDATE_SUFFIX = '.next';

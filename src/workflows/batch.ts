@@ -19,6 +19,7 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   ParentClosePolicy,
+  patched,
   startChild,
   setCurrentDetails,
   setHandler,
@@ -29,6 +30,7 @@ import {
 import type { ChangeStamp } from '../activities/docker.js';
 import type { LatencySample } from '../activities/health.js';
 import type { UnitSpec } from '../plan/plan.js';
+import { candidateTarget, DEFAULT_JUDGE, judge, type JudgeEvidence, type JudgeSettings } from '../plan/judge.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
@@ -57,7 +59,7 @@ export function latencyLimitMs(baselineP95: number, tolerance: number): number {
 }
 
 export type AgentPhase =
-  | 'pending' | 'baseline' | 'deploying' | 'validating' | 'migrated' | 'unchanged'
+  | 'pending' | 'baseline' | 'judging' | 'deploying' | 'validating' | 'migrated' | 'unchanged'
   | 'rolling-back' | 'rolled-back' | 'confirmed' | 'failed';
 
 /** Phases an agent ends a batch run in (it changed nothing more after them). */
@@ -80,6 +82,8 @@ export interface AgentProgress {
   firstInstall?: boolean;
   /** Why it failed or was rolled back. */
   reason?: string;
+  /** The judge's decision on the new version, and its evidence (sample counts, statistic, threshold, p-value). */
+  judge?: JudgeEvidence;
 }
 
 export interface BatchInput {
@@ -94,6 +98,8 @@ export interface BatchInput {
   concurrency: number;
   maxFailures: number;
   latencyTolerance: number;
+  /** The judge's settings (absent in runs started before it: then the defaults, with `latencyTolerance`). */
+  analysis?: JudgeSettings;
   approval: boolean;
   /** Skip the previous-batch gate (an operator's explicit decision). */
   force?: boolean;
@@ -150,6 +156,7 @@ export interface AgentInput {
   batch: string;
   unit: UnitSpec;
   latencyTolerance: number;
+  analysis?: JudgeSettings;
   samples?: number;
   /** The batch run's stamp on every container it creates. */
   stamp: ChangeStamp;
@@ -157,9 +164,20 @@ export interface AgentInput {
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
+/**
+ * Can the unit's new version be judged beside its running one? Not a one-shot job, not a GPU unit
+ * (its GPUs hold one version), and its probe must answer on a port or inside the container.
+ */
+function judgedBeside(unit: UnitSpec): boolean {
+  return !unit.job && !unit.gpu && unit.probe.kind !== 'running' && unit.probe.kind !== 'docker';
+}
+
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   const { unit } = input;
   const samples = input.samples ?? 20;
+  // Issue #13: the new version is judged beside the old one before the swap (runs started earlier keep their judge).
+  const besideJudge = patched('judge-beside');
+  const settings: JudgeSettings = input.analysis ?? { ...DEFAULT_JUDGE, samples, latencyTolerance: input.latencyTolerance };
   const { docker, health } = onHost(unit.host);
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
   let abortReason: string | undefined;
@@ -168,7 +186,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   const parent = workflowInfo().parent;
   const report = async (phase: AgentPhase, extra: Partial<AgentProgress> = {}) => {
     Object.assign(progress, extra, { phase });
-    setCurrentDetails(`**${unit.name}** on ${unit.host}: ${phase}${progress.reason ? ` — ${progress.reason}` : ''}`);
+    setCurrentDetails(`**${unit.name}** on ${unit.host}: ${phase}${progress.reason ? ` — ${progress.reason}` : ''}${progress.judge && !progress.reason ? `\n\njudge: ${progress.judge.summary}` : ''}`);
     if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(agentProgressSignal, { ...progress });
   };
   const checkAbort = () => { if (abortReason !== undefined) throw ApplicationFailure.nonRetryable(`aborted: ${abortReason}`, 'Aborted'); };
@@ -186,9 +204,36 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     }
   }
 
-  // 2. Deploy the new version (the old container is kept, stopped, as `.prev`), 3. validate.
   const undo: UndoStep[] = [];
   try {
+    // 2. The judge: the new version, started beside the old one, is probed in turn with it (same
+    //    load, same moment) and compared (src/plan/judge.ts). A regression stops here: only the
+    //    candidate is removed, the old container never stopped.
+    let judged = false;
+    if (besideJudge && current?.running && current.specHash !== unit.specHash && judgedBeside(unit)) {
+      checkAbort();
+      await report('judging');
+      await onHost(unit.host).image.ensureImage(unit);
+      undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => onHost(unit.host).undo.removeCandidate(unit.name) });
+      const candidate = await docker.startCandidate(unit, input.stamp);
+      if (candidateTarget(unit, candidate)) {
+        const beside = { ports: candidate.ports };
+        await health.waitHealthy(unit, beside);
+        checkAbort();
+        const sample = await health.sampleBeside(unit, beside, settings.samples);
+        await docker.removeCandidate(unit.name);
+        const evidence = judge(sample.old, sample.new, settings);
+        await report('judging', { judge: evidence });
+        if (evidence.verdict !== 'pass') {
+          throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${sample.errorsSeen.length ? ` [${sample.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
+        }
+        judged = true;
+      } else {
+        await docker.removeCandidate(unit.name);
+      }
+    }
+
+    // 3. Deploy the new version (the old container is kept, stopped, as `.prev`), 4. validate.
     checkAbort();
     const change = await swapUnit(unit, {
       project: input.project,
@@ -197,14 +242,15 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       checkpoint: checkAbort,
       onChange: (c) => {
         Object.assign(progress, { action: c.action, previousId: c.previousId ?? progress.previousId, newId: c.newId, firstInstall: c.action === 'new' || undefined });
-        if (c.action !== 'reused' && progress.phase === 'baseline') void report('deploying');
+        if (c.action !== 'reused' && (progress.phase === 'baseline' || progress.phase === 'judging')) void report('deploying');
         if (c.newId && c.action !== 'reused') void report('validating');
       },
       validate: async () => {
         const after = await health.sampleLatency(unit, samples);
         progress.now = view(after);
         if (after.successRate < 1) throw ApplicationFailure.nonRetryable(`validation: ${Math.round(after.successRate * 100)}% of probes passed (${after.errors.join('; ')})`, 'ValidationFailed');
-        if (progress.baseline) {
+        // Judged beside the old version: its latency was decided there, under the same load.
+        if (progress.baseline && !judged) {
           const limit = latencyLimitMs(progress.baseline.p95Ms, input.latencyTolerance);
           if (after.p95Ms > limit) {
             throw ApplicationFailure.nonRetryable(`validation: p95 ${after.p95Ms.toFixed(1)} ms exceeds ${limit.toFixed(1)} ms (baseline p95 ${progress.baseline.p95Ms} ms × ${input.latencyTolerance}, floor +${LATENCY_FLOOR_MS} ms)`, 'ValidationFailed');
@@ -212,7 +258,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         }
       },
     });
-    // 4. Keep: migrated; the `.prev` container is held until the batch is confirmed.
+    // 5. Keep: migrated; the `.prev` container is held until the batch is confirmed.
     await report(change.action === 'reused' ? 'unchanged' : 'migrated');
     return progress;
   } catch (err) {
@@ -340,7 +386,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     if (stopLaunching()) break;
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
-      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, samples: input.samples, stamp }],
+      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp }],
       staticSummary: `${unit.name} on ${unit.host} (${batch})`,
     }).then((p) => {
       agents.set(unit.name, p);

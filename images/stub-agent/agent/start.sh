@@ -4,6 +4,7 @@
 mkdir -p /run/agent
 echo "$AGENT_MODE" > /run/agent/mode
 echo "$AGENT_LATENCY_MS" > /run/agent/latency_ms
+echo "${AGENT_ERROR_PERCENT:-0}" > /run/agent/error_percent
 date +%s > /run/agent/started_at
 
 if [ "$AGENT_MODE" = crash ]; then

@@ -1,0 +1,211 @@
+/**
+ * The per-host traffic proxy (issue #13): one HAProxy container per project and host, from Debian's
+ * package in an image built here FROM scratch (the binary and the libraries `ldd` lists), in the
+ * host's network namespace so it binds the units' published ports itself. Its configuration
+ * (src/plan/traffic.ts) lives in this host's data folder; routes change through its runtime API
+ * (an abstract socket: no file, no port) and a new unit's frontends by a seamless reload (SIGUSR2
+ * to its master: listening sockets are handed over, no connection refused).
+ *
+ * Idempotent: the routes are kept in a file and every call converges the proxy on them.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile, chmod, stat } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { LABELS } from '../plan/queues.js';
+import { backendName, haproxyConfig, routeCommands, runtimeSocket, splitWeights, type Slot, type UnitRoute } from '../plan/traffic.js';
+import type { HostContext } from './context.js';
+import { buildImage } from './docker.js';
+
+export const TRAFFIC_IMAGE = 'agent-migrate/traffic-proxy:1';
+const HAPROXY = process.env.HAPROXY_PATH ?? '/usr/sbin/haproxy';
+const run = promisify(execFile);
+
+/** The libraries (and loader) a dynamic ELF needs, as absolute paths. */
+async function sharedLibraries(file: string): Promise<string[]> {
+  const { stdout } = await run('ldd', [file]);
+  const libs: string[] = [];
+  for (const line of stdout.split('\n')) {
+    if (/=> not found/.test(line)) throw new Error(`${file} needs ${line.trim()}: install the package that provides it`);
+    const m = /=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m) libs.push(m[1]!);
+  }
+  return libs;
+}
+
+/** One line of runtime-API commands (`;`-separated); the proxy answers and closes. */
+export function runtimeApi(project: string, host: string, commands: string[], timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ path: `\0${runtimeSocket(project, host)}` });
+    let out = '';
+    socket.setTimeout(timeoutMs, () => { socket.destroy(); reject(new Error(`the traffic proxy's runtime API did not answer within ${timeoutMs} ms`)); });
+    socket.on('connect', () => socket.write(`${commands.join(';')}\n`));
+    socket.on('data', (d) => { out += d.toString(); });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(out));
+  });
+}
+
+export function createTrafficActivities(ctx: HostContext) {
+  const { docker, project, host, dataDir } = ctx;
+  const dir = path.join(dataDir, 'traffic', project);
+  const routesFile = path.join(dir, 'routes.json');
+  const name = `${project}_${host}__traffic`;
+
+  async function readRoutes(): Promise<UnitRoute[]> {
+    try {
+      return JSON.parse(await readFile(routesFile, 'utf8')) as UnitRoute[];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async function writeRoutes(routes: UnitRoute[]): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    for (const [file, content] of [[routesFile, JSON.stringify(routes, null, 1)], [path.join(dir, 'haproxy.cfg'), haproxyConfig(project, host, routes)]] as const) {
+      await writeFile(`${file}.tmp`, content);
+      await rename(`${file}.tmp`, file);
+    }
+  }
+
+  async function ensureImage(): Promise<boolean> {
+    if (await docker.getImage(TRAFFIC_IMAGE).inspect().then(() => true, () => false)) return false;
+    const context = await mkdtemp(path.join(dataDir, 'traffic-image-'));
+    try {
+      const root = path.join(context, 'rootfs');
+      for (const file of [HAPROXY, ...await sharedLibraries(HAPROXY)]) {
+        const to = path.join(root, file);
+        await mkdir(path.dirname(to), { recursive: true });
+        await copyFile(file, to);
+        await chmod(to, (await stat(file)).mode & 0o7777);
+      }
+      await writeFile(path.join(context, 'Dockerfile'), [
+        'FROM scratch',
+        'COPY rootfs/ /',
+        `ENTRYPOINT ["${HAPROXY}", "-W", "-db", "-f", "/cfg/haproxy.cfg"]`,
+        '',
+      ].join('\n'));
+      await buildImage(docker, context, TRAFFIC_IMAGE);
+      log.info('traffic proxy image built', { image: TRAFFIC_IMAGE, host });
+      return true;
+    } finally {
+      await rm(context, { recursive: true, force: true });
+    }
+  }
+
+  /** The proxy container, created and started when missing; its configuration written first. */
+  async function ensureProxy(): Promise<{ id: string; started: boolean }> {
+    const found = await docker.getContainer(name).inspect().catch(() => undefined);
+    if (found?.State.Running) return { id: found.Id, started: false };
+    await ensureImage();
+    await writeRoutes(await readRoutes());
+    let id = found?.Id;
+    if (!id) {
+      const created = await docker.createContainer({
+        name,
+        Image: TRAFFIC_IMAGE,
+        Labels: { [LABELS.project]: project, [LABELS.host]: host, [LABELS.kind]: 'traffic-proxy' },
+        HostConfig: { NetworkMode: 'host', Binds: [`${dir}:/cfg:ro`], RestartPolicy: { Name: 'unless-stopped' } },
+      });
+      id = created.id;
+      log.info('traffic proxy created', { container: name });
+    }
+    await docker.getContainer(id).start().catch((err: { statusCode?: number }) => { if (err.statusCode !== 304) throw err; });
+    await waitAnswers();
+    return { id, started: true };
+  }
+
+  async function waitAnswers(check = (_out: string) => true): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const out = await runtimeApi(project, host, ['show backend']).catch(() => undefined);
+      if (out !== undefined && check(out)) return;
+      if (Date.now() > deadline) throw new Error(`the traffic proxy ${name} on ${host} does not answer on its runtime API`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The pid of the HAProxy worker that answers the runtime API now. */
+  async function workerPid(): Promise<string | undefined> {
+    const out = await runtimeApi(project, host, ['show info']).catch(() => '');
+    return /^Pid: (\d+)$/m.exec(out)?.[1];
+  }
+
+  /**
+   * Send a route's commands, then read the weights back and send again until they hold: right
+   * after a reload, the old worker may still answer a first command before it lets go.
+   */
+  async function apply(route: UnitRoute): Promise<void> {
+    const commands = routeCommands(route);
+    const want = route.ports.flatMap((p) => (['blue', 'green'] as const).map((s) => ({ server: `${backendName(route.unit, p)}/${s}`, weight: route[s]?.ports[`${p.target}/tcp`] ? route[s]!.weight : 0 })));
+    for (let attempt = 0; ; attempt++) {
+      const out = await runtimeApi(project, host, commands);
+      const bad = out.split('\n').filter((l) => /no such|unknown|require|invalid|error/i.test(l));
+      if (bad.length) throw new Error(`the traffic proxy refused ${commands.join('; ')}: ${bad.join('; ')}`);
+      const got = await runtimeApi(project, host, want.map((w) => `get weight ${w.server}`));
+      const weights = got.split('\n').filter((l) => /^\d+ \(initial/.test(l)).map((l) => Number(l.split(' ')[0]));
+      if (weights.length === want.length && want.every((w, i) => weights[i] === w.weight)) return;
+      if (attempt >= 20) throw new Error(`the traffic proxy ${name} does not hold the weights it was given (${got.trim()})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  return {
+    /** The host's traffic proxy, running (built and started when missing). */
+    async ensureTrafficProxy(): Promise<{ id: string; started: boolean }> {
+      return ensureProxy();
+    },
+
+    /**
+     * Route a unit's published ports as `route` says. A unit the proxy does not serve yet gets its
+     * frontends by a seamless reload; one it serves is steered through the runtime API at once.
+     */
+    async routeUnit(route: UnitRoute): Promise<{ reloaded: boolean }> {
+      await ensureProxy();
+      const routes = await readRoutes();
+      const before = routes.find((r) => r.unit === route.unit);
+      const samePorts = before && JSON.stringify(before.ports) === JSON.stringify(route.ports);
+      await writeRoutes([...routes.filter((r) => r.unit !== route.unit), route]);
+      if (samePorts) {
+        await apply(route);
+        return { reloaded: false };
+      }
+      const oldPid = await workerPid();
+      await docker.getContainer(name).kill({ signal: 'SIGUSR2' });
+      const backends = route.ports.map((p) => backendName(route.unit, p));
+      await waitAnswers((out) => backends.every((b) => out.split('\n').includes(b)));
+      // The new worker alone answers from now on (three answers in a row from another pid).
+      for (let fresh = 0, tries = 0; fresh < 3 && tries < 100; tries++) {
+        const pid = await workerPid();
+        fresh = pid && pid !== oldPid ? fresh + 1 : 0;
+        if (fresh < 3) await new Promise((r) => setTimeout(r, 50));
+      }
+      log.info('traffic proxy reloaded', { container: name, unit: route.unit });
+      return { reloaded: true };
+    },
+
+    /** Put `percent` of a routed unit's traffic on slot `to`, the rest on the other; 100 moves all of it at once. */
+    async setTraffic(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
+      const routes = await readRoutes();
+      const route = routes.find((r) => r.unit === unit);
+      if (!route) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy`, 'InvalidSpec');
+      const weights = splitWeights(to, percent);
+      for (const s of ['blue', 'green'] as const) if (route[s]) route[s]!.weight = weights[s];
+      await writeRoutes(routes);
+      await apply(route);
+      log.info('traffic moved', { unit, to, percent });
+      return weights;
+    },
+
+    /** A routed unit's route as the proxy keeps it. */
+    async trafficRoute(unit: string): Promise<UnitRoute | undefined> {
+      return (await readRoutes()).find((r) => r.unit === unit);
+    },
+  };
+}
+
+export type TrafficActivities = ReturnType<typeof createTrafficActivities>;
