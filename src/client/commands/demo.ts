@@ -22,12 +22,12 @@ import { isolatedHostsUnsupported } from '../../dev/isolated-hosts.js';
 import { startIsolatedEnvironment } from '../../dev/isolated-environment.js';
 import type { Inventory } from '../../inventory/schema.js';
 import type { HostReport, GpuGrant } from '../../activities/host-info.js';
-import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions } from '../common.js';
+import { action, checkDevPorts, DEV_INVENTORY, devOptions, inventoryOption, loadPlan, parseOptions } from '../common.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
 import { seedDemoData } from '../demo/data-step.js';
 
-const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233), isolatedHosts: z.boolean().default(false) });
+const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), isolatedHosts: z.boolean().default(false) });
 
 interface DemoEnvironment {
   mode: 'one-engine' | 'isolated-hosts';
@@ -74,7 +74,8 @@ export function registerDemo(program: Command): void {
     .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root; falls back to one engine otherwise)')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(demoOptions, raw);
-      const { inventory } = await loadInventoryFiles(opts.inventory);
+      checkDevPorts(opts);
+      const { inventory } = await loadPlan(opts.inventory); // the whole plan checked before anything starts
       const { mode, why } = await demoMode(opts.isolatedHosts);
       const say = (line = '') => process.stdout.write(`${line}\n`);
       say(`mode: ${mode} — ${why}`);
