@@ -7,9 +7,10 @@
  * (but the project's ledger, which lives on by design), and every backup marked verified has its
  * files whole (size and sha256 as its manifest says).
  *
- * Recovery time — kill → the interrupted workflow makes progress again on a live worker (an event
- * or a started activity from a process that was not killed, or the workflow closed) — is printed as
- * figures; it is not asserted (no timed assertions). The seed is printed: MIGRATE_CHAOS_SEED=N
+ * Recovery is printed as figures, not asserted (no timed assertions): from the kill until the target
+ * runs again (worker polling, server answering), and from then until the workflow resumed — the
+ * activities the kill interrupted started again (or ended), or, if it interrupted none, the first
+ * event from a process that was not killed, or the workflow closed. The seed is printed: MIGRATE_CHAOS_SEED=N
  * replays a run, MIGRATE_CHAOS_POINTS=N asks for more points (default 20).
  *
  * Not here: a Docker engine restart. The engine is shared by every suite on this machine; doing it
@@ -127,20 +128,37 @@ async function patiently<T>(fn: () => Promise<T>, what: string, ms = 120_000): P
 const tsToMs = (ts: { seconds?: unknown; nanos?: number | null }) => Number(String(ts.seconds ?? 0)) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
 
 const IDENTITY = /"identity":"([^"]+)"/;
+/** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED */
+const ACTIVITY_STARTED = 2;
+
+/** The activities a worker (or, for the server, any worker) was running: what a kill interrupts. */
+async function inFlight(handle: WorkflowHandle, pid: number | undefined): Promise<string[]> {
+  const d = await handle.describe().catch(() => undefined);
+  return (d?.raw.pendingActivities ?? [])
+    .filter((a) => Number(a.state) === ACTIVITY_STARTED && (pid === undefined || (a.lastWorkerIdentity ?? '').endsWith(`:${pid}`)))
+    .map((a) => a.activityId!);
+}
 
 /**
- * When the workflow made progress on a live worker after `since`: an event (or a started
- * activity) from a process other than `killedPid`, or the workflow closed. Polled.
+ * When the workflow resumed after a kill at `since`. If activities were in flight on what was
+ * killed: when the last of them was started again (or ended). Otherwise: the first event after the
+ * kill from a process that was not killed (a workflow task picked up again). Or when it closed.
  */
-async function resumedAt(handle: WorkflowHandle, since: number, killedPid: number | undefined): Promise<number> {
+async function resumedAt(handle: WorkflowHandle, since: number, killedPid: number | undefined, held: string[]): Promise<number> {
   const live = (identity: string | undefined) => identity !== undefined && (killedPid === undefined || !identity.endsWith(`:${killedPid}`));
   for (;;) {
     const seen = await (async () => {
       const d = await handle.describe();
-      if (d.status.name !== 'RUNNING') return Date.now();
-      for (const a of d.raw.pendingActivities ?? []) {
-        const started = a.lastStartedTime ? tsToMs(a.lastStartedTime) : 0;
-        if (started > since && live(a.lastWorkerIdentity ?? undefined)) return started;
+      if (d.status.name !== 'RUNNING') return tsToMs(d.raw.workflowExecutionInfo?.closeTime ?? {}) || Date.now();
+      const pending = new Map((d.raw.pendingActivities ?? []).map((a) => [a.activityId!, a]));
+      if (held.length > 0) {
+        const restarted = held.map((id) => {
+          const a = pending.get(id);
+          if (!a) return Date.now(); // ended: completed, or failed for good
+          const started = a.lastStartedTime ? tsToMs(a.lastStartedTime) : 0;
+          return Number(a.state) === ACTIVITY_STARTED && started > since ? started : undefined;
+        });
+        return restarted.every((t) => t !== undefined) ? Math.max(...(restarted as number[])) : undefined;
       }
       const history = await handle.fetchHistory();
       for (const e of history.events ?? []) {
@@ -171,6 +189,8 @@ async function chaos(op: string, handle: () => WorkflowHandle, running: () => bo
     await sleep(delayMs);
     if (!running()) return;
     point.hit = true;
+    const pid = target === 'server' ? undefined : workers.get(target)!.pid;
+    const held = await inFlight(handle(), pid);
     const killedAt = Date.now();
     let killedPid: number | undefined;
     if (target === 'server') {
@@ -181,10 +201,10 @@ async function chaos(op: string, handle: () => WorkflowHandle, running: () => bo
       await startWorker(target);
     }
     const backAt = Date.now();
-    const at = await resumedAt(handle(), killedAt, killedPid);
+    const at = await resumedAt(handle(), killedAt, killedPid, held);
     point.backMs = backAt - killedAt;
     point.recoveryMs = Math.max(0, at - backAt);
-    console.log(`chaos ${op}: SIGKILL ${target} at +${delayMs} ms; back after ${(point.backMs / 1000).toFixed(1)} s, the workflow resumed ${(point.recoveryMs / 1000).toFixed(1)} s later`);
+    console.log(`chaos ${op}: SIGKILL ${target} at +${delayMs} ms (${held.length ? `running ${held.length} activities` : 'between activities'}); back after ${(point.backMs / 1000).toFixed(1)} s, the workflow resumed ${(point.recoveryMs / 1000).toFixed(1)} s later`);
   }
 }
 
