@@ -26,7 +26,9 @@ export const commonOptions = z.object({
   inventory: z.array(z.string().min(1)).default(DEFAULT_INVENTORY),
   json: z.boolean().default(false),
   // Connection settings: absent flags fall back to the `temporal` CLI's variables in src/common/connection.ts.
-  address: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d+$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:7233' }).optional(),
+  address: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d+$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:7233' })
+    .refine((a) => { const port = Number(a.slice(a.lastIndexOf(':') + 1)); return port >= 1 && port <= 65535; }, { message: 'must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:7233' })
+    .optional(),
   namespace: z.string().min(1).optional(),
   tls: z.boolean().optional(),
   tlsCa: z.string().min(1).optional(),
@@ -48,6 +50,13 @@ export const devOptions = z.object({
   uiPort: z.coerce.number().int().min(1).max(65535).default(8233),
   metrics: metricsBind.optional(),
 });
+
+/** The dev server's two ports cannot be the same one. */
+export function checkDevPorts(opts: { port: number; uiPort: number }): void {
+  if (opts.port === opts.uiPort) {
+    throw new BadInput('invalid options', [{ path: '--ui-port', message: `is the same port as --port (${opts.port})`, fix: 'give the Web UI another port, e.g. --ui-port 8233' }]);
+  }
+}
 
 export const RELEASE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 export const releaseName = z.string().regex(RELEASE_RE, { message: 'must be letters, digits, "_", "." or "-" (at most 63), e.g. 2024-06-01 or v42' });
@@ -89,7 +98,12 @@ export function temporalConnection(opts: ConnectionFlags): TemporalConnection {
 export function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
   const result = schema.safeParse(raw);
   if (!result.success) {
-    const problems = zodProblems(result.error).map((p) => ({ ...p, path: `--${p.path.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/\[\d+\]$/, '')}` }));
+    // zod's problems point at the inventory format; for a flag, the command's --help says what it takes.
+    const problems = zodProblems(result.error).map((p) => ({
+      ...p,
+      path: `--${p.path.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/\[\d+\]$/, '')}`,
+      fix: p.fix?.replace('the inventory format in the README', 'the command\'s --help'),
+    }));
     throw new BadInput('invalid options', problems);
   }
   return result.data;
@@ -139,6 +153,8 @@ export function resolveTarget(plan: Plan, target: string, allowAll: boolean): Ta
 
 export async function connectClient(opts: ConnectionFlags): Promise<{ client: Client; close(): Promise<void> }> {
   const target = temporalConnection(opts);
+  // Checked before connecting: bad keys are bad input, and nothing may reach the server first.
+  const dataConverter = clientDataConverter();
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...sdkConnectOptions(target), connectTimeout: 5000 });
@@ -146,7 +162,7 @@ export async function connectClient(opts: ConnectionFlags): Promise<{ client: Cl
     throw new OperationFailed(`cannot reach the Temporal server at ${target.describe} (${(err as Error).message}): start one with \`migrate dev\`, or pass --address HOST:PORT (and --tls-ca/--tls-cert/--tls-key or --api-key if it needs them)`);
   }
   // Payloads encrypted when MIGRATE_CODEC_KEYS(_FILE) is set: the workers must have the same keys.
-  return { client: new Client({ connection, namespace: target.namespace, dataConverter: clientDataConverter() }), close: () => connection.close() };
+  return { client: new Client({ connection, namespace: target.namespace, dataConverter }), close: () => connection.close() };
 }
 
 /** The codec keys' data converter (undefined: off); a bad key setting is bad input. */

@@ -47,6 +47,12 @@ export class ConnectionConfigError extends Error {
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 const ADDRESS_RE = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/;
 
+/** The port of HOST:PORT is 1 to 65535. */
+const validPort = (address: string) => {
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return port >= 1 && port <= 65535;
+};
+
 type Env = Record<string, string | undefined>;
 
 const nonEmpty = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
@@ -59,8 +65,8 @@ const truthy = (v: string | undefined) => v !== undefined && /^(1|true|yes|on)$/
 export function connectionOptions(flags: ConnectionFlags, env: Env = process.env): TemporalConnection {
   const problems: Problem[] = [];
   const address = nonEmpty(flags.address) ?? nonEmpty(env.TEMPORAL_ADDRESS) ?? DEFAULT_ADDRESS;
-  if (!ADDRESS_RE.test(address)) {
-    problems.push({ path: '--address', message: `"${address}" is not HOST:PORT${flags.address ? '' : ' (from $TEMPORAL_ADDRESS)'}`, fix: 'write HOST:PORT, e.g. 127.0.0.1:7233 or temporal.example.com:7233' });
+  if (!ADDRESS_RE.test(address) || !validPort(address)) {
+    problems.push({ path: '--address', message: `"${address}" is not HOST:PORT (a port from 1 to 65535)${flags.address ? '' : ' (from $TEMPORAL_ADDRESS)'}`, fix: 'write HOST:PORT, e.g. 127.0.0.1:7233 or temporal.example.com:7233' });
   }
   const namespace = nonEmpty(flags.namespace) ?? nonEmpty(env.TEMPORAL_NAMESPACE) ?? 'default';
   const apiKey = nonEmpty(flags.apiKey) ?? nonEmpty(env.TEMPORAL_API_KEY);

@@ -11,6 +11,12 @@
  * - `gate`:    asked once, briefly: an unreachable host refuses the change before anything moves.
  * - `backup`:  dumps and restores: long, they heartbeat, and a host that is gone fails them after 3 hours.
  *
+ * Every profile but `gate` (10 s in all) has a heartbeatTimeout of a few seconds: the workers beat
+ * for every activity each second (src/workers/heartbeat.ts), so a worker killed mid-call loses its
+ * attempt within those seconds and the retry runs on the next worker of that queue — not after the
+ * call's whole start-to-close limit. Timeouts are not part of replay: changing them is safe for
+ * running workflows.
+ *
  * Pure: safe in workflow code.
  */
 import { proxyActivities, type ActivityInterfaceFor, type ActivityOptions } from '@temporalio/workflow';
@@ -39,15 +45,17 @@ export const ERRORS = {
 export const BACKUP_ERRORS = ['BackupNotFound', 'BackupCorrupt', 'InvalidBackupId', 'InvalidTarget', 'SecretMissing', 'RestoreFailed'];
 
 const PERMANENT = Object.values(ERRORS);
+/** A call whose worker beats no more for this long is given up and retried elsewhere. */
+const HEARTBEAT = '6 seconds';
 const quick = { initialInterval: '200 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: PERMANENT };
 
 export const PROFILES = {
-  docker: { startToCloseTimeout: '1 minute', scheduleToCloseTimeout: '10 minutes', retry: quick },
-  image: { startToCloseTimeout: '30 minutes', scheduleToCloseTimeout: '40 minutes', retry: { ...quick, maximumAttempts: 3 } },
+  docker: { startToCloseTimeout: '1 minute', heartbeatTimeout: HEARTBEAT, scheduleToCloseTimeout: '10 minutes', retry: quick },
+  image: { startToCloseTimeout: '30 minutes', heartbeatTimeout: HEARTBEAT, scheduleToCloseTimeout: '40 minutes', retry: { ...quick, maximumAttempts: 3 } },
   health: { startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry: quick },
-  undo: { startToCloseTimeout: '1 minute', retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', nonRetryableErrorTypes: [ERRORS.previousMissing, ERRORS.containerConflict] } },
+  undo: { startToCloseTimeout: '1 minute', heartbeatTimeout: HEARTBEAT, retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', nonRetryableErrorTypes: [ERRORS.previousMissing, ERRORS.containerConflict] } },
   gate: { scheduleToCloseTimeout: '10 seconds', retry: { maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT } },
-  backup: { startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', scheduleToCloseTimeout: '3 hours', retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: BACKUP_ERRORS } },
+  backup: { startToCloseTimeout: '2 hours', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '3 hours', retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: BACKUP_ERRORS } },
 } satisfies Record<string, ActivityOptions>;
 
 export type Profile = keyof typeof PROFILES;
@@ -66,5 +74,6 @@ export function onHost(host: string): Record<Profile, HostCalls> {
 export const ledgerActivities = proxyActivities<LedgerActivities>({
   taskQueue: ORCHESTRATOR_QUEUE,
   startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds' },
 });

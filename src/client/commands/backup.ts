@@ -26,7 +26,11 @@ function formatResult(r: { id: string; status: string; hosts: BackupResult['host
   return lines.join('\n');
 }
 
-const duration = (what: string) => z.string().refine((v) => parseDuration(v) !== undefined, { message: `must be a duration like ${what}` });
+/** A duration flag: a number and a unit (ms, s, m, h; combined like 1h30m), at least `minMs`; handed on in milliseconds. */
+const duration = (what: string, minMs: number, least: string) => z.string()
+  .refine((v) => parseDuration(v) !== undefined, { message: `must be a duration like ${what}` })
+  .refine((v) => (parseDuration(v) ?? 0) >= minMs, { message: `must be at least ${least}, e.g. ${what}` })
+  .transform((v) => `${parseDuration(v)!}ms`);
 
 /**
  * What Temporal accepts as a schedule's cron string: an optional `CRON_TZ=`/`TZ=` zone, then 5 to 7
@@ -50,8 +54,8 @@ const scheduleOptions = commonOptions.extend({
     const problem = cronProblem(v);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   }).optional(),
-  every: duration('"30s", "15m" or "6h"').optional(),
-  catchupWindow: duration('"10m" or "2h": how late a missed run may still start').optional(),
+  every: duration('"30s", "15m" or "6h"', 1000, '1s (Temporal\'s smallest interval)').optional(),
+  catchupWindow: duration('"10m" or "2h": how late a missed run may still start', 10_000, '10s (Temporal\'s smallest catch-up window)').optional(),
   pause: z.boolean().default(false),
   resume: z.boolean().default(false),
   trigger: z.boolean().default(false),
@@ -79,6 +83,7 @@ export function registerBackup(program: Command): void {
   sub('list', 'list backup runs (from Temporal\'s visibility: MigrateKind=backup)')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(commonOptions, raw);
+      await loadPlan(opts.inventory); // -i names the project: a missing or invalid file is bad input here too
       const rows = await withClient(opts, listBackups);
       if (opts.json) printJson(rows);
       else process.stdout.write(rows.length ? `${rows.map((r) => `${r.startTime}  ${r.status.padEnd(10)} ${r.type.padEnd(16)} ${r.workflowId}`).join('\n')}\n` : 'no backups yet\n');

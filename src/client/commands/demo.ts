@@ -23,12 +23,12 @@ import { isolatedHostsUnsupported } from '../../dev/isolated-hosts.js';
 import { startIsolatedEnvironment } from '../../dev/isolated-environment.js';
 import type { Inventory } from '../../inventory/schema.js';
 import type { HostReport, GpuGrant } from '../../activities/host-info.js';
-import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions } from '../common.js';
+import { action, checkDevPorts, DEV_INVENTORY, devOptions, inventoryOption, loadPlan, parseOptions } from '../common.js';
 import { deployDemoStep } from '../demo/deploy-step.js';
 import { batchDemoStep } from '../demo/batch-step.js';
 import { seedDemoData } from '../demo/data-step.js';
 
-const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), port: z.coerce.number().int().default(7233), isolatedHosts: z.boolean().default(false), oneEngine: z.boolean().default(false) })
+const demoOptions = devOptions.extend({ keepRunning: z.boolean().default(false), isolatedHosts: z.boolean().default(false), oneEngine: z.boolean().default(false) })
   .refine((o) => !(o.isolatedHosts && o.oneEngine), { message: '--isolated-hosts and --one-engine exclude each other: give one of them (or neither: isolated hosts where they can run)', path: ['oneEngine'] });
 
 interface DemoEnvironment {
@@ -74,7 +74,8 @@ export function registerDemo(program: Command): void {
     .option('--one-engine', 'every host a loopback address on this machine\'s Docker engine, workers in this process')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(demoOptions, raw);
-      const { inventory } = await loadInventoryFiles(opts.inventory);
+      checkDevPorts(opts);
+      const { inventory } = await loadPlan(opts.inventory); // the whole plan checked before anything starts
       const { mode, why } = await demoMode(opts.oneEngine);
       const say = (line = '') => process.stdout.write(`${line}\n`);
       say(`mode: ${mode} — ${why}`);

@@ -6,18 +6,18 @@
 import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { z } from 'zod';
-import { loadInventoryFiles } from '../../inventory/load.js';
 import { startDevEnvironment, quietRuntime } from '../../dev/environment.js';
 import { ISOLATED_DEFAULTS, startIsolatedEnvironment } from '../../dev/isolated-environment.js';
 import { defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers } from '../../dev/isolated-hosts.js';
 import { hostQueue } from '../../plan/queues.js';
-import { OperationFailed } from '../../ops/errors.js';
-import { action, DEV_INVENTORY, devOptions, inventoryOption, parseOptions, printJson } from '../common.js';
+import { BadInput, OperationFailed } from '../../ops/errors.js';
+import { action, checkDevPorts, DEV_INVENTORY, devOptions, inventoryOption, loadPlan, parseOptions, printJson } from '../common.js';
 
 const devCommandOptions = devOptions.extend({
   isolatedHosts: z.boolean().default(false),
-  subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, { message: 'must be an IPv4 CIDR, e.g. 10.231.0.0/24' }).default(ISOLATED_DEFAULTS.subnet),
-  prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).default(ISOLATED_DEFAULTS.prefix),
+  // No defaults here: given without --isolated-hosts they are bad input (see isolatedOnly).
+  subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, { message: 'must be an IPv4 CIDR, e.g. 10.231.0.0/24' }).optional(),
+  prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).optional(),
   down: z.boolean().default(false),
   json: z.boolean().default(false),
 });
@@ -37,15 +37,20 @@ export function registerDev(program: Command): void {
     .option('--port <port>', 'Temporal frontend port', '7233')
     .option('--ui-port <port>', 'Web UI port', '8233')
     .option('--isolated-hosts', 'every host its own network namespace, Docker engine and worker process (Linux, root)')
-    .option('--subnet <cidr>', 'the isolated hosts\' bridge subnet', ISOLATED_DEFAULTS.subnet)
-    .option('--prefix <name>', 'names the isolated hosts\' namespaces and links', ISOLATED_DEFAULTS.prefix)
+    .option('--subnet <cidr>', `with --isolated-hosts: their bridge subnet (default ${ISOLATED_DEFAULTS.subnet})`)
+    .option('--prefix <name>', `with --isolated-hosts: names their namespaces and links (default ${ISOLATED_DEFAULTS.prefix})`)
     .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
     .option('--json', 'print the hosts as JSON')
     .option('--metrics <host:port>', 'serve the workers\' Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(devCommandOptions, raw);
-      if (opts.isolatedHosts) return isolatedDev(opts);
-      const { inventory } = await loadInventoryFiles(opts.inventory);
+      checkDevPorts(opts);
+      const isolatedOnly = (['subnet', 'prefix', 'down'] as const).filter((k) => opts[k] !== undefined && opts[k] !== false);
+      if (!opts.isolatedHosts && isolatedOnly.length > 0) {
+        throw new BadInput('invalid options', isolatedOnly.map((k) => ({ path: `--${k}`, message: 'only means something with --isolated-hosts', fix: `add --isolated-hosts, or drop --${k}` })));
+      }
+      if (opts.isolatedHosts) return isolatedDev({ ...opts, subnet: opts.subnet ?? ISOLATED_DEFAULTS.subnet, prefix: opts.prefix ?? ISOLATED_DEFAULTS.prefix });
+      const { inventory } = await loadPlan(opts.inventory); // the whole plan checked before anything starts
       const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, metrics: opts.metrics });
       process.stdout.write(`Temporal dev server on ${env.server.address}; Web UI ${env.server.uiUrl}\n`);
       for (const h of Object.keys(inventory.hosts)) process.stdout.write(`  worker for ${h} polling ${hostQueue(h)}\n`);
@@ -56,7 +61,7 @@ export function registerDev(program: Command): void {
     }));
 }
 
-async function isolatedDev(opts: z.infer<typeof devCommandOptions>): Promise<number> {
+async function isolatedDev(opts: z.infer<typeof devCommandOptions> & { subnet: string; prefix: string }): Promise<number> {
   const stateDir = defaultStateDir(opts.prefix);
   if (opts.down) {
     await downIsolatedHosts(stateDir);
@@ -68,7 +73,7 @@ async function isolatedDev(opts: z.infer<typeof devCommandOptions>): Promise<num
   const why = await isolatedHostsUnsupported();
   if (why) throw new OperationFailed(`cannot start isolated hosts: ${why}; \`migrate dev\` without --isolated-hosts plays every host on this machine's engine`);
   quietRuntime();
-  const { inventory } = await loadInventoryFiles(opts.inventory);
+  const { inventory } = await loadPlan(opts.inventory);
   // Listen before starting: a Ctrl-C during the start still ends in the ordered teardown below.
   const stopped = untilSignal();
   const started = Date.now();

@@ -22,6 +22,9 @@ export function registerRollback(program: Command): void {
       const { plan } = await loadPlan(opts.inventory);
       const t = resolveTarget(plan, target, false);
       const components = opts.restoreData?.components;
+      if (opts.restoreData && !plan.backups) {
+        throw new BadInput('invalid --restore-data', [{ path: '--restore-data', message: 'the inventory declares no backups: there is nothing to restore', fix: 'drop --restore-data, or pass the inventory the change ran with (-i FILE, with its backups: section)' }]);
+      }
       // The change's workflow holds its backup and checks the names again; the inventory's names catch a typo before anything starts.
       const unknown = components && plan.backups ? unknownComponents(plan.backups, components) : [];
       if (unknown.length) {

@@ -51,6 +51,9 @@ export function registerStart(program: Command): void {
     .option('--skip-backup <reason>', 'migrate without taking a verified backup first (the reason is recorded in the workflow)'))
     .action(action(async (target: string, raw: unknown) => {
       const opts = parseOptions(startOptions, raw);
+      if (opts.stubVersion !== undefined && !opts.stub) {
+        throw new BadInput('invalid options', [{ path: '--stub-version', message: 'only means something with --stub', fix: 'add --stub, or drop --stub-version (the inventory names the version)' }]);
+      }
       const declared = (await loadPlan(opts.inventory)).plan;
       const names = target === 'all' ? declared.batches.map((b) => b.name) : [target];
       if (names.length === 0) throw new BadInput('invalid batch', [{ path: 'batch', message: 'the inventory declares no batches', fix: 'add batches: to the inventory' }]);

@@ -3,12 +3,10 @@ import type { Command } from 'commander';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { z } from 'zod';
 import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } from '../../workers/workers.js';
-import { loadInventoryFiles } from '../../inventory/load.js';
-import { buildPlan } from '../../plan/plan.js';
 import { startHealthPublisher, type HealthPublisher } from '../../health/publisher.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
-import { action, collect, commonOptions, connectionFlags, metricsBind, parseOptions, temporalConnection } from '../common.js';
+import { action, clientDataConverter, collect, commonOptions, connectionFlags, loadPlan, metricsBind, parseOptions, temporalConnection } from '../common.js';
 import { sdkConnectOptions } from '../../common/connection.js';
 import { quietRuntime } from '../../dev/environment.js';
 import { freeLoopbackPort, seedWorkerMetrics, serveMetrics, type MetricsServer } from '../../metrics/server.js';
@@ -29,11 +27,13 @@ export function registerWorker(program: Command): void {
     .option('--metrics <host:port>', 'serve Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT'))
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(workerOptions, raw);
-      const { inventory } = await loadInventoryFiles(opts.inventory);
-      if (!inventory.hosts[opts.host]) {
+      // The whole plan is checked, as `migrate plan` does: a worker does not serve an inventory that would be refused.
+      const { inventory, plan } = await loadPlan(opts.inventory);
+      if (!Object.hasOwn(inventory.hosts, opts.host)) {
         throw new BadInput('invalid options', [{ path: '--host', message: `unknown host "${opts.host}"`, fix: `use one of: ${Object.keys(inventory.hosts).join(', ')}` }]);
       }
       const target = temporalConnection(opts);
+      const dataConverter = clientDataConverter(); // bad codec keys are bad input, before any connection
       // The SDK's metrics need the runtime installed with them, before the first connection.
       const sdkMetricsPort = opts.metrics ? await freeLoopbackPort() : undefined;
       if (sdkMetricsPort) quietRuntime({ sdkMetricsPort });
@@ -47,8 +47,8 @@ export function registerWorker(program: Command): void {
       await context.docker.ping().catch((err: Error) => {
         throw new OperationFailed(`host ${opts.host}: its Docker engine does not answer (${err.message}); check hosts.${opts.host}.docker in the inventory`);
       });
-      const workers: Worker[] = [await createHostWorker({ connection, namespace: target.namespace, context })];
-      if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: target.namespace }));
+      const workers: Worker[] = [await createHostWorker({ connection, namespace: target.namespace, context, dataConverter: dataConverter ?? null })];
+      if (opts.workflows) workers.push(await createOrchestratorWorker({ connection, namespace: target.namespace, dataConverter: dataConverter ?? null }));
       let metrics: MetricsServer | undefined;
       if (opts.metrics) {
         await seedWorkerMetrics([context], inventory.backups?.directory);
@@ -61,7 +61,6 @@ export function registerWorker(program: Command): void {
       // beside the Temporal workers, not before them: a NATS server not up yet delays only this.
       let health: Promise<HealthPublisher | undefined> = Promise.resolve(undefined);
       if (inventory.health) {
-        const plan = buildPlan(inventory);
         health = startHealthPublisher({
           context, inventory, settings: inventory.health,
           units: Object.values(plan.units).filter((u) => u.host === opts.host),
