@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { HOST_NAME_RE, NAME_RE } from '../../inventory/schema.js';
 import { loadInventoryFiles } from '../../inventory/load.js';
 import { approveFailover, failback } from '../../ops/index.js';
+import { BadInput } from '../../ops/errors.js';
 import { action, backupId, commonOptions, inventoryOption, parseArgument, parseOptions, printJson, temporalOptions, withClient } from '../common.js';
 
 const failbackOptions = commonOptions.extend({
@@ -28,6 +29,13 @@ export function registerFailback(program: Command): void {
       const host = parseArgument(z.string().regex(HOST_NAME_RE, { message: 'must be a host name of the inventory' }), hostArg, 'host');
       const opts = parseOptions(failbackOptions, raw);
       const { inventory } = await loadInventoryFiles(opts.inventory);
+      // Checked against the inventory before any connection: a name it lacks is bad input.
+      if (!Object.hasOwn(inventory.hosts, host)) {
+        throw new BadInput('invalid arguments', [{ path: 'host', message: `unknown host "${host}"`, fix: `use one of the inventory's hosts: ${Object.keys(inventory.hosts).join(', ')}` }]);
+      }
+      if (opts.approve && !Object.hasOwn(inventory.services, opts.approve)) {
+        throw new BadInput('invalid options', [{ path: '--approve', message: `"${opts.approve}" is not a service of the inventory`, fix: `name a stateful service that fails over from ${host}: ${Object.entries(inventory.services).filter(([, s]) => s.failover).map(([n]) => n).join(', ') || 'none has a failover policy'}` }]);
+      }
       const planOptions = { baseDir: path.dirname(path.resolve(opts.inventory[0]!)) };
       return withClient(opts, async (client) => {
         if (opts.approve) {
