@@ -41,8 +41,8 @@ import { createHostWorker, createOrchestratorWorker, hostContext } from '../../s
 import { startDeploy } from '../../src/ops/index.js';
 import { isolatedHostsUnsupported } from '../../src/dev/isolated-hosts.js';
 import { startIsolatedEnvironment } from '../../src/dev/isolated-environment.js';
-import { WORKFLOWS_PATH } from '../../src/workers/workers.js';
 import type { Inventory } from '../../src/inventory/schema.js';
+import { prebundleWorkflows } from '../common.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -226,12 +226,7 @@ async function benchIsolated(): Promise<number> {
     await writeFile(override, stringify({ project, batches: [] }));
     const files = [path.join(root, 'inventory/agentsys.yaml'), path.join(root, 'inventory/local.yaml'), override];
     const { inventory: base } = await loadInventoryFiles(files);
-    if (!process.env.MIGRATE_WORKFLOW_BUNDLE) {
-      const { bundleWorkflowCode } = await import('@temporalio/worker');
-      const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } });
-      await writeFile(path.join(dir, 'bundle.js'), bundle.code);
-      process.env.MIGRATE_WORKFLOW_BUNDLE = path.join(dir, 'bundle.js');
-    }
+    await prebundleWorkflows(dir);
     const env = await startIsolatedEnvironment({
       inventory: base, inventoryFiles: files, dataDir: path.join(dir, 'data'), prefix: 'benchiso', subnet: '10.231.9.0/24',
       temporal: { address: server.address }, preloadStub: true,

@@ -28,7 +28,7 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { containerName } from '../../src/plan/queues.js';
 import { startDeploy } from '../../src/ops/index.js';
 import { startAggregator } from '../../src/health/aggregator.js';
-import { WORKFLOWS_PATH } from '../../src/workers/workers.js';
+import { prebundleWorkflows } from '../common.js';
 
 const CHANGES = Number(process.env.HEALTH_CHANGES ?? 200);
 const CUTS = Number(process.env.HEALTH_CUTS ?? 10);
@@ -66,12 +66,7 @@ try {
       flip: { image: 'agentsys/flip:1', ports: ['7100:8080'], healthcheck: probe, placement: { host: 'pc2' } },
     },
   }));
-  if (!process.env.MIGRATE_WORKFLOW_BUNDLE) {
-    const { bundleWorkflowCode } = await import('@temporalio/worker');
-    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } });
-    await writeFile(path.join(dir, 'bundle.js'), bundle.code);
-    process.env.MIGRATE_WORKFLOW_BUNDLE = path.join(dir, 'bundle.js');
-  }
+  await prebundleWorkflows(dir);
   const env = await startIsolatedEnvironment({
     inventory: (await loadInventoryFiles([file])).inventory, inventoryFiles: [file], dataDir: path.join(dir, 'data'),
     prefix: 'hlbench', subnet, temporal: { address: server.address },

@@ -19,12 +19,12 @@ import { NativeConnection } from '@temporalio/worker';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { LABELS } from '../../src/plan/queues.js';
 import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
 import { startBatch, type BatchResult } from '../../src/ops/index.js';
+import { removeProject } from '../common.js';
 
 const AGENTS = Number(process.env.JUDGE_AGENTS ?? 150);
 const SAMPLES = Number(process.env.JUDGE_SAMPLES ?? 60);
@@ -140,7 +140,5 @@ try {
   await native.close();
   await client.connection.close();
   await server.stop();
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-  for (let i = 0; i < list.length; i += 20) await Promise.all(list.slice(i, i + 20).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  await removeProject(docker, project);
 }

@@ -13,13 +13,13 @@ import { NativeConnection } from '@temporalio/worker';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { LABELS } from '../../src/plan/queues.js';
 import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
 import { agentWorkflowId } from '../../src/workflows/batch.js';
 import { batchStatus, decideBatch, followBatch, startBatch } from '../../src/ops/index.js';
+import { removeProject } from '../common.js';
 
 const AGENTS = 7;
 const project = `bench${process.pid}`;
@@ -107,7 +107,5 @@ try {
   await native.close();
   await client.connection.close();
   await server.stop();
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  await removeProject(docker, project);
 }

@@ -22,7 +22,6 @@ import proto from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
-import { LABELS } from '../../src/plan/queues.js';
 import { ensureStubImage, STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
@@ -30,6 +29,7 @@ import { createHostWorker, createOrchestratorWorker, hostContext } from '../../s
 import { agentWorkflowId, allBatchesWorkflowId, batchWorkflowId } from '../../src/workflows/batch.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
+import { removeProject } from '../common.js';
 
 // a CommonJS module: under tsx, its named exports come through the default one
 const { temporal } = proto;
@@ -179,7 +179,5 @@ try {
   await native.close();
   await client.connection.close();
   await server.stop();
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
-  for (let i = 0; i < list.length; i += 20) await Promise.all(list.slice(i, i + 20).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-  for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  await removeProject(docker, project);
 }

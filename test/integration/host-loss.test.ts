@@ -44,6 +44,7 @@ import { ensureHostImage, postgresImageSpec, TEST_POSTGRES_IMAGE } from '../help
 import { backupNow, decideRelease, failback, failoverProgress, failoverWorkflowId, followDeploy, approveFailover, startDeploy, watchHealth } from '../../src/ops/index.js';
 import type { Aggregator } from '../../src/health/aggregator.js';
 import type { Aggregate } from '../../src/health/judge.js';
+import { eventually } from '../helpers/eventually.js';
 
 const exec = promisify(execFile);
 const prefix = 'hl';
@@ -111,21 +112,6 @@ async function copies(engines: Record<string, Dockerode>, unit: string): Promise
     if ((await running(docker)).includes(`${project}_${host}_${unit}`)) out.push(host);
   }
   return out;
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s${last ? ` (${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 const hostState = (v: Aggregate, host: string) => v.hosts.find((h) => h.host === host)?.state;

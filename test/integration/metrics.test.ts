@@ -23,6 +23,7 @@ import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { freePort } from '../../src/dev/temporal-server.js';
 import { deployStack, type DeployInput } from '../../src/workflows/deploy.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
+import { eventually } from '../helpers/eventually.js';
 
 const docker = new Dockerode();
 const project = `metr${process.pid}`;
@@ -32,21 +33,6 @@ const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
 interface Sample { metric: Record<string, string>; value: [number, string] }
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -110,7 +96,7 @@ describe('worker metrics scraped by a real Prometheus, shipped alert rules evalu
       ...process.env, MIGRATE_DATA_DIR: path.join(dir, 'data'), MIGRATE_WORKFLOW_BUNDLE: inject('workflowBundle'),
     });
     const scrape = () => fetch(`http://${WORKER_IP}:${metricsPort}/metrics`).then((r) => r.text());
-    const first = await waitFor('the worker\'s metrics endpoint', async () => (await scrape().catch(() => '')).includes('temporal_') ? scrape() : undefined, 60_000);
+    const first = await eventually('the worker\'s metrics endpoint', async () => (await scrape().catch(() => '')).includes('temporal_') ? scrape() : undefined, 60_000);
     expect(first).toContain(`migrate_backup_newest_verified_timestamp_seconds{host="mainpc",component="db"} ${Math.floor(oldBackup.getTime() / 1000)}`);
     expect(first).toContain('migrate_host_lost{host="mainpc"} 0');
 
@@ -134,14 +120,14 @@ describe('worker metrics scraped by a real Prometheus, shipped alert rules evalu
     const firing = async (name: string) => (await api<{ alerts: { labels: Record<string, string>; state: string }[] }>('alerts')).alerts.filter((a) => a.labels.alertname === name && a.state === 'firing');
 
     // The tool's and the SDK's metrics, as Prometheus stored them.
-    const verified = await waitFor('the newest-verified gauge in Prometheus', async () => (await query('migrate_backup_newest_verified_timestamp_seconds')).at(0));
+    const verified = await eventually('the newest-verified gauge in Prometheus', async () => (await query('migrate_backup_newest_verified_timestamp_seconds')).at(0));
     expect(verified.metric).toMatchObject({ job: 'migrate', host: 'mainpc', component: 'db' });
     expect(Number(verified.value[1])).toBe(Math.floor(oldBackup.getTime() / 1000));
     const sdk = await query('count({__name__=~"temporal_.+", job="migrate"})');
     expect(Number(sdk[0]!.value[1])).toBeGreaterThan(0);
 
     // "No verified backup in 26 hours" fires for db.
-    const noBackup = await waitFor('MigrateNoVerifiedBackup firing', async () => (await firing('MigrateNoVerifiedBackup')).at(0));
+    const noBackup = await eventually('MigrateNoVerifiedBackup firing', async () => (await firing('MigrateNoVerifiedBackup')).at(0));
     expect(noBackup.labels).toMatchObject({ component: 'db', severity: 'critical' });
     expect(await firing('MigrateHostLost')).toEqual([]);
 
@@ -161,14 +147,14 @@ describe('worker metrics scraped by a real Prometheus, shipped alert rules evalu
       await connection.close();
     }
 
-    const changes = await waitFor('both deploys counted', async () => {
+    const changes = await eventually('both deploys counted', async () => {
       const r = await query(`migrate_changes_total{project="${project}"}`);
       return r.length === 2 ? r : undefined;
     });
     expect(Object.fromEntries(changes.map((s) => [s.metric.status, Number(s.value[1])]))).toEqual({ confirmed: 1, failed: 1 });
     const durations = await query(`migrate_change_duration_seconds_sum{project="${project}",status="confirmed"}`);
     expect(Number(durations[0]!.value[1])).toBeGreaterThan(0);
-    const rolled = await waitFor('MigrateDeployRolledBack firing', async () => (await firing('MigrateDeployRolledBack')).find((a) => a.labels.project === project));
+    const rolled = await eventually('MigrateDeployRolledBack firing', async () => (await firing('MigrateDeployRolledBack')).find((a) => a.labels.project === project));
     expect(rolled.labels.severity).toBe('warning');
     console.log(`metrics: deploy durations ${JSON.stringify(durations.map((s) => s.value[1]))} s; alerts firing: MigrateNoVerifiedBackup(db), MigrateDeployRolledBack(${project})`);
   });
