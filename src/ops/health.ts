@@ -8,7 +8,7 @@ import type { Inventory } from '../inventory/schema.js';
 import { snapshotHealth, startAggregator, type Aggregator, type PlaneTarget } from '../health/aggregator.js';
 import type { Aggregate, HostView, Transition } from '../health/judge.js';
 import { connectPlane, fencesOf } from '../health/plane.js';
-import { planFailover, type FailoverMove } from '../plan/failover.js';
+import { planFailback, planFailover, type FailoverMove } from '../plan/failover.js';
 import { buildPlan, type PlanOptions, type UnitSpec } from '../plan/plan.js';
 import { ORCHESTRATOR_QUEUE } from '../plan/queues.js';
 import { approveFailoverUpdate, failbackHost, failoverHost, failoverProgressQuery, type FailbackResult, type FailoverProgress } from '../workflows/failover.js';
@@ -120,7 +120,8 @@ export async function failback(client: Client, inventory: Inventory, host: strin
     await plane.close();
   }
   // Back exactly as it ran: the fence keeps the unit's spec at home and where it was moved.
-  const moves: FailoverMove[] = fences.filter((f) => f.spec && f.home).map((f) => ({ unit: f.unit, from: host, to: f.to, spec: f.spec!, home: f.home!, stateful: false }));
+  // A stateful unit's data comes back with it: its backup target where it runs now and at home.
+  const moves: FailoverMove[] = fences.filter((f) => f.spec && f.home).map((f) => planFailback(inventory, host, { unit: f.unit, to: f.to, spec: f.spec!, home: f.home! }, options));
   if (moves.length === 0) return { host, units: [] };
   const settings = target.settings;
   const handle = await client.workflow.start(failbackHost, {

@@ -27,6 +27,11 @@ export interface FailoverMove {
    * verified backup is read from `<directory>/<from>/`: shared storage (or replicated) on real machines.
    */
   restore?: { directory?: string; component: BackupComponent };
+  /**
+   * Failback of a stateful unit with a `backup`: that backup target as it reads at home (`from`), where
+   * the backup taken of the moved copy (on `to`, through `restore`) is restored.
+   */
+  back?: { directory?: string; component: BackupComponent };
 }
 
 export interface FailoverPlan {
@@ -88,4 +93,31 @@ export function planFailover(inv: Inventory, lostHost: string, upHosts: string[]
     else stays.push({ unit: home.name, reason: `no failover host takes it (${refused.join('; ') || 'none listed'})` });
   }
   return { lostHost, moves, stays };
+}
+
+/**
+ * The way back for a unit that a fence record says runs on `to` (failback): stateful or not from the
+ * inventory's policy; a stateful unit with a `backup` gets that target both where it runs now
+ * (`restore`, re-pointed at `to` as failover did) and at home (`back`), so its data can be carried back.
+ * A target that no longer plans is left out: the workflow then refuses to move that unit back.
+ */
+export function planFailback(inv: Inventory, host: string, fence: { unit: string; to: string; spec: UnitSpec; home: UnitSpec }, options: PlanOptions = {}): FailoverMove {
+  const policy = declared(inv, fence.unit)?.failover;
+  const move: FailoverMove = { unit: fence.unit, from: host, to: fence.to, spec: fence.spec, home: fence.home, stateful: policy?.stateful ?? false };
+  if (!policy?.stateful || !policy.backup) return move;
+  move.backup = policy.backup;
+  const target = (i: Inventory) => {
+    try {
+      const placed = buildPlan(i, options);
+      const component = placed.backups?.components.find((c) => c.name === policy.backup);
+      return component && { ...(placed.backups!.directory ? { directory: placed.backups!.directory } : {}), component };
+    } catch {
+      return undefined;
+    }
+  };
+  const away = target(placedOn(inv, fence.unit, fence.to));
+  const home = target(inv);
+  if (away) move.restore = away;
+  if (home) move.back = home;
+  return move;
 }

@@ -40,7 +40,7 @@ export interface BackupResult {
   retention: Record<string, { kept: string[]; removed: string[] }>;
 }
 
-function take(dir: string | undefined, id: string, c: BackupComponent): Promise<ComponentEntry> {
+export function take(dir: string | undefined, id: string, c: BackupComponent): Promise<ComponentEntry> {
   const req = { directory: dir, backupId: id, component: c };
   const acts = on(c.host);
   if (c.kind === 'postgres') return acts.dumpPostgres(req);
@@ -48,7 +48,7 @@ function take(dir: string | undefined, id: string, c: BackupComponent): Promise<
   return acts.backupInflux(req);
 }
 
-function check(dir: string | undefined, id: string, c: BackupComponent, entry: ComponentEntry): Promise<ComponentVerification> {
+export function check(dir: string | undefined, id: string, c: BackupComponent, entry: ComponentEntry): Promise<ComponentVerification> {
   const req = { directory: dir, backupId: id, component: c, entry };
   const acts = on(c.host);
   if (c.kind === 'postgres') return acts.verifyPostgres(req);

@@ -39,6 +39,7 @@ import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { onHost } from './profiles.js';
 import { swapUnit, undoUnits, type UndoStep } from './unit-swap.js';
+import { backupIdOf, check, take } from './backup.js';
 
 export interface FailoverInput {
   project: string;
@@ -178,25 +179,52 @@ export interface FailbackResult {
  * Move failed-over units back to `host`, exactly: for each, stop the copy where it runs now (a
  * singleton never runs twice, so there is a short gap), clear the fence, start the home copy (the
  * same container, kept stopped by the fence) and wait until it is healthy, then remove the other copy.
- * A home copy that does not come up healthy gets the other copy started again and its fence back.
+ * A stateful unit brings its data back: before anything stops, a backup of the moved copy is taken on
+ * the host it runs on (its backup target re-pointed there, as failover did) and verified, then adopted
+ * into the home host's store; once the home copy is healthy, that backup is restored into it and
+ * checked against the backup's table counts and checksums; only then is the moved copy removed.
+ * Whatever fails, the moved copy keeps serving (started again if it was stopped) and its fence stays:
+ * the only up-to-date copy of the data is never given up.
  */
 export async function failbackHost(input: FailbackInput): Promise<FailbackResult> {
-  const { workflowId } = workflowInfo();
+  const { workflowId, runId } = workflowInfo();
   upsertSearchAttributes([{ key: SA.kind, value: 'failback' }, { key: SA.hosts, value: [input.host, ...new Set(input.moves.map((m) => m.to))] }, { key: SA.phase, value: 'running' }]);
   const result: FailbackResult = { host: input.host, units: [] };
   for (const move of input.moves) {
     const away = onHost(move.to);
     const awayName = `${input.project}_${move.to}_${move.unit}`;
     try {
+      // A stateful unit: its writes made while away, backed up there, verified, brought to the home store.
+      let carried: { backupId: string; entry: ComponentEntry } | undefined;
+      if (move.stateful) {
+        if (!move.restore || !move.back) {
+          throw ApplicationFailure.nonRetryable(`${move.unit} holds data and no backup target carries it back (${move.backup ? `backup "${move.backup}" does not plan on ${move.to} and ${move.from}` : 'its failover policy names no `backup`'}): it keeps running on ${move.to}`, 'NoBackupTarget');
+        }
+        const { component, directory } = move.restore;
+        const id = backupIdOf(`failback-${input.host}-${move.unit}-${runId}`);
+        const entry = await take(directory, id, component);
+        await away.backup.recordBackup(directory, id, new Date().toISOString(), [entry]);
+        const verified = await check(directory, id, component, entry);
+        const summary = await away.backup.markBackup(directory, id, [verified]);
+        if (summary.status !== 'verified') throw ApplicationFailure.nonRetryable(`the backup ${id} of ${move.unit} on ${move.to} did not verify: ${verified.detail}`, 'BackupNotVerified');
+        carried = await onHost(move.from).backup.adoptFailoverBackup(move.back.directory, move.to, component.name, id);
+      }
       await away.docker.stopContainer(awayName, 10);
       await fenceOn(move.to).clearFence(input.plane, move.from, move.unit);
       await sleep(input.fenceRefreshMs); // the home worker's last read of the fence is older than the clear
       await swapUnit(move.home, { project: input.project, stamp: { release: `failback-${input.host}`, change: workflowId }, undo: [] });
+      if (carried && move.back) {
+        const req = { directory: move.back.directory, backupId: carried.backupId, component: move.back.component, entry: carried.entry };
+        const acts = onHost(move.from).backup;
+        const kind = move.back.component.kind;
+        const checked = await (kind === 'postgres' ? acts.restorePostgres(req) : kind === 'redis' ? acts.restoreRedis(req) : acts.restoreInflux(req));
+        if (!checked.ok) throw ApplicationFailure.nonRetryable(`restore of ${carried.backupId} into ${move.unit} on ${move.from}: ${checked.detail}`, 'RestoreFailed');
+      }
       await away.docker.removeContainer(awayName);
       await fenceOn(move.to).countFailover(move.to, move.from, move.unit, 'failed-back');
       result.units.push({ unit: move.unit, from: move.to, status: 'back' });
     } catch (err) {
-      // The home copy did not come up: the unit keeps running where it was moved.
+      // The home copy did not come up (or its data did not come back): the unit keeps running where it was moved.
       await onHost(move.from).undo.stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
       await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
       await away.undo.ensureContainer(move.spec, { release: `failback-${input.host}`, change: workflowId }).catch(() => undefined);

@@ -10,7 +10,7 @@
  *     waits for approval, then starts on mainpc with its latest verified backup (taken on pc2 before
  *     the cut, read from pc2's store: the hosts share this machine's files) restored: its rows are
  *     there; the link back: pc2's copies stay stopped (fenced), exactly one copy of each runs;
- *     `migrate failback pc2` moves them back, exactly;
+ *     `migrate failback pc2` moves them back, exactly, the rows written on mainpc meanwhile with the database;
  *   - pc2's worker killed, its host and engine alive: reported *worker lost*, nothing moved.
  *
  * Asserts on the world: each engine's containers, the failover workflow's progress, the health view
@@ -260,10 +260,19 @@ describe.skipIf(unsupported)(`host loss on isolated hosts${unsupported ? ` (skip
     expect(await copies(engines, 'api')).toEqual(['mainpc']);
   }, 300_000);
 
-  it('`failback pc2` moves them back exactly: the same containers on pc2, none left on mainpc', async () => {
+  it('`failback pc2` moves them back exactly: the same containers on pc2, the rows written on mainpc with them, none left on mainpc', async () => {
     const before = Object.fromEntries(await Promise.all(MOVED.map(async (u) => [u, (await engines.pc2.getContainer(`${project}_pc2_${u}`).inspect()).Id] as const)));
+    // Written while failed over: only mainpc's copy holds them; the failback carries them home.
+    await psql(engines.mainpc, 'mainpc', "INSERT INTO notes SELECT g, 'on mainpc ' || g FROM generate_series(2001, 2050) g");
+    const away = await psql(engines.mainpc, 'mainpc', ROWS_SQL);
+    expect(away).toMatch(/^350:/);
+    const failbackStarted = Date.now();
     const result = await failback(client, inventory, 'pc2');
-    expect(result.units.map((u) => [u.unit, u.status]).sort()).toEqual(MOVED.map((u) => [u, 'back']));
+    timings.failbackMs = Date.now() - failbackStarted;
+    expect(result.units.map((u) => [u.unit, u.status, u.error]).sort()).toEqual(MOVED.map((u) => [u, 'back', undefined]));
+    expect(await psql(engines.pc2, 'pc2', ROWS_SQL)).toBe(away);
+    const all = await engines.mainpc.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
+    expect(all.map((c) => c.Names[0]!.slice(1)).filter((n) => n.includes('_db'))).toEqual([]);
     expect(await running(engines.mainpc)).toEqual([`${project}_mainpc_api`]);
     expect(await running(engines.pc2)).toEqual(MOVED.map((u) => `${project}_pc2_${u}`).sort());
     for (const u of MOVED) expect((await engines.pc2.getContainer(`${project}_pc2_${u}`).inspect()).Id).toBe(before[u]);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InventoryError, parseInventory } from '../../src/inventory/load.js';
 import { aggregate, judgeHost, transitions, type Heartbeat, type Observations, type Reach, type UnitReading } from '../../src/health/judge.js';
-import { planFailover } from '../../src/plan/failover.js';
+import { planFailback, planFailover } from '../../src/plan/failover.js';
 
 const hb = (host: string, peers: Record<string, Reach> = {}): Heartbeat => ({
   host, at: 0, seq: 1, worker: { pid: 1, identity: `${host}@x:1` }, engine: { ok: true }, peers, units: { total: 0, healthy: 0 },
@@ -122,6 +122,19 @@ describe('where a lost host\'s units go', () => {
     expect(planFailover(inv(), 'pc2', ['mainpc']).moves.find((m) => m.unit === 'db')!.restore).toBeUndefined();
     expect(() => planFailover(inv({ services: { db: { image: 'p:1', placement: { host: 'pc2' }, failover: { to: ['mainpc'], stateful: true, backup: 'pgx' } } }, backups }), 'pc2', ['mainpc']))
       .toThrow(/failover\.backup.*no backup target named "pgx".*pg/s);
+  });
+
+  it('the way back: a stateful unit\'s backup target where it runs now and at home; a stateless one carries nothing', () => {
+    const backups = { directory: '/srv/b', postgres: [{ name: 'pg', host: 'pc2', via: 'docker-exec', unit: 'db', database: 'app', user: 'postgres' }] };
+    const withBackup = inv({ services: { db: { image: 'postgres:15', placement: { host: 'pc2' }, failover: { to: ['mainpc'], stateful: true, backup: 'pg' } } }, backups });
+    const moved = planFailover(withBackup, 'pc2', ['mainpc']).moves;
+    const fence = (unit: string) => { const m = moved.find((x) => x.unit === unit)!; return { unit, to: m.to, spec: m.spec, home: m.home }; };
+    const db = planFailback(withBackup, 'pc2', fence('db'));
+    expect(db).toMatchObject({ unit: 'db', from: 'pc2', to: 'mainpc', stateful: true, backup: 'pg' });
+    expect(db.restore).toEqual({ directory: '/srv/b', component: expect.objectContaining({ host: 'mainpc', container: 'hl_mainpc_db' }) });
+    expect(db.back).toEqual({ directory: '/srv/b', component: expect.objectContaining({ host: 'pc2', container: 'hl_pc2_db', database: 'app' }) });
+    const scout = planFailback(withBackup, 'pc2', fence('Scout'));
+    expect([scout.stateful, scout.restore, scout.back]).toEqual([false, undefined, undefined]);
   });
 
   it('a host that is not up is skipped; when none is left the unit stays, with the reasons', () => {
