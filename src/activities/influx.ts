@@ -17,7 +17,12 @@
  *   middle of a shard file: 21 of 25 trials failed the restore, 3 exited 0 having restored no data,
  *   1 exited 0 with every count intact). Damage that leaves the counts intact (altered values) is
  *   caught only by the sha256 recorded at backup time.
- * - restore: 1.x restores only into a database that does not exist, so each database is dropped and
+ * - restore: first every database of the backup is restored into a scratch database and counted,
+ *   as verify does: a backup that would not restore as recorded is refused with nothing changed.
+ *   (A safety copy is not an exact "as it was": seen here with influxd 1.6.7, its backup/restore
+ *   round trip brought back points deleted and a measurement dropped after the data was written.)
+ *   Then, since
+ *   1.x restores only into a database that does not exist, each database is dropped and
  *   restored. First a safety copy of every database that exists is taken in the container
  *   (`influxd backup -portable` into /tmp/migrate-before-restore-<id>/N, renamed there only when
  *   complete). If any drop, restore or count check fails, every database touched is dropped and
@@ -30,8 +35,8 @@
  * Tested there (influxd 1.6.7 with auth-enabled, three databases: two with data in two retention
  * policies, one empty): backup of every database → verified, scratch databases dropped; the data
  * changed → restore → identical values and timestamps, a database dropped since is back, one created
- * since is left alone; a restore whose counts differ from the manifest → every database put back as
- * it was; a truncated or corrupted archive fails verification (sha256), and so do a truncated tar
+ * since is left alone; a restore whose counts differ from the manifest → refused with every database
+ * as it was; a truncated or corrupted archive fails verification (sha256), and so do a truncated tar
  * and an emptied shard whose manifest was rewritten to match (the unpack, the count check); the
  * password never reaches a history. Not tested: a declared `databases:` list, non-default ports, a
  * roll back that fails, a database that did not exist before the restore being rolled back, a
@@ -248,6 +253,29 @@ export function createInfluxActivities(ctx: HostContext) {
   const rpc = (c: BackupComponent) => `${c.address}:${c.rpcPort ?? 8088}`;
 
   /**
+   * Restore every database of the backup (unpacked in `dir`) into a scratch database on the live
+   * server and compare its counts with the manifest's; the scratch databases are dropped whatever
+   * happens. Returns the first problem, or undefined when every database restores as recorded.
+   */
+  async function restoresIntact(c: BackupComponent, req: Entry, dir: string, purpose: 'verify' | 'check'): Promise<string | undefined> {
+    const recorded = req.entry.influx!;
+    const prefix = `migrate_${purpose}_${createHash('sha256').update(`${req.backupId}/${c.name}`).digest('hex').slice(0, 12)}`;
+    const scratch = recorded.databases.map((_, i) => `${prefix}_${i}`);
+    try {
+      for (const [i, db] of recorded.databases.entries()) {
+        await dropDatabase(c, scratch[i]!); // left by an earlier attempt
+        const failed = await restoreDatabase(c, `${dir}/${db.folder}`, db.name, scratch[i]!);
+        if (failed) return `restoring database "${db.name}" from ${req.entry.file} into a scratch database failed: ${failed}`;
+        const diff = compareCounts(db.series, await countPoints(c, scratch[i]!, recorded.countedTo));
+        if (diff) return `the restored copy of database "${db.name}" differs from the backup: ${diff}`;
+      }
+      return undefined;
+    } finally {
+      for (const db of scratch) await dropDatabase(c, db).catch((err: Error) => log.warn('scratch database not dropped', { database: db, error: err.message }));
+    }
+  }
+
+  /**
    * `influxd restore -portable` of `from` (a database of the backup in `dir`) as `to`, which must not
    * exist. Returns the problem, or undefined. influxd 1.x restores a database that has no shards (no
    * data) and then reports "DB metadata not changed. database may already exist": accepted when `to`
@@ -327,22 +355,14 @@ export function createInfluxActivities(ctx: HostContext) {
       if (!recorded) return result(false, `the manifest records no InfluxDB 1.x databases for ${req.entry.file} (taken as version 2?): cannot verify it as version 1`);
 
       const parent = `/tmp/migrate-verify-${req.backupId}`;
-      const prefix = `migrate_verify_${createHash('sha256').update(`${req.backupId}/${c.name}`).digest('hex').slice(0, 12)}`;
-      const scratch = recorded.databases.map((_, i) => `${prefix}_${i}`);
       try {
         const { dir, problem: unpackProblem } = await unpack(req, parent);
         if (!dir) return result(false, unpackProblem!);
-        for (const [i, db] of recorded.databases.entries()) {
-          await dropDatabase(c, scratch[i]!); // left by an earlier attempt
-          const failed = await restoreDatabase(c, `${dir}/${db.folder}`, db.name, scratch[i]!);
-          if (failed) return result(false, `restoring database "${db.name}" from ${req.entry.file} into a scratch database failed: ${failed}`);
-          const diff = compareCounts(db.series, await countPoints(c, scratch[i]!, recorded.countedTo));
-          if (diff) return result(false, `the restored copy of database "${db.name}" differs from the backup: ${diff}`);
-        }
+        const diff = await restoresIntact(c, req, dir, 'verify');
+        if (diff) return result(false, diff);
         const { measurements, values } = totalValues(recorded.databases);
         return result(true, `restored ${recorded.databases.length} database(s) into scratch databases on ${c.container}: ${measurements} measurements, ${values} values, counts match the backup`);
       } finally {
-        for (const db of scratch) await dropDatabase(c, db).catch((err: Error) => log.warn('scratch database not dropped', { database: db, error: err.message }));
         await must(c, ['rm', '-rf', parent]).catch((err: Error) => log.warn('unpacked archive not removed', { path: parent, error: err.message }));
       }
     },
@@ -360,6 +380,11 @@ export function createInfluxActivities(ctx: HostContext) {
       try {
         const { dir, problem: unpackProblem } = await unpack(req, work);
         if (!dir) throw ApplicationFailure.nonRetryable(`not restored (nothing was changed): ${unpackProblem}`, 'RestoreFailed');
+
+        // 0. Each database restored into a scratch database and counted first: a backup that would not
+        // restore as recorded is refused before any live database is touched.
+        const diff = await restoresIntact(c, req, dir, 'check');
+        if (diff) throw ApplicationFailure.nonRetryable(`not restored (nothing was changed): ${diff}`, 'RestoreFailed');
 
         // 1. A safety copy of each database as it is now (an earlier attempt's copy is kept: it is older).
         const present = await listDatabases(c);
