@@ -150,6 +150,23 @@ function statusCode(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
 
+/**
+ * Whether a failed call says the engine itself was away (its socket closed or refused, or it was
+ * shutting down), not that the container cannot start: worth retrying once the engine is back.
+ */
+function engineAway(err: unknown): boolean {
+  const message = (err as Error)?.message ?? '';
+  if (statusCode(err) === undefined) return true; // no HTTP answer at all: socket hang up, ECONNREFUSED, ENOENT
+  // "failed to update store": its network store already closed while it shuts down.
+  return /transport is closing|connection refused|connection reset|failed to update store/i.test(message);
+}
+
+/** A container's start failed: retried while the engine was away, otherwise final. */
+function startFailure(name: string, err: unknown): Error {
+  if (engineAway(err)) return new Error(`${name} could not start, its engine was away (retried): ${(err as Error).message}`);
+  return ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+}
+
 const NS = 1_000_000; // Docker durations are nanoseconds
 
 /** The Docker create options for a unit. Pure apart from the resolved secret values passed in. */
@@ -466,9 +483,7 @@ export function createDockerActivities(ctx: HostContext) {
           await docker.getContainer(current.id).start();
           log.info('container started', { container: current.name });
         } catch (err) {
-          if (statusCode(err) !== 304) {
-            throw ApplicationFailure.nonRetryable(`${current.name} could not start: ${(err as Error).message}`, 'StartFailed');
-          }
+          if (statusCode(err) !== 304) throw startFailure(current.name, err);
         }
       }
       return { id: current.id, name: current.name, specHash: unit.specHash, reused };
@@ -498,7 +513,7 @@ export function createDockerActivities(ctx: HostContext) {
         try {
           await created.start();
         } catch (err) {
-          if (statusCode(err) !== 304) throw ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+          if (statusCode(err) !== 304) throw startFailure(name, err);
         }
         found = await docker.getContainer(created.id).inspect();
       }
