@@ -333,6 +333,32 @@ export function createDockerActivities(ctx: HostContext) {
     }
   }
 
+  /**
+   * Stop a container so that it stays stopped when its engine restarts. A `docker stop` of a running
+   * container marks it stopped by hand (`unless-stopped` then keeps it down); one found already
+   * stopped (by its engine shutting down, say) is not marked, and the engine would start it again
+   * on its next start: a kept `.prev` serving beside the new container. So such a one is started
+   * and stopped again, now by hand.
+   */
+  async function stopByHand(id: string): Promise<void> {
+    try {
+      await docker.getContainer(id).stop({ t: 10 });
+      return;
+    } catch (err) {
+      if (statusCode(err) === 404) return;
+      if (statusCode(err) !== 304) throw err;
+    }
+    const info = await docker.getContainer(id).inspect();
+    if (!['unless-stopped', 'always'].includes(info.HostConfig.RestartPolicy?.Name ?? '')) return;
+    try {
+      await docker.getContainer(id).start();
+    } catch (err) {
+      if (statusCode(err) !== 304) throw err;
+    }
+    await stop(id);
+    log.info('stopped by hand again, so the engine does not restart it', { container: id });
+  }
+
   /** Remove (force); true when it existed. */
   async function remove(id: string): Promise<boolean> {
     try {
@@ -563,7 +589,7 @@ export function createDockerActivities(ctx: HostContext) {
       if (current?.id !== id) {
         throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: container ${short(id)} is neither its current nor its kept container (current: ${current ? short(current.id) : 'none'}): something else changed it`, 'ContainerConflict');
       }
-      await stop(id);
+      await stopByHand(id);
       const to = previousName(current.name);
       await docker.getContainer(id).rename({ name: to });
       log.info('container retired', { container: current.name, to });
