@@ -150,6 +150,23 @@ function statusCode(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
 
+/**
+ * Whether a failed call says the engine itself was away (its socket closed or refused, or it was
+ * shutting down), not that the container cannot start: worth retrying once the engine is back.
+ */
+function engineAway(err: unknown): boolean {
+  const message = (err as Error)?.message ?? '';
+  if (statusCode(err) === undefined) return true; // no HTTP answer at all: socket hang up, ECONNREFUSED, ENOENT
+  // "failed to update store": its network store already closed while it shuts down.
+  return /transport is closing|connection refused|connection reset|failed to update store/i.test(message);
+}
+
+/** A container's start failed: retried while the engine was away, otherwise final. */
+function startFailure(name: string, err: unknown): Error {
+  if (engineAway(err)) return new Error(`${name} could not start, its engine was away (retried): ${(err as Error).message}`);
+  return ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+}
+
 const NS = 1_000_000; // Docker durations are nanoseconds
 
 /** The Docker create options for a unit. Pure apart from the resolved secret values passed in. */
@@ -316,6 +333,32 @@ export function createDockerActivities(ctx: HostContext) {
     }
   }
 
+  /**
+   * Stop a container so that it stays stopped when its engine restarts. A `docker stop` of a running
+   * container marks it stopped by hand (`unless-stopped` then keeps it down); one found already
+   * stopped (by its engine shutting down, say) is not marked, and the engine would start it again
+   * on its next start: a kept `.prev` serving beside the new container. So such a one is started
+   * and stopped again, now by hand.
+   */
+  async function stopByHand(id: string): Promise<void> {
+    try {
+      await docker.getContainer(id).stop({ t: 10 });
+      return;
+    } catch (err) {
+      if (statusCode(err) === 404) return;
+      if (statusCode(err) !== 304) throw err;
+    }
+    const info = await docker.getContainer(id).inspect();
+    if (!['unless-stopped', 'always'].includes(info.HostConfig.RestartPolicy?.Name ?? '')) return;
+    try {
+      await docker.getContainer(id).start();
+    } catch (err) {
+      if (statusCode(err) !== 304) throw err;
+    }
+    await stop(id);
+    log.info('stopped by hand again, so the engine does not restart it', { container: id });
+  }
+
   /** Remove (force); true when it existed. */
   async function remove(id: string): Promise<boolean> {
     try {
@@ -466,9 +509,7 @@ export function createDockerActivities(ctx: HostContext) {
           await docker.getContainer(current.id).start();
           log.info('container started', { container: current.name });
         } catch (err) {
-          if (statusCode(err) !== 304) {
-            throw ApplicationFailure.nonRetryable(`${current.name} could not start: ${(err as Error).message}`, 'StartFailed');
-          }
+          if (statusCode(err) !== 304) throw startFailure(current.name, err);
         }
       }
       return { id: current.id, name: current.name, specHash: unit.specHash, reused };
@@ -498,7 +539,7 @@ export function createDockerActivities(ctx: HostContext) {
         try {
           await created.start();
         } catch (err) {
-          if (statusCode(err) !== 304) throw ApplicationFailure.nonRetryable(`${name} could not start: ${(err as Error).message}`, 'StartFailed');
+          if (statusCode(err) !== 304) throw startFailure(name, err);
         }
         found = await docker.getContainer(created.id).inspect();
       }
@@ -548,7 +589,7 @@ export function createDockerActivities(ctx: HostContext) {
       if (current?.id !== id) {
         throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: container ${short(id)} is neither its current nor its kept container (current: ${current ? short(current.id) : 'none'}): something else changed it`, 'ContainerConflict');
       }
-      await stop(id);
+      await stopByHand(id);
       const to = previousName(current.name);
       await docker.getContainer(id).rename({ name: to });
       log.info('container retired', { container: current.name, to });

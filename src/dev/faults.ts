@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { killEngineProcesses, pidAlive, startEngine, type IsolatedHost } from './isolated-hosts.js';
+import { killEngineProcesses, pidAlive, startEngine, terminateEngineProcess, type IsolatedHost } from './isolated-hosts.js';
 
 const exec = promisify(execFile);
 
@@ -31,6 +31,11 @@ export function restoreLink(host: IsolatedHost): Promise<void> {
 /** The host's engine dies (SIGKILL to dockerd and its containerd); its containers' processes live on. */
 export function killEngine(host: IsolatedHost): Promise<void> {
   return killEngineProcesses(host);
+}
+
+/** The host's engine stops as `systemctl stop docker` stops it (SIGTERM: its containers are stopped first). */
+export function stopEngine(host: IsolatedHost, timeoutMs?: number): Promise<void> {
+  return terminateEngineProcess(host, timeoutMs);
 }
 
 /** Start the host's engine again (same data root and socket); resolves once it answers. Returns its pid. */

@@ -194,6 +194,20 @@ export async function killEngineProcesses(host: IsolatedHost): Promise<void> {
   await waitFor(() => victims.every((p) => !pidAlive(p)), 10_000);
 }
 
+/**
+ * Stop a host's dockerd the way `systemctl stop docker` does: SIGTERM, it stops its containers
+ * (without marking them stopped by hand: `unless-stopped` ones start again with the engine) and
+ * its containerd, and exits. Resolves once it is gone.
+ */
+export async function terminateEngineProcess(host: IsolatedHost, timeoutMs = 60_000): Promise<void> {
+  const enginePid = await findEnginePid(host);
+  if (enginePid === undefined) return; // already stopped
+  try {
+    process.kill(enginePid, 'SIGTERM');
+  } catch { /* gone */ }
+  if (!(await waitFor(() => !pidAlive(enginePid), timeoutMs))) throw new Error(`host ${host.name}: dockerd (pid ${enginePid}) still runs ${timeoutMs / 1000} s after SIGTERM`);
+}
+
 /** Keep the state file's pid current after a restart (`migrate dev --isolated-hosts --down` reports from it). */
 async function recordEnginePid(host: IsolatedHost): Promise<void> {
   const stateDir = path.dirname(host.stateDir);

@@ -9,7 +9,7 @@
  *
  * Deterministic: activity calls only.
  */
-import { ApplicationFailure, CancellationScope, condition, defineUpdate, isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, defineUpdate, isCancellation, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { UnitSpec } from '../plan/plan.js';
 import { rootMessage } from '../common/failure.js';
 import type { ChangeRecord, ChangeStatus, UnitChange } from './ledger.js';
@@ -93,6 +93,10 @@ export interface PendingOptions {
   onDecided?: (result: DecisionResult) => Promise<void>;
 }
 
+/** An automatic confirm re-checks the units this many times, this far apart, before the change stays open for an operator. */
+const AUTO_CONFIRM_ATTEMPTS = 20;
+const AUTO_CONFIRM_INTERVAL_MS = 3_000;
+
 /**
  * Hold the change open until it is confirmed or rolled back (updates), and return the decision.
  * A confirm whose health re-check fails is refused and the change stays open.
@@ -137,7 +141,19 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
 
   await options.onPending?.();
   try {
-    if (options.confirmNow) await confirm().catch(() => undefined); // unhealthy: stays open
+    if (options.confirmNow) {
+      if (patched('auto-confirm-rechecks')) {
+        // A unit may be briefly down right after the swap (its host's engine restarting brings its
+        // containers back a few seconds later): re-check for a while before leaving it to an operator.
+        for (let attempt = 1; decided === undefined; attempt++) {
+          const ok = await confirm().then(() => true, () => false);
+          if (ok || attempt >= AUTO_CONFIRM_ATTEMPTS) break;
+          if (await condition(() => decided !== undefined, AUTO_CONFIRM_INTERVAL_MS)) break;
+        }
+      } else {
+        await confirm().catch(() => undefined); // unhealthy: stays open
+      }
+    }
     else if (options.confirmAfterMs !== undefined) {
       if (!(await condition(() => decided !== undefined, options.confirmAfterMs))) await confirm().catch(() => undefined);
     }

@@ -13,8 +13,8 @@
  * event from a process that was not killed, or the workflow closed. The seed is printed: MIGRATE_CHAOS_SEED=N
  * replays a run, MIGRATE_CHAOS_POINTS=N asks for more points (default 20).
  *
- * Not here: a Docker engine restart. The engine is shared by every suite on this machine; doing it
- * on an isolated host's own dockerd (src/dev/isolated-hosts.ts) is left for later.
+ * Not here: a Docker engine restart. The engine is shared by every suite on this machine; it is done
+ * on an isolated host's own dockerd in test/integration/engine-restart.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
