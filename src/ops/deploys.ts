@@ -28,11 +28,24 @@ export function backupGuard(plan: Plan, skipReason: string | undefined): BackupG
   return plan.backups && plan.backups.components.length > 0 ? { take: plan.backups } : undefined;
 }
 
-/** Refuse before starting anything when another deploy of the project holds the lock. */
+/** Phases after which a deploy only finishes up (restores, records) and lets its lock go. */
+const DECIDED = new Set(['confirmed', 'rolled-back', 'failed']);
+
+/**
+ * Refuse before starting anything when another deploy of the project holds the lock. A deploy that
+ * is already decided (confirmed, rolled back) lets go of it a moment later: that is waited for
+ * (up to 30 s), so `rollback R` then `deploy` at once is not refused.
+ */
 export async function checkNoDeployRunning(client: Client, project: string): Promise<void> {
   const lock = client.workflow.getHandle(deployLockId(project));
   if (!(await isOpen(lock))) return;
   const holder = (await lock.describe()).parentExecution?.workflowId ?? 'another deploy';
+  const decided = holder !== 'another deploy'
+    && DECIDED.has((await client.workflow.getHandle(holder).query(progressQuery).catch(() => undefined))?.phase ?? '');
+  for (const deadline = Date.now() + 30_000; decided && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (!(await isOpen(lock))) return;
+  }
   throw new OperationFailed(`${holder} is still running or waiting for confirmation for project ${project}: wait for it, or run \`migrate status ${holder.replace(/^deploy-/, '')}\`, then confirm or roll it back`);
 }
 
