@@ -353,7 +353,13 @@ export function createDockerActivities(ctx: HostContext) {
     try {
       await docker.getContainer(id).start();
     } catch (err) {
-      if (statusCode(err) !== 304) throw err;
+      if (statusCode(err) !== 304) {
+        // Seen right after an engine restart: "task … already exists" (containerd still holds the old
+        // task), on every retry. The container is stopped; going on beats retrying until the change
+        // times out, at the risk that a later engine restart brings it back.
+        log.warn('could not start the stopped container to stop it by hand; left as the engine stopped it', { container: id, error: (err as Error).message });
+        return;
+      }
     }
     await stop(id);
     log.info('stopped by hand again, so the engine does not restart it', { container: id });
