@@ -36,6 +36,7 @@ import { backupDatabases } from '../../src/workflows/backup.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { decideBatch, startBatch, startDeploy } from '../../src/ops/index.js';
 import { removeProjects } from '../helpers/containers.js';
+import { rng } from '../helpers/seeded.js';
 
 const PROJECT = 'hxchaos';
 const PORT = 42200;
@@ -47,17 +48,6 @@ const HOSTS = { hxa: '127.0.12.20', hxb: '127.0.12.21' } as const;
 type Host = keyof typeof HOSTS;
 type Target = Host | 'server';
 
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

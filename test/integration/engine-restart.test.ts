@@ -31,6 +31,7 @@ import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
 import { startDeploy } from '../../src/ops/index.js';
 import { deployLockId, progressQuery, type DeployPhase, type DeployProgress } from '../../src/workflows/deploy.js';
+import { rng } from '../helpers/seeded.js';
 
 const prefix = 'er';
 const subnet = '10.231.60.0/24';
@@ -41,17 +42,6 @@ const SERVICES = ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'];
 const SEED = Number(process.env.MIGRATE_ENGINE_RESTART_SEED ?? Math.floor(Math.random() * 1e9));
 const unsupported = await isolatedHostsUnsupported();
 
-/** mulberry32: a small seeded generator, so a run can be replayed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A protobuf Timestamp (seconds may be a Long) in milliseconds. */
 const tsToMs = (ts: { seconds?: unknown; nanos?: number | null }) => Number(String(ts.seconds ?? 0)) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
