@@ -102,11 +102,22 @@ async function killServer(): Promise<void> {
 }
 
 /** Retry a call through a server restart. */
-async function patiently<T>(fn: () => Promise<T>, what: string, ms = 120_000): Promise<T> {
+/**
+ * Race `promise` against `ms`: a call to a server that was just SIGKILLed and restarted can wait on
+ * a dead channel with no deadline of its own (a fresh-clone run hung here 30 min, seed 307205097).
+ */
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Retry `fn` until it succeeds or `ms` pass; each attempt gets at most `attemptMs`. */
+async function patiently<T>(fn: () => Promise<T>, what: string, ms = 120_000, attemptMs = 60_000): Promise<T> {
   const until = Date.now() + ms;
   for (;;) {
     try {
-      return await fn();
+      return await within(Math.max(1_000, Math.min(attemptMs, until - Date.now())), fn(), what);
     } catch (err) {
       if (Date.now() > until) throw new Error(`${what}: ${(err as Error).message}`);
       await sleep(500);
@@ -123,7 +134,7 @@ const ACTIVITY_STARTED = 2;
 
 /** The activities a worker (or, for the server, any worker) was running: what a kill interrupts. */
 async function inFlight(handle: WorkflowHandle, pid: number | undefined): Promise<string[]> {
-  const d = await handle.describe().catch(() => undefined);
+  const d = await within(15_000, handle.describe(), 'describe').catch(() => undefined);
   return (d?.raw.pendingActivities ?? [])
     .filter((a) => Number(a.state) === ACTIVITY_STARTED && (pid === undefined || (a.lastWorkerIdentity ?? '').endsWith(`:${pid}`)))
     .map((a) => a.activityId!);
@@ -133,12 +144,17 @@ async function inFlight(handle: WorkflowHandle, pid: number | undefined): Promis
  * When the workflow resumed after a kill at `since`. If activities were in flight on what was
  * killed: when the last of them was started again (or ended). Otherwise: the first event after the
  * kill from a process that was not killed (a workflow task picked up again). Or when it closed.
+ * A workflow with nothing in flight and no workflow task due (a batch waiting for its decision)
+ * has nothing to resume: it counts as resumed when the server answers for it again. (Before that
+ * rule this loop waited forever for an event no one would write: seed 307205097.)
  */
 async function resumedAt(handle: WorkflowHandle, since: number, killedPid: number | undefined, held: string[]): Promise<number> {
   const live = (identity: string | undefined) => identity !== undefined && (killedPid === undefined || !identity.endsWith(`:${killedPid}`));
+  const until = Date.now() + 300_000;
   for (;;) {
+    if (Date.now() > until) throw new Error(`${handle.workflowId}: did not resume within 300 s of the kill`);
     const seen = await (async () => {
-      const d = await handle.describe();
+      const d = await within(15_000, handle.describe(), 'describe');
       if (d.status.name !== 'RUNNING') return tsToMs(d.raw.workflowExecutionInfo?.closeTime ?? {}) || Date.now();
       const pending = new Map((d.raw.pendingActivities ?? []).map((a) => [a.activityId!, a]));
       if (held.length > 0) {
@@ -150,7 +166,8 @@ async function resumedAt(handle: WorkflowHandle, since: number, killedPid: numbe
         });
         return restarted.every((t) => t !== undefined) ? Math.max(...(restarted as number[])) : undefined;
       }
-      const history = await handle.fetchHistory();
+      if (pending.size === 0 && !d.raw.pendingWorkflowTask) return Date.now();
+      const history = await within(15_000, handle.fetchHistory(), 'history');
       for (const e of history.events ?? []) {
         const at = e.eventTime ? tsToMs(e.eventTime) : 0;
         if (at > since && live(IDENTITY.exec(JSON.stringify(e))?.[1])) return at;
@@ -185,7 +202,7 @@ async function chaos(op: string, handle: () => WorkflowHandle, running: () => bo
     let killedPid: number | undefined;
     if (target === 'server') {
       await killServer();
-      server = await patiently(startServer, 'restart the dev server');
+      server = await patiently(startServer, 'restart the dev server', 120_000, 120_000);
     } else {
       killedPid = await killWorker(target);
       await startWorker(target);
@@ -334,13 +351,13 @@ describe(`chaos: SIGKILL of workers and of the Temporal server at random points 
         const handle = await patiently(() => startBatch(client, stub, 'batch-1', { force: true, samples: 3, skipBackup: 'chaos test' }), 'start batch');
         return patiently(async () => {
           for (;;) {
-            const d = await handle.describe();
+            const d = await within(15_000, handle.describe(), 'describe batch');
             if (d.status.name !== 'RUNNING') return d.status.name;
-            const p = await handle.query(batchProgressQuery).catch(() => undefined);
+            const p = await within(15_000, handle.query(batchProgressQuery), 'query batch').catch(() => undefined);
             if (p?.phase === 'pending-confirmation') return p.phase;
             await sleep(300);
           }
-        }, 'follow batch', 600_000);
+        }, 'follow batch', 600_000, 600_000);
       });
       // …then rolled back (a first install has nothing to go back to: confirmed instead).
       if (result === 'pending-confirmation') {
