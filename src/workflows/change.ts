@@ -108,7 +108,8 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
     if (decided) throw new Error(`${options.what} is already ${decided.status}`);
   };
   const serialized = async (fn: () => Promise<DecisionResult>): Promise<DecisionResult> => {
-    await condition(() => !busy);
+    // A confirm and a rollback delivered together both saw `busy` false: each now waits its turn.
+    while (busy) await condition(() => !busy);
     if (decided) return decided;
     busy = true;
     try {

@@ -32,6 +32,7 @@ import {
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   setHandler,
   setCurrentDetails,
   startChild,
@@ -236,7 +237,13 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   const stopped = () => { if (failure) throw ApplicationFailure.nonRetryable('stopped: another service failed', 'Stopped'); };
 
   const deployUnit = async (unit: UnitSpec): Promise<void> => {
-    await condition(() => failure !== undefined || inFlight < limit);
+    // Issue #15: every unit the condition frees in one activation used to start (concurrency 1 ran
+    // several at once); each now takes its slot in turn and the others wait again.
+    if (patched('deploy-limit-held')) {
+      while (failure === undefined && inFlight >= limit) await condition(() => failure !== undefined || inFlight < limit);
+    } else {
+      await condition(() => failure !== undefined || inFlight < limit);
+    }
     if (failure) {
       started.get(unit.name)!.reject(new Error('not started'));
       setUnit(unit.name, { phase: 'skipped' });

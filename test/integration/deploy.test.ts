@@ -19,6 +19,7 @@ import { LABELS, ORCHESTRATOR_QUEUE } from '../../src/plan/queues.js';
 import { deployStack, type DeployInput, type DeployProgress } from '../../src/workflows/deploy.js';
 import { confirmUpdate, rollbackUpdate } from '../../src/workflows/change.js';
 import { startWorld, withWorld, type TestWorld } from '../helpers/temporal.js';
+import { createOrchestratorWorker } from '../../src/workers/workers.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 
 const docker = new Dockerode();
@@ -239,6 +240,55 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
 
       expect(await handle.executeUpdate(rollbackUpdate, { args: [{}] })).toEqual({ status: 'rolled-back', exact: true, differences: [] });
       expect(await containers(plan1.project)).toEqual(before);
+    });
+  });
+
+  it('--concurrency 1 starts one service at a time, even when several are ready together', async () => {
+    const inv = inventory(`dep${process.pid}e`, 51);
+    // db and cache have no dependencies: both are ready at once (before the fix both started together).
+    const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '1' } } });
+    await withWorld(inv, async (world) => {
+      const handle = await startDeploy(world, input(plan, `one-${process.pid}`, { concurrency: 1 }));
+      const progress = await waitPhase(handle, pendingConfirmation);
+      const spans = await Promise.all(Object.entries(plan.units).map(async ([name, unit]) => {
+        const info = await docker.getContainer(`${plan.project}_${unit.host}_${name}`).inspect();
+        return { name, from: startedAt(info.State.StartedAt), to: progress.units[name]!.healthyAt! };
+      }));
+      spans.sort((a, b) => a.from - b.from);
+      // Each container started only once the one before it was healthy: no two were in flight together.
+      for (let i = 1; i < spans.length; i++) expect(spans[i]!.from, `${spans[i]!.name} started while ${spans[i - 1]!.name} was starting`).toBeGreaterThanOrEqual(spans[i - 1]!.to);
+      await handle.executeUpdate(confirmUpdate);
+    });
+  });
+
+  it('a confirm and a rollback sent at the same moment: one decides, the other gets its decision, the world matches it', async () => {
+    const inv = inventory(`dep${process.pid}f`, 53);
+    const plan1 = stubbed(buildPlan(inv));
+    const plan2 = stubbed(buildPlan(inv), { env: { web: { AGENT_VERSION: '2' }, api: { AGENT_VERSION: '2' } } });
+    await withWorld(inv, async (world) => {
+      await startDeploy(world, input(plan1, `race1-${process.pid}`, { autoConfirm: true })).then((h) => h.result());
+      const before = await containers(plan1.project);
+      const handle = await startDeploy(world, input(plan2, `race2-${process.pid}`));
+      await waitPhase(handle, pendingConfirmation);
+      const during = await containers(plan1.project);
+
+      // Both in one workflow task (before the fix both ran: .prev dropped while being put back):
+      // sent while no orchestrator worker polls, so the next task carries the two of them.
+      await world.stopHost('__orchestrator');
+      const both = Promise.allSettled([handle.executeUpdate(confirmUpdate), handle.executeUpdate(rollbackUpdate, { args: [{}] })]);
+      await new Promise((r) => setTimeout(r, 1000));
+      const orchestrator = await createOrchestratorWorker({ connection: world.connection });
+      world.workers.set('__orchestrator', orchestrator);
+      world.runs.set('__orchestrator', orchestrator.run());
+      const [confirmed, rolled] = await both;
+      const decided = [confirmed, rolled].filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<{ status: string }>).value.status);
+      expect(decided.length).toBeGreaterThanOrEqual(1);
+      expect(new Set(decided).size).toBe(1); // whoever answered, answered the same decision
+      const result = await handle.result();
+      expect(result.phase).toBe(decided[0]);
+      const after = await containers(plan1.project);
+      if (decided[0] === 'rolled-back') expect(after).toEqual(before);
+      else expect(after).toEqual(during.filter((c) => !c.name.endsWith('.prev')));
     });
   });
 });
