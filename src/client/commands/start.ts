@@ -9,6 +9,7 @@ import type { Client } from '@temporalio/client';
 import { BadInput, batchInput, batchStatus, decideBatch, followAllBatches, OperationFailed, startAllBatches, startBatch, type BatchResult, type BatchStartOptions } from '../../ops/index.js';
 import { action, commonOptions, inventoryOption, loadPlan, parseOptions, planForRun, printJson, skipBackupOption, temporalOptions, withClient } from '../common.js';
 import { describeBackupStep, followBatchLive, formatBatch } from '../format.js';
+import { batchWorkflowId } from '../../workflows/batch.js';
 
 const startOptions = commonOptions.extend({
   stub: z.boolean().default(false),
@@ -35,7 +36,11 @@ async function whenConfirmed(client: Client, project: string, r: BatchResult): P
   await decideBatch(client, project, r.batch, 'confirm').catch(async (err: unknown) => {
     if ((await now()).status !== 'confirmed') throw err; // decided by itself meanwhile: fine
   });
-  return (await now()).progress ?? { ...r, status: 'confirmed' };
+  const decided = (await now()).progress ?? { ...r, status: 'confirmed' };
+  // A confirmed batch's workflow closes a moment after it answered: wait for that, so a `start`
+  // right after this one returns does not meet the batch still open ("already started").
+  await client.workflow.getHandle(batchWorkflowId(r.batch)).result().catch(() => undefined);
+  return decided;
 }
 
 export function registerStart(program: Command): void {
