@@ -8,7 +8,8 @@
  *   npx tsx bench/scale/run.ts            # SCALE_AGENTS=120 for a shorter run
  *
  * Its own Temporal dev server, in-process workers (one per host plus the orchestrator), the stub
- * image on 127.0.0.243 (mainpc) and 127.0.0.244 (pc2), project `scale<pid>` (removed afterwards).
+ * image on 127.0.22.243 (mainpc) and 127.0.22.244 (pc2) (SCALE_HOSTS=a,b), ports from 29000 (SCALE_PORT_BASE),
+ * project `scale<pid>` (removed afterwards).
  *
  * Overhead per agent = the agent workflow's time − its container's start-to-healthy (ensureContainer
  * scheduled → waitHealthy completed) − the judge's sampling window (its sampleLatency activities,
@@ -39,7 +40,9 @@ const CONCURRENCY = Number(process.env.SCALE_CONCURRENCY ?? 10);
 const SAMPLES = 3;
 const project = `scale${process.pid}`;
 const docker = new Dockerode();
-const hosts = { mainpc: '127.0.0.243', pc2: '127.0.0.244' } as const;
+const [mainAddress, pc2Address] = (process.env.SCALE_HOSTS ?? '127.0.22.243,127.0.22.244').split(',');
+const hosts = { mainpc: mainAddress!, pc2: pc2Address! } as const;
+const PORT_BASE = Number(process.env.SCALE_PORT_BASE ?? 29000);
 const agents = Array.from({ length: AGENTS }, (_, i) => `Agent${String(i + 1).padStart(3, '0')}`);
 const hostOfAgent = (i: number) => (i % 2 === 0 ? 'mainpc' : 'pc2');
 const batchCount = Math.ceil(AGENTS / PER_BATCH);
@@ -49,7 +52,7 @@ const inventory = parseInventory({
   project,
   hosts: Object.fromEntries(Object.entries(hosts).map(([h, address]) => [h, { address }])),
   agents: Object.fromEntries(agents.map((a, i) => [a, {
-    placement: { host: hostOfAgent(i) }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${7000 + Math.floor(i / 2)}:8080`],
+    placement: { host: hostOfAgent(i) }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${PORT_BASE + Math.floor(i / 2)}:8080`],
     healthcheck: { http: '/health', interval: '200ms', timeout: '5s', retries: 5, start_period: '2s' },
   }])),
   batches: Array.from({ length: batchCount }, (_, b) => ({
