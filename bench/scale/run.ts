@@ -23,6 +23,8 @@
  * What remains is ours: Temporal's workflow tasks and dispatch, our own engine look-ups, the signals.
  * The workers run in this process: their peak memory is its peak RSS.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import os from 'node:os';
 import Dockerode from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
@@ -147,6 +149,19 @@ async function watchEngine() {
   };
 }
 
+/** A process's CPU time (user + system), in seconds, from /proc. */
+async function cpuSeconds(pid?: number): Promise<number> {
+  if (!pid) return NaN;
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (after pid and comm), in clock ticks
+}
+
+/** The machine's busy CPU time (every core, every process), in seconds, from /proc/stat. */
+async function machineCpuSeconds(): Promise<number> {
+  const [, ...ticks] = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).map(Number);
+  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / 100; // all but idle and iowait
+}
+
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 const fetchHistory = async (id: string, runId?: string) => client.workflow.getHandle(id, runId).fetchHistory();
 const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.seconds) * 1000 + e.eventTime!.nanos! / 1e6;
@@ -155,7 +170,13 @@ try {
   process.stderr.write(`bench/scale: ${AGENTS} agents, ${batchCount} batches of ≤ ${per}, concurrency ${CONCURRENCY}, ${SAMPLES} probes per sample\n`);
   const install = await startAll('1', true);
   const engine = await watchEngine();
+  const cpuBefore = { bench: process.cpuUsage(), server: await cpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
   const migration = await startAll('2', false);
+  const cpu = {
+    bench: (process.cpuUsage(cpuBefore.bench).user + process.cpuUsage(cpuBefore.bench).system) / 1e6,
+    server: (await cpuSeconds(server.process.pid)) - cpuBefore.server,
+    machine: (await machineCpuSeconds()) - cpuBefore.machine,
+  };
   engine.stop();
   const migrated = migration.all.results.flatMap((r) => r.agents).filter((a) => (a.phase === 'confirmed' || a.phase === 'migrated') && a.action === 'replaced').length;
 
@@ -190,7 +211,7 @@ try {
     const windows = { startToHealthy: 0, candidateStartToHealthy: 0 };
     let sampling = 0; let inActivities = 0;
     const parts = { activityQueue: 0, activityRun: 0, wftQueue: 0, wftRun: 0, signals: 0 };
-    const n = { workflowTasks: 0, activities: 0, signals: 0 };
+    const n = { workflowTasks: 0, workflowTasksOffSticky: 0, activities: 0, signals: 0 };
     for (const e of events) {
       const s = e.activityTaskScheduledEventAttributes;
       if (s) {
@@ -219,7 +240,13 @@ try {
           parts.activityRun += time(e) - (of.startedAt ?? of.at);
         }
       }
-      if (e.workflowTaskScheduledEventAttributes) { wftScheduled.set(Number(e.eventId), time(e)); n.workflowTasks++; }
+      const wft = e.workflowTaskScheduledEventAttributes;
+      if (wft) {
+        wftScheduled.set(Number(e.eventId), time(e));
+        n.workflowTasks++;
+        // After the first, a task on the normal queue means the worker's cache lost the workflow (or its sticky queue timed out): a full replay.
+        if (n.workflowTasks > 1 && wft.taskQueue?.kind !== temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_STICKY) n.workflowTasksOffSticky++;
+      }
       const ws = e.workflowTaskStartedEventAttributes;
       if (ws) { wftStarted.set(Number(ws.scheduledEventId), time(e)); parts.wftQueue += time(e) - (wftScheduled.get(Number(ws.scheduledEventId)) ?? time(e)); }
       const wc = e.workflowTaskCompletedEventAttributes;
@@ -242,6 +269,13 @@ try {
     for (const [k, v] of Object.entries(n)) push(counts, k, v);
   }
   for (const id of [...names.map(batchWorkflowId), allBatchesWorkflowId(project), ledgerWorkflowId(project)]) weigh(id, await fetchHistory(id));
+  // SCALE_SAVE_HISTORIES=DIR: the first batch's and its first agent's histories, as test/histories holds them (replay checks).
+  if (process.env.SCALE_SAVE_HISTORIES) {
+    for (const [file, id] of [['batch-judged.json', batchWorkflowId(names[0]!)], ['agent-judged.json', agentWorkflowId(names[0]!, agents[0]!)]] as const) {
+      const history = Buffer.from(temporal.api.history.v1.History.encode(await fetchHistory(id)).finish()).toString('base64');
+      await writeFile(path.join(process.env.SCALE_SAVE_HISTORIES, file), `${JSON.stringify({ workflowId: id, history })}\n`);
+    }
+  }
   // The batches' first runs (the install) too.
   for (const name of names) weigh(`${batchWorkflowId(name)} (install)`, await fetchHistory(batchWorkflowId(name), install.all.runs[name]));
 
@@ -261,6 +295,7 @@ try {
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
   process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows, waiting for a worker / running; wftQueue/Run: workflow tasks scheduled → started / started → completed; signals: to the batch, initiated → delivered)\n`);
   process.stdout.write(`per agent, medians: ${[...counts].map(([n, xs]) => `${n} ${median(xs)}`).join(', ')}\n`);
+  process.stdout.write(`CPU during the migration (s): bench process (workers, client) ${cpu.bench.toFixed(1)}, Temporal server ${cpu.server.toFixed(1)}, whole machine ${cpu.machine.toFixed(1)} of ${((migration.ms / 1000) * os.cpus().length).toFixed(1)} available\n`);
   process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);
   process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores\n`);
   figure('largest_history_events', largest.events, 'events', '<= 10240');
