@@ -8,12 +8,23 @@
  *   npx tsx bench/scale/run.ts            # SCALE_AGENTS=120 for a shorter run
  *
  * Its own Temporal dev server, in-process workers (one per host plus the orchestrator), the stub
- * image on 127.0.0.243 (mainpc) and 127.0.0.244 (pc2), project `scale<pid>` (removed afterwards).
+ * image on 127.0.22.243 (mainpc) and 127.0.22.244 (pc2) (SCALE_HOSTS=a,b), ports from 29000 (SCALE_PORT_BASE),
+ * project `scale<pid>` (removed afterwards).
  *
- * Overhead per agent = the agent workflow's time − its container's start-to-healthy (ensureContainer
- * scheduled → waitHealthy completed) − the judge's sampling window (its sampleLatency activities,
- * scheduled → completed). The workers run in this process: their peak memory is its peak RSS.
+ * Overhead per agent = the agent workflow's time − what the engine and the probes take, which no
+ * orchestrator can save:
+ *   − container start-to-healthy: ensureContainer scheduled → its waitHealthy completed, and the
+ *     judge's candidate the same way (startCandidate scheduled → its waitHealthy completed);
+ *   − the judge's sampling windows: sampleLatency (baseline, validation) and sampleBeside, scheduled → completed;
+ *   − the engine's own time to stop the old container (its `kill` → `stop` events) and to remove the
+ *     candidate (`kill` → `destroy`), read from the engine's event stream during the migration, each
+ *     printed as its own figure. A real agent's graceful stop is its own time (the stub exits on
+ *     SIGTERM at once): it lands in old_container_stop, not in the overhead.
+ * What remains is ours: Temporal's workflow tasks and dispatch, our own engine look-ups, the signals.
+ * The workers run in this process: their peak memory is its peak RSS.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import os from 'node:os';
 import Dockerode from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
@@ -27,6 +38,7 @@ import { startDevServer } from '../../src/dev/temporal-server.js';
 import { quietRuntime } from '../../src/dev/environment.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../../src/workers/workers.js';
 import { agentWorkflowId, allBatchesWorkflowId, batchWorkflowId } from '../../src/workflows/batch.js';
+import { LABELS } from '../../src/plan/queues.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
 import { removeProject } from '../common.js';
@@ -39,7 +51,9 @@ const CONCURRENCY = Number(process.env.SCALE_CONCURRENCY ?? 10);
 const SAMPLES = 3;
 const project = `scale${process.pid}`;
 const docker = new Dockerode();
-const hosts = { mainpc: '127.0.0.243', pc2: '127.0.0.244' } as const;
+const [mainAddress, pc2Address] = (process.env.SCALE_HOSTS ?? '127.0.22.243,127.0.22.244').split(',');
+const hosts = { mainpc: mainAddress!, pc2: pc2Address! } as const;
+const PORT_BASE = Number(process.env.SCALE_PORT_BASE ?? 29000);
 const agents = Array.from({ length: AGENTS }, (_, i) => `Agent${String(i + 1).padStart(3, '0')}`);
 const hostOfAgent = (i: number) => (i % 2 === 0 ? 'mainpc' : 'pc2');
 const batchCount = Math.ceil(AGENTS / PER_BATCH);
@@ -49,7 +63,7 @@ const inventory = parseInventory({
   project,
   hosts: Object.fromEntries(Object.entries(hosts).map(([h, address]) => [h, { address }])),
   agents: Object.fromEntries(agents.map((a, i) => [a, {
-    placement: { host: hostOfAgent(i) }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${7000 + Math.floor(i / 2)}:8080`],
+    placement: { host: hostOfAgent(i) }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${PORT_BASE + Math.floor(i / 2)}:8080`],
     healthcheck: { http: '/health', interval: '200ms', timeout: '5s', retries: 5, start_period: '2s' },
   }])),
   batches: Array.from({ length: batchCount }, (_, b) => ({
@@ -59,7 +73,7 @@ const inventory = parseInventory({
 const plan = buildPlan(inventory);
 const names = plan.batches.map((b) => b.name);
 const at = (v: string) => stubPlan(plan, { image: STUB_IMAGE, version: v });
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const figure = (name: string, value: string | number, unit: string, goal: string) => process.stdout.write(`figure ${name} = ${value} ${unit} (goal ${goal})\n`);
 
 quietRuntime();
@@ -88,6 +102,66 @@ async function startAll(version: string, force: boolean): Promise<{ ms: number; 
   return { ms, all };
 }
 
+/**
+ * The engine's own record of the migration: its container events (project's label), by container.
+ * Stop time of a container = its `kill` (SIGTERM) → `stop` events; a candidate's removal = `kill` → `destroy`.
+ */
+async function watchEngine() {
+  const stream = await docker.getEvents({ filters: { type: ['container'], label: [`${LABELS.project}=${project}`] } });
+  const byId = new Map<string, { action: string; at: number; attributes: Record<string, string> }[]>();
+  let rest = '';
+  stream.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines.filter(Boolean)) {
+      const e = JSON.parse(line) as { id: string; Action: string; timeNano: number; Actor: { Attributes: Record<string, string> } };
+      byId.set(e.id, [...(byId.get(e.id) ?? []), { action: e.Action, at: e.timeNano / 1e6, attributes: e.Actor.Attributes }]);
+    }
+  });
+  const between = (id: string | undefined, from: string, to: string) => {
+    const evs = id ? byId.get(id) : undefined;
+    const a = evs?.find((e) => e.action === from);
+    const b = a && evs!.find((e) => e.action === to && e.at >= a.at);
+    return b ? b.at - a!.at : undefined;
+  };
+  const candidates = () => new Map([...byId].filter(([, evs]) => evs[0]?.attributes[LABELS.candidate]).map(([id, evs]) => [evs[0]!.attributes[LABELS.candidate]!, id]));
+  let candidateIds: Map<string, string> | undefined;
+  return {
+    stop: () => (stream as unknown as { destroy(): void }).destroy(),
+    stopMs: (id?: string) => between(id, 'kill', 'stop'),
+    candidateRemovalMs: (unit: string) => between((candidateIds ??= candidates()).get(unit), 'kill', 'destroy'),
+    summary: () => {
+      const spans: Record<string, number[]> = {};
+      for (const evs of byId.values()) {
+        const who = evs[0]?.attributes[LABELS.candidate] ? 'candidate' : 'unit';
+        const pairs = who === 'candidate'
+          ? [['create', 'start'], ['kill', 'die'], ['die', 'destroy']]
+          : [['create', 'start'], ['kill', 'die'], ['die', 'stop'], ['stop', 'rename']];
+        for (const [from, to] of pairs) {
+          const a = evs.find((e) => e.action === from);
+          const b = a && evs.find((e) => e.action === to && e.at >= a.at);
+          if (b) (spans[`${who} ${from} → ${to}`] ??= []).push(b.at - a!.at);
+        }
+        for (const e of evs.filter((x) => x.action === 'kill')) (spans[`${who} kill signal ${e.attributes.signal}`] ??= []).push(0);
+      }
+      return Object.entries(spans).map(([k, xs]) => (k.includes('signal') ? `${k} ×${xs.length}` : `${k} ${Math.round(median(xs))} (n ${xs.length})`)).join(', ');
+    },
+  };
+}
+
+/** A process's CPU time (user + system), in seconds, from /proc. */
+async function cpuSeconds(pid?: number): Promise<number> {
+  if (!pid) return NaN;
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (after pid and comm), in clock ticks
+}
+
+/** The machine's busy CPU time (every core, every process), in seconds, from /proc/stat. */
+async function machineCpuSeconds(): Promise<number> {
+  const [, ...ticks] = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).map(Number);
+  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / 100; // all but idle and iowait
+}
+
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 const fetchHistory = async (id: string, runId?: string) => client.workflow.getHandle(id, runId).fetchHistory();
 const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.seconds) * 1000 + e.eventTime!.nanos! / 1e6;
@@ -95,16 +169,28 @@ const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.
 try {
   process.stderr.write(`bench/scale: ${AGENTS} agents, ${batchCount} batches of ≤ ${per}, concurrency ${CONCURRENCY}, ${SAMPLES} probes per sample\n`);
   const install = await startAll('1', true);
+  const engine = await watchEngine();
+  const cpuBefore = { bench: process.cpuUsage(), server: await cpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
   const migration = await startAll('2', false);
+  const cpu = {
+    bench: (process.cpuUsage(cpuBefore.bench).user + process.cpuUsage(cpuBefore.bench).system) / 1e6,
+    server: (await cpuSeconds(server.process.pid)) - cpuBefore.server,
+    machine: (await machineCpuSeconds()) - cpuBefore.machine,
+  };
+  engine.stop();
   const migrated = migration.all.results.flatMap((r) => r.agents).filter((a) => (a.phase === 'confirmed' || a.phase === 'migrated') && a.action === 'replaced').length;
 
-  // Per agent of the migration, from its workflow's history.
+  // Per agent of the migration, from its workflow's history and the engine's events.
+  const previousOf = new Map(migration.all.results.flatMap((r) => r.agents).map((a) => [a.agent, a.previousId]));
   const overheads: number[] = [];
   const gaps: number[] = [];
+  const excluded = { startToHealthy: [] as number[], candidateStartToHealthy: [] as number[], sampling: [] as number[], oldStop: [] as number[], candidateRemoval: [] as number[] };
   const perActivity = new Map<string, number[]>();
   // Where the overhead goes, per agent (sums; they may overlap where calls run side by side).
   const breakdown = new Map<string, number[]>();
-  const EXCLUDED = new Set(['ensureContainer', 'waitHealthy', 'sampleLatency']);
+  const counts = new Map<string, number[]>();
+  const push = (m: Map<string, number[]>, k: string, v: number) => m.set(k, [...(m.get(k) ?? []), v]);
+  const EXCLUDED = new Set(['ensureContainer', 'startCandidate', 'waitHealthy', 'sampleLatency', 'sampleBeside']);
   const retried = new Map<string, number>(); // activities that needed more than one attempt (a timeout, a lost worker)
   let largest = { id: '', events: 0, bytes: 0 };
   const weigh = (id: string, h: History) => {
@@ -118,12 +204,23 @@ try {
     const events = h.events ?? [];
     const scheduled = new Map<number, { name: string; at: number; startedAt?: number }>();
     const wftScheduled = new Map<number, number>();
+    const wftStarted = new Map<number, number>();
     const signalAt = new Map<number, number>();
-    let ensureAt = 0; let healthyAt = 0; let sampling = 0; let inActivities = 0;
-    const parts = { activityQueue: 0, activityRun: 0, workflowTasks: 0, signals: 0 };
+    // Start-to-healthy windows: from ensureContainer / startCandidate scheduled to the next waitHealthy completed.
+    let windowFrom: { kind: 'startToHealthy' | 'candidateStartToHealthy'; at: number } | undefined;
+    const windows = { startToHealthy: 0, candidateStartToHealthy: 0 };
+    let sampling = 0; let inActivities = 0;
+    const parts = { activityQueue: 0, activityRun: 0, wftQueue: 0, wftRun: 0, signals: 0 };
+    const n = { workflowTasks: 0, workflowTasksOffSticky: 0, activities: 0, signals: 0 };
     for (const e of events) {
       const s = e.activityTaskScheduledEventAttributes;
-      if (s) { scheduled.set(Number(e.eventId), { name: s.activityType!.name!, at: time(e) }); if (s.activityType!.name === 'ensureContainer') ensureAt = time(e); }
+      if (s) {
+        const name = s.activityType!.name!;
+        scheduled.set(Number(e.eventId), { name, at: time(e) });
+        n.activities++;
+        if (name === 'ensureContainer') windowFrom = { kind: 'startToHealthy', at: time(e) };
+        if (name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: time(e) };
+      }
       const st = e.activityTaskStartedEventAttributes;
       const started = st && scheduled.get(Number(st.scheduledEventId));
       if (started) {
@@ -132,30 +229,53 @@ try {
       }
       const c = e.activityTaskCompletedEventAttributes;
       const of = c && scheduled.get(Number(c.scheduledEventId));
-      if (of?.name === 'waitHealthy') healthyAt = time(e);
-      if (of?.name === 'sampleLatency') sampling += time(e) - of.at;
+      if (of?.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += time(e) - windowFrom.at; windowFrom = undefined; }
+      if (of?.name === 'sampleLatency' || of?.name === 'sampleBeside') sampling += time(e) - of.at;
       if (of) {
         inActivities += time(e) - of.at;
-        perActivity.set(of.name, [...(perActivity.get(of.name) ?? []), time(e) - of.at]);
+        push(perActivity, of.name, time(e) - of.at);
         if (!EXCLUDED.has(of.name)) {
           // Outside the excluded windows: how long it waited for a worker, how long it ran.
           parts.activityQueue += (of.startedAt ?? of.at) - of.at;
           parts.activityRun += time(e) - (of.startedAt ?? of.at);
         }
       }
-      if (e.workflowTaskScheduledEventAttributes) wftScheduled.set(Number(e.eventId), time(e));
+      const wft = e.workflowTaskScheduledEventAttributes;
+      if (wft) {
+        wftScheduled.set(Number(e.eventId), time(e));
+        n.workflowTasks++;
+        // After the first, a task on the normal queue means the worker's cache lost the workflow (or its sticky queue timed out): a full replay.
+        if (n.workflowTasks > 1 && wft.taskQueue?.kind !== temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_STICKY) n.workflowTasksOffSticky++;
+      }
+      const ws = e.workflowTaskStartedEventAttributes;
+      if (ws) { wftStarted.set(Number(ws.scheduledEventId), time(e)); parts.wftQueue += time(e) - (wftScheduled.get(Number(ws.scheduledEventId)) ?? time(e)); }
       const wc = e.workflowTaskCompletedEventAttributes;
-      if (wc) parts.workflowTasks += time(e) - (wftScheduled.get(Number(wc.scheduledEventId)) ?? time(e));
-      if (e.signalExternalWorkflowExecutionInitiatedEventAttributes) signalAt.set(Number(e.eventId), time(e));
+      if (wc) parts.wftRun += time(e) - (wftStarted.get(Number(wc.scheduledEventId)) ?? time(e));
+      if (e.signalExternalWorkflowExecutionInitiatedEventAttributes) { signalAt.set(Number(e.eventId), time(e)); n.signals++; }
       const sig = e.externalWorkflowExecutionSignaledEventAttributes;
       if (sig) parts.signals += time(e) - (signalAt.get(Number(sig.initiatedEventId)) ?? time(e));
     }
     const total = time(events.at(-1)!) - time(events[0]!);
-    overheads.push(total - (healthyAt - ensureAt) - sampling);
+    const oldStop = engine.stopMs(previousOf.get(a));
+    const candidateRemoval = engine.candidateRemovalMs(a);
+    excluded.startToHealthy.push(windows.startToHealthy);
+    excluded.candidateStartToHealthy.push(windows.candidateStartToHealthy);
+    excluded.sampling.push(sampling);
+    if (oldStop !== undefined) excluded.oldStop.push(oldStop);
+    if (candidateRemoval !== undefined) excluded.candidateRemoval.push(candidateRemoval);
+    overheads.push(total - windows.startToHealthy - windows.candidateStartToHealthy - sampling - (oldStop ?? 0) - (candidateRemoval ?? 0));
     gaps.push(total - inActivities);
-    for (const [k, v] of Object.entries(parts)) breakdown.set(k, [...(breakdown.get(k) ?? []), v]);
+    for (const [k, v] of Object.entries(parts)) push(breakdown, k, v);
+    for (const [k, v] of Object.entries(n)) push(counts, k, v);
   }
   for (const id of [...names.map(batchWorkflowId), allBatchesWorkflowId(project), ledgerWorkflowId(project)]) weigh(id, await fetchHistory(id));
+  // SCALE_SAVE_HISTORIES=DIR: the first batch's and its first agent's histories, as test/histories holds them (replay checks).
+  if (process.env.SCALE_SAVE_HISTORIES) {
+    for (const [file, id] of [['batch-judged.json', batchWorkflowId(names[0]!)], ['agent-judged.json', agentWorkflowId(names[0]!, agents[0]!)]] as const) {
+      const history = Buffer.from(temporal.api.history.v1.History.encode(await fetchHistory(id)).finish()).toString('base64');
+      await writeFile(path.join(process.env.SCALE_SAVE_HISTORIES, file), `${JSON.stringify({ workflowId: id, history })}\n`);
+    }
+  }
   // The batches' first runs (the install) too.
   for (const name of names) weigh(`${batchWorkflowId(name)} (install)`, await fetchHistory(batchWorkflowId(name), install.all.runs[name]));
 
@@ -165,8 +285,17 @@ try {
   figure('overhead_per_agent_median', Math.round(median(overheads)), 'ms', '<= 150');
   figure('overhead_per_agent_mean', Math.round(overheads.reduce((s, x) => s + x, 0) / overheads.length), 'ms', '<= 150');
   figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
+  // What the overhead leaves out, each on its own (medians per agent).
+  figure('excluded_start_to_healthy_median', Math.round(median(excluded.startToHealthy)), 'ms', 'report (ensureContainer scheduled → waitHealthy completed)');
+  figure('excluded_candidate_start_to_healthy_median', Math.round(median(excluded.candidateStartToHealthy)), 'ms', 'report (the judge\'s candidate: startCandidate scheduled → waitHealthy completed)');
+  figure('excluded_sampling_median', Math.round(median(excluded.sampling)), 'ms', 'report (sampleLatency and sampleBeside, scheduled → completed)');
+  figure('old_container_stop_median', Math.round(median(excluded.oldStop)), `ms (engine kill → stop, ${excluded.oldStop.length} agents)`, 'report');
+  figure('candidate_removal_median', Math.round(median(excluded.candidateRemoval)), `ms (engine kill → destroy, ${excluded.candidateRemoval.length} agents)`, 'report');
+  process.stdout.write(`engine, medians (ms): ${engine.summary()}\n`);
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
-  process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows; workflowTasks: scheduled → completed; signals: to the batch, initiated → delivered)\n`);
+  process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows, waiting for a worker / running; wftQueue/Run: workflow tasks scheduled → started / started → completed; signals: to the batch, initiated → delivered)\n`);
+  process.stdout.write(`per agent, medians: ${[...counts].map(([n, xs]) => `${n} ${median(xs)}`).join(', ')}\n`);
+  process.stdout.write(`CPU during the migration (s): bench process (workers, client) ${cpu.bench.toFixed(1)}, Temporal server ${cpu.server.toFixed(1)}, whole machine ${cpu.machine.toFixed(1)} of ${((migration.ms / 1000) * os.cpus().length).toFixed(1)} available\n`);
   process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);
   process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores\n`);
   figure('largest_history_events', largest.events, 'events', '<= 10240');

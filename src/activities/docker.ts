@@ -495,8 +495,9 @@ export function createDockerActivities(ctx: HostContext) {
         const name = containerName(project, host, unit.name);
         await ensureNetwork();
         const env = await resolveEnvironment(unit);
+        let created: string | undefined;
         try {
-          await docker.createContainer(containerCreateOptions(project, unit, stamp, env));
+          created = (await docker.createContainer(containerCreateOptions(project, unit, stamp, env))).id;
           log.info('container created', { container: name, change: stamp.change, specHash: unit.specHash });
         } catch (err) {
           if (statusCode(err) !== 409) throw err;
@@ -507,7 +508,10 @@ export function createDockerActivities(ctx: HostContext) {
           }
         }
         reused = false;
-        current = (await unitContainers(unit.name)).current;
+        // Created here: the engine's answer says what it is (only after a race is it looked up by its labels).
+        current = created
+          ? { id: created, name, role: 'current', specHash: unit.specHash, change: stamp.change, running: false }
+          : (await unitContainers(unit.name)).current;
         if (!current) throw new Error(`${name} was created on host ${host} but is not found by its labels`);
       }
       if (!current.running) {

@@ -184,16 +184,48 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   setHandler(abortAgentSignal, (reason) => { abortReason = reason; });
   setHandler(defineQuery<AgentProgress>('progress'), () => progress);
   const parent = workflowInfo().parent;
+  // Issue #14: progress reaches the batch without holding the agent up. A report that tells the batch
+  // nothing new is not sent (it starts each agent as 'baseline'); reports made while one is on its way
+  // go as one, the latest, in order; only 'rolling-back' waits for its delivery (the batch must know
+  // what is being put back). A settled phase goes with the result, once every signal was delivered.
+  // Runs started earlier send every report and wait for each.
+  const coalesced = patched('agent-progress-coalesced');
+  let told = JSON.stringify({ ...progress, phase: 'baseline' });
+  let settled = false;
+  let telling: Promise<void> | undefined;
+  const unsent = () => parent !== undefined && !settled && JSON.stringify(progress) !== told;
+  const sendLatest = async () => {
+    while (unsent()) {
+      const snapshot = { ...progress };
+      told = JSON.stringify(snapshot);
+      await getExternalWorkflowHandle(parent!.workflowId, parent!.runId).signal(agentProgressSignal, snapshot);
+    }
+  };
+  /** Resolves once the batch knows the latest progress (or, settled, once the signal on its way arrived). */
+  const tellBatch = async () => {
+    while (telling || unsent()) {
+      telling ??= sendLatest().finally(() => { telling = undefined; });
+      await telling;
+    }
+  };
   const report = async (phase: AgentPhase, extra: Partial<AgentProgress> = {}) => {
     Object.assign(progress, extra, { phase });
     setCurrentDetails(`**${unit.name}** on ${unit.host}: ${phase}${progress.reason ? ` — ${progress.reason}` : ''}${progress.judge && !progress.reason ? `\n\njudge: ${progress.judge.summary}` : ''}`);
-    if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(agentProgressSignal, { ...progress });
+    if (!coalesced) {
+      if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(agentProgressSignal, { ...progress });
+      return;
+    }
+    if (SETTLED_AGENT_PHASES.includes(phase)) settled = true;
+    if (settled || phase === 'rolling-back') await tellBatch();
+    else void tellBatch().catch(() => undefined); // the batch is gone: nothing to tell
   };
   const checkAbort = () => { if (abortReason !== undefined) throw ApplicationFailure.nonRetryable(`aborted: ${abortReason}`, 'Aborted'); };
 
   // 1. Pre-migration health check and performance baseline (of the container running now).
   await report('baseline');
-  const { current } = await docker.unitContainers(unit.name);
+  const unitState = await docker.unitContainers(unit.name);
+  const { current } = unitState;
+  let imageReady = false; // the judge made sure of the image: the swap need not ask again
   if (current && current.specHash !== unit.specHash) {
     const baseline = await health.sampleLatency(unit, samples);
     await report('baseline', { baseline: view(baseline), previousId: current.id });
@@ -214,6 +246,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       checkAbort();
       await report('judging');
       await onHost(unit.host).image.ensureImage(unit);
+      imageReady = true;
       undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => onHost(unit.host).undo.removeCandidate(unit.name) });
       const candidate = await docker.startCandidate(unit, input.stamp);
       if (candidateTarget(unit, candidate)) {
@@ -238,6 +271,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     const change = await swapUnit(unit, {
       project: input.project,
       stamp: input.stamp,
+      // Issue #14: the containers read above and the judge's image, not asked of the host again (runs started earlier ask).
+      known: patched('agent-reads-once') ? { state: unitState, imageReady } : undefined,
       undo,
       checkpoint: checkAbort,
       onChange: (c) => {
@@ -384,6 +419,8 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   for (const unit of input.units) {
     await condition(() => stopLaunching() || (!paused && running.size < input.concurrency));
     if (stopLaunching()) break;
+    // Its first step (the agent does not signal it: issue #14).
+    agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'baseline' });
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
       args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp }],
@@ -394,7 +431,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     }, (err: unknown) => {
       failures++;
       agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'failed', reason: rootMessage(err) });
-    }).finally(() => running.delete(unit.name));
+    }).finally(() => { running.delete(unit.name); refreshDetails(); });
     running.set(unit.name, run);
   }
   // An abort reaches the agents still in flight: each rolls itself back.

@@ -43,6 +43,12 @@ export interface SwapOptions {
   validate?: (change: UnitChange) => Promise<void>;
   /** Told the container ids as soon as they are known. */
   onChange?: (change: UnitChange) => void;
+  /**
+   * What the caller read of the unit's containers just before (`unitContainers`), and whether it
+   * made sure of the image: not asked of the host again (issue #14). The retire and the create check
+   * the containers again on the host, so a state that changed meanwhile is refused there, not acted on.
+   */
+  known?: { state: UnitContainers; imageReady?: boolean };
 }
 
 /** Why a unit cannot be changed now (it keeps another change's unconfirmed container), or undefined. */
@@ -62,7 +68,7 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   const change: UnitChange = { unit: unit.name, host: unit.host };
   const tell = (patch: Partial<UnitChange>) => { Object.assign(change, patch); options.onChange?.({ ...change }); };
 
-  const state = await docker.unitContainers(unit.name);
+  const state = options.known?.state ?? await docker.unitContainers(unit.name);
   const refusal = keptByAnotherChange(unit.name, state, options.stamp.change);
   if (refusal) throw ApplicationFailure.nonRetryable(refusal, ERRORS.unconfirmedPrevious);
   const current = state.current;
@@ -70,7 +76,7 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
     tell({ action: 'reused', newId: current.id });
     return change;
   }
-  await image.ensureImage(unit);
+  if (!options.known?.imageReady) await image.ensureImage(unit);
   // The GPU gate on the host: too little free GPU memory fails this unit here, before anything stops.
   if (unit.gpu) await gate.reserveGpu(unit.name, { ...unit.gpu, indexes: unit.gpuIndexes });
   check();
