@@ -54,6 +54,7 @@ export function batchInput(plan: Plan, batchName: string, options: BatchStartOpt
     // `samples` (the CLI's --samples, a test's few) sets the judge's probes too.
     analysis: { ...batch.analysis, samples: options.samples ?? batch.analysis.samples },
     approval: batch.approval,
+    ...(batch.traffic ? { traffic: batch.traffic } : {}),
     force: options.force ?? false,
     samples: options.samples,
     backup: backupGuard(plan, options.skipBackup),
