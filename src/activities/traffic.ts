@@ -201,6 +201,31 @@ export function createTrafficActivities(ctx: HostContext) {
     return { ports, address };
   }
 
+  /**
+   * Wait until the container listens on address:port (at most a minute). Docker's userland proxy
+   * accepts a connection on a published port even before the container listens, and closes it
+   * when it cannot reach it: a connection that stays open 200 ms is one the container accepted.
+   */
+  async function listening(address: string, port: number | undefined): Promise<void> {
+    if (!port) return;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect({ host: address, port });
+        let held: NodeJS.Timeout | undefined;
+        const done = (v: boolean) => { clearTimeout(held); s.destroy(); resolve(v); };
+        s.setTimeout(1000, () => done(false));
+        s.on('connect', () => { held = setTimeout(() => done(true), 200); });
+        s.on('end', () => done(false));
+        s.on('close', () => done(false));
+        s.on('error', () => done(false));
+      });
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} on ${host} after a minute: traffic not moved there`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
   return {
     /**
      * Route a unit's published ports to containers, by id: each slot's container is inspected here
@@ -213,7 +238,10 @@ export function createTrafficActivities(ctx: HostContext) {
       const r: UnitRoute = { unit, ports: known };
       for (const s of ['blue', 'green'] as const) {
         const c = slots[s];
-        if (c) r[s] = { ...(await publishedPorts(c.id)), weight: c.weight };
+        if (!c) continue;
+        r[s] = { ...(await publishedPorts(c.id)), weight: c.weight };
+        // A container just started (a kept one taking its traffic back) listens before it gets any.
+        if (c.weight > 0) for (const p of known) await listening(r[s]!.address!, r[s]!.ports[`${p.target}/tcp`]);
       }
       return route(r);
     },

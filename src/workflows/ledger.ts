@@ -26,6 +26,8 @@ export interface UnitChange {
   /** The container the change made (or reused). */
   newId?: string;
   action?: 'new' | 'replaced' | 'reused' | 'restarted';
+  /** Behind the host's traffic proxy (issue #13): undone by moving traffic back before anything is removed. */
+  routed?: boolean;
 }
 
 export interface ChangeRecord {
