@@ -55,6 +55,17 @@ export function createTrafficActivities(ctx: HostContext) {
   const routesFile = path.join(dir, 'routes.json');
   const name = `${project}_${host}__traffic`;
 
+  /**
+   * The routes file is read, changed and written, then the proxy brought to it: one change at a
+   * time on this host (the agents of a batch migrate in parallel), in the order they came.
+   */
+  let queue: Promise<unknown> = Promise.resolve();
+  function serially<T>(fn: () => Promise<T>): Promise<T> {
+    const next = queue.then(fn, fn);
+    queue = next.catch(() => undefined);
+    return next;
+  }
+
   async function readRoutes(): Promise<UnitRoute[]> {
     try {
       return JSON.parse(await readFile(routesFile, 'utf8')) as UnitRoute[];
@@ -74,6 +85,7 @@ export function createTrafficActivities(ctx: HostContext) {
 
   async function ensureImage(): Promise<boolean> {
     if (await docker.getImage(TRAFFIC_IMAGE).inspect().then(() => true, () => false)) return false;
+    await mkdir(dataDir, { recursive: true }); // a fresh host's data folder may not exist yet
     const context = await mkdtemp(path.join(dataDir, 'traffic-image-'));
     try {
       const root = path.join(context, 'rootfs');
@@ -155,7 +167,11 @@ export function createTrafficActivities(ctx: HostContext) {
   }
 
   /** Write `route` and bring the proxy to it: by the runtime API when its frontends exist, else by a seamless reload. */
-  async function route(r: UnitRoute): Promise<{ reloaded: boolean }> {
+  function route(r: UnitRoute): Promise<{ reloaded: boolean }> {
+    return serially(() => routeNow(r));
+  }
+
+  async function routeNow(r: UnitRoute): Promise<{ reloaded: boolean }> {
     await ensureProxy();
     const routes = await readRoutes();
     const before = routes.find((x) => x.unit === r.unit);
@@ -201,6 +217,17 @@ export function createTrafficActivities(ctx: HostContext) {
     return { ports, address };
   }
 
+  async function unrouteNow(unit: string): Promise<{ removed: boolean }> {
+    const routes = await readRoutes();
+    const gone = routes.find((r) => r.unit === unit);
+    if (!gone) return { removed: false };
+    await ensureProxy();
+    await writeRoutes(routes.filter((r) => r.unit !== unit));
+    await reload((out) => gone.ports.every((p) => !out.split('\n').includes(backendName(unit, p))));
+    log.info('unit no longer routed', { unit, host });
+    return { removed: true };
+  }
+
   /**
    * Wait until the container listens on address:port (at most a minute). Docker's userland proxy
    * accepts a connection on a published port even before the container listens, and closes it
@@ -226,6 +253,18 @@ export function createTrafficActivities(ctx: HostContext) {
     }
   }
 
+  async function setTrafficNow(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
+    const routes = await readRoutes();
+    const route = routes.find((r) => r.unit === unit);
+    if (!route) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy`, 'InvalidSpec');
+    const weights = splitWeights(to, percent);
+    for (const s of ['blue', 'green'] as const) if (route[s]) route[s]!.weight = weights[s];
+    await writeRoutes(routes);
+    await apply(route);
+    log.info('traffic moved', { unit, to, percent });
+    return weights;
+  }
+
   return {
     /**
      * Route a unit's published ports to containers, by id: each slot's container is inspected here
@@ -247,15 +286,8 @@ export function createTrafficActivities(ctx: HostContext) {
     },
 
     /** Stop routing a unit: its frontends go by a seamless reload, and its published ports are free again. */
-    async unrouteUnit(unit: string): Promise<{ removed: boolean }> {
-      const routes = await readRoutes();
-      const gone = routes.find((r) => r.unit === unit);
-      if (!gone) return { removed: false };
-      await ensureProxy();
-      await writeRoutes(routes.filter((r) => r.unit !== unit));
-      await reload((out) => gone.ports.every((p) => !out.split('\n').includes(backendName(unit, p))));
-      log.info('unit no longer routed', { unit, host });
-      return { removed: true };
+    unrouteUnit(unit: string): Promise<{ removed: boolean }> {
+      return serially(() => unrouteNow(unit));
     },
 
     /**
@@ -285,7 +317,7 @@ export function createTrafficActivities(ctx: HostContext) {
 
     /** The host's traffic proxy, running (built and started when missing). */
     async ensureTrafficProxy(): Promise<{ id: string; started: boolean }> {
-      return ensureProxy();
+      return serially(() => ensureProxy());
     },
 
     /**
@@ -297,16 +329,8 @@ export function createTrafficActivities(ctx: HostContext) {
     },
 
     /** Put `percent` of a routed unit's traffic on slot `to`, the rest on the other; 100 moves all of it at once. */
-    async setTraffic(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
-      const routes = await readRoutes();
-      const route = routes.find((r) => r.unit === unit);
-      if (!route) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy`, 'InvalidSpec');
-      const weights = splitWeights(to, percent);
-      for (const s of ['blue', 'green'] as const) if (route[s]) route[s]!.weight = weights[s];
-      await writeRoutes(routes);
-      await apply(route);
-      log.info('traffic moved', { unit, to, percent });
-      return weights;
+    setTraffic(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
+      return serially(() => setTrafficNow(unit, to, percent));
     },
 
     /** A routed unit's route as the proxy keeps it. */
