@@ -93,6 +93,8 @@ export interface AgentProgress {
   traffic?: number;
   /** Waits for the batch's `approve` before its next traffic step. */
   awaitingApproval?: boolean;
+  /** Its old container held the published port itself: the proxy took the port over (rollback gives it back). */
+  handover?: boolean;
 }
 
 export interface BatchInput {
@@ -265,8 +267,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     }
     // The old container takes traffic only while it runs (one stopped is started again by nothing but a rollback).
     const old = current?.running && current.routed ? current : undefined;
+    // One that holds the published port itself (made before the unit was routed) is handed over:
+    // stopped, then the proxy binds the port (the one gap, once per unit; see README).
+    const handover = current && !current.routed ? current : undefined;
     checkAbort();
-    await report(old ? 'judging' : 'deploying');
+    await report(current?.running ? 'judging' : 'deploying');
     await image.ensureImage(unit);
     undo.push({
       unit: unit.name,
@@ -280,7 +285,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     const candidate = await d.startCandidate(unit, input.stamp, { routed: true });
     await health.waitHealthy(unit, { ports: candidate.ports });
     checkAbort();
-    if (old) {
+    if (current?.running) {
       const sample = await health.sampleBeside(unit, { ports: candidate.ports }, settings.samples);
       const evidence = judge(sample.old, sample.new, settings);
       await report('judging', { judge: evidence });
@@ -315,9 +320,10 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       await d.drainSlot(unit.name, 'blue');
     }
     // Promote: the candidate alone in the blue slot, the old container kept as `.prev`, the candidate renamed to the unit's.
-    await report('promoting', { action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, firstInstall: !current || undefined });
-    const change: UnitChange = { unit: unit.name, host: unit.host, action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, routed: true };
-    undo.push({ unit: unit.name, what: current ? `put ${current.name} back behind the proxy` : `remove ${unit.name}'s new container`, run: () => undoChange(change) });
+    await report('promoting', { action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, firstInstall: !current || undefined, handover: handover ? true : undefined });
+    const change: UnitChange = { unit: unit.name, host: unit.host, action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, routed: true, ...(handover ? { handover: true } : {}) };
+    undo.push({ unit: unit.name, what: current ? `put ${current.name} back${handover ? ' on its port' : ' behind the proxy'}` : `remove ${unit.name}'s new container`, run: () => undoChange(change) });
+    if (handover) await d.retireContainer(unit.name, handover.id);
     await d.routeContainers(unit.name, { blue: { id: candidate.id, weight: 100 } }, ports);
     await d.promoteCandidate(unit, current?.id);
     await report('validating');
@@ -329,7 +335,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   };
 
   try {
-    if (steps && (!current || current.routed)) return await migrateRouted(steps);
+    if (steps) return await migrateRouted(steps);
     // 2. The judge: the new version, started beside the old one, is probed in turn with it (same
     //    load, same moment) and compared (src/plan/judge.ts). A regression stops here: only the
     //    candidate is removed, the old container never stopped.
@@ -427,7 +433,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   /** What the run did to each agent (the ledger keeps it); with `kept`, only the agents that still hold a `.prev` of this run. */
   const changesOf = (kept = false): UnitChange[] => [...agents.values()]
     .filter((a) => a.action && (!kept || a.phase === 'migrated'))
-    .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId, ...(a.routed ? { routed: true } : {}) }));
+    .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId, ...(a.routed ? { routed: true } : {}), ...(a.handover ? { handover: true } : {}) }));
   const result = (): BatchResult => ({
     batch,
     outcome: outcome ?? 'migrated',
@@ -559,7 +565,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     for (const agent of list.reverse()) {
       agents.set(agent.agent, { ...agent, phase: 'rolling-back' });
       refreshDetails();
-      await CancellationScope.nonCancellable(() => undoChange({ unit: agent.agent, host: agent.host, action: agent.action, previousId: agent.previousId, newId: agent.newId, ...(agent.routed ? { routed: true } : {}) }));
+      await CancellationScope.nonCancellable(() => undoChange({ unit: agent.agent, host: agent.host, action: agent.action, previousId: agent.previousId, newId: agent.newId, ...(agent.routed ? { routed: true } : {}), ...(agent.handover ? { handover: true } : {}) }));
       agents.set(agent.agent, { ...agent, phase: 'rolled-back', reason: agent.reason ?? 'batch rolled back' });
     }
     const diff = differences(before, stateOf(await CancellationScope.nonCancellable(() => readUnits(input.units, 'undo'))));

@@ -126,11 +126,17 @@ export async function undoChange(change: UnitChange): Promise<void> {
 /**
  * Undo a routed unit's change (issue #13): its previous container is started again (it was stopped
  * as `.prev`; its engine-picked ports are read again) and takes all the traffic before the new one
- * is removed; after a first install the proxy lets the published ports go. Idempotent.
+ * is removed; after a first install the proxy lets the published ports go, and after a handover
+ * (the previous container published the port itself) it lets them go before that one is put back.
+ * Idempotent.
  */
 async function undoRouted(change: UnitChange): Promise<void> {
   const { undo } = onHost(change.host);
-  if (change.previousId) {
+  if (change.handover) {
+    // Its previous container published the port itself: the proxy lets the port go, then it is put back on it.
+    await undo.unrouteUnit(change.unit);
+    await undo.putBack(change.unit, change.previousId);
+  } else if (change.previousId) {
     await undo.startContainer(change.previousId);
     await undo.routeContainers(change.unit, { blue: { id: change.previousId, weight: 100 } });
     await undo.putBack(change.unit, change.previousId);

@@ -21,7 +21,7 @@ import { eventually } from '../helpers/eventually.js';
 const docker = new Dockerode();
 const project = `txsteps${process.pid}`;
 const address = '127.0.20.1';
-const ports = { Web: 27001, Slow: 27002, Api: 27003 };
+const ports = { Web: 27001, Slow: 27002, Api: 27003, Legacy: 27004 };
 let world: TestWorld;
 let plan: Plan;
 
@@ -33,14 +33,17 @@ beforeAll(async () => {
     version: 1,
     project,
     hosts: { pc2: { address } },
-    agents: { Web: agent(ports.Web), Slow: agent(ports.Slow), Api: agent(ports.Api) },
+    agents: { Web: agent(ports.Web), Slow: agent(ports.Slow), Api: agent(ports.Api), Legacy: agent(ports.Legacy) },
     batches: [
       { name: 'tx-cut', agents: ['Web', 'Slow'], concurrency: 2, max_failures: 1, analysis: { samples: 20 }, traffic: { steps: [25, 50, 75, 100], hold: '300ms' } },
       { name: 'tx-step', agents: ['Api'], analysis: { samples: 10 }, traffic: { steps: [25, 50, 75, 100], approve: true } },
+      { name: 'tx-hand', agents: ['Legacy'], analysis: { samples: 10 }, traffic: [50, 100] },
     ],
   });
   plan = buildPlan(inventory);
-  expect(plan.batches.map((b) => b.traffic)).toEqual([{ steps: [25, 50, 75, 100], holdMs: 300, approve: false }, { steps: [25, 50, 75, 100], holdMs: 0, approve: true }]);
+  expect(plan.batches.map((b) => b.traffic)).toEqual([
+    { steps: [25, 50, 75, 100], holdMs: 300, approve: false }, { steps: [25, 50, 75, 100], holdMs: 0, approve: true }, { steps: [50, 100], holdMs: 0, approve: false },
+  ]);
   world = await startWorld(inventory);
 });
 afterAll(async () => {
@@ -170,8 +173,50 @@ describe('traffic in steps through the host\'s proxy', () => {
     await api.more(1);
     const back = api.seen.length;
     await api.more(30);
-    await api.stop();
     expect(new Set(api.seen.slice(back))).toEqual(new Set(['1']));
+
+    // Migrated all the way (no approvals this time), then the batch rolled back before confirmation:
+    // the kept v1 is started again (on new engine-picked ports), takes all the traffic, and v2 goes.
+    const again = stubPlan(plan, { image: STUB_IMAGE, version: '2' });
+    again.batches = again.batches.map((b) => (b.name === 'tx-step' ? { ...b, traffic: { ...b.traffic!, approve: false } } : b));
+    const m = await followBatch(await startBatch(world.client, again, 'tx-step', { force: true, skipBackup: 'no databases in this test' }));
+    expect(m.agents[0]).toMatchObject({ phase: 'migrated', routed: true, previousId: before.id });
+    expect(await inspectStub(`${name('Api')}.prev`)).toEqual({ ...before, running: false, version: '1' });
+    const undone = await decideBatch(world.client, project, 'tx-step', 'rollback');
+    expect(undone).toMatchObject({ status: 'rolled-back', exact: true });
+    expect(await inspectStub(name('Api'))).toEqual({ ...before, running: true, version: '1' });
+    expect(await candidates()).toEqual([]);
+    await api.more(1);
+    const last = api.seen.length;
+    await api.more(20);
+    await api.stop();
+    expect(new Set(api.seen.slice(last))).toEqual(new Set(['1']));
     expect(api.failures).toEqual([]);
+  });
+
+  it('an agent installed before it was routed is handed over to the proxy once (its old container stopped, the proxy binds the port), and a rollback gives the port back to it', async () => {
+    const legacy = stubPlan(plan, { image: STUB_IMAGE, version: '1' });
+    legacy.batches = legacy.batches.map(({ traffic: _t, ...b }) => b);
+    expect((await (await startBatch(world.client, legacy, 'tx-hand', { autoConfirm: true, force: true, skipBackup: 'no databases in this test' })).result()).status).toBe('confirmed');
+    const before = (await inspectStub(name('Legacy')))!;
+    const published = async (id: string) => (await docker.getContainer(id).inspect()).HostConfig.PortBindings['8080/tcp']?.[0]?.HostPort;
+    expect(await published(before.id)).toBe(String(ports.Legacy)); // it holds the published port itself
+
+    const r = await followBatch(await startBatch(world.client, stubPlan(plan, { image: STUB_IMAGE, version: '2' }), 'tx-hand', { force: true, skipBackup: 'no databases in this test' }));
+    expect(r.agents[0]).toMatchObject({ phase: 'migrated', routed: true, handover: true, previousId: before.id, judge: { verdict: 'pass' } });
+    const now = (await inspectStub(name('Legacy')))!;
+    expect(now).toMatchObject({ running: true, version: '2' });
+    expect(await published(now.id)).toBe(''); // an engine-picked port: the proxy owns the published one
+    expect(await fetch(`http://${address}:${ports.Legacy}/health`).then((x) => x.json())).toMatchObject({ version: '2' });
+
+    const undone = await decideBatch(world.client, project, 'tx-hand', 'rollback');
+    expect(undone).toMatchObject({ status: 'rolled-back', exact: true });
+    expect(await inspectStub(name('Legacy'))).toEqual({ ...before, running: true, version: '1' });
+    expect(await published(before.id)).toBe(String(ports.Legacy));
+    expect(await eventually('v1 answers on its published port again', async () => {
+      const body = await fetch(`http://${address}:${ports.Legacy}/health`).then((x) => x.json() as Promise<{ version: string }>, () => undefined);
+      return body?.version === '1' ? body : undefined;
+    })).toMatchObject({ version: '1' });
+    expect(await candidates()).toEqual([]);
   });
 });
