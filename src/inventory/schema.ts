@@ -336,22 +336,23 @@ export const analysisSchema = z.strictObject({
  * step and an operator's approval between steps.
  */
 const trafficStep = z.number().int({ message: 'must be a whole percentage' }).min(1, { message: 'must be at least 1 (a step of 0 moves nothing)' }).max(100, { message: 'must be at most 100' });
+const trafficSteps = z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }).superRefine((steps, ctx) => {
+  const fix = 'write ascending percentages ending at 100, like [25, 50, 75, 100]';
+  for (let i = 1; i < steps.length; i++) {
+    if (steps[i]! <= steps[i - 1]!) ctx.addIssue({ code: 'custom', path: [i], message: `must be more than the step before it (${steps[i - 1]}): steps go up`, params: { fix } });
+  }
+  if (steps.length && steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: `the last step must be 100 (all traffic on the new version), not ${steps[steps.length - 1]}`, params: { fix } });
+});
 export const trafficSchema = z.union([
-  z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }),
+  trafficSteps,
   z.strictObject({
-    steps: z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }),
+    steps: trafficSteps,
     /** How long each step holds before the next one. */
     hold: duration.default(0),
     /** Wait for an operator's `migrate approve` before each step after the first. */
     approve: z.boolean().default(false),
   }),
-]).transform((t) => (Array.isArray(t) ? { steps: t, hold: 0, approve: false } : t)).superRefine((t, ctx) => {
-  const fix = 'write ascending percentages ending at 100, like [25, 50, 75, 100]';
-  for (let i = 1; i < t.steps.length; i++) {
-    if (t.steps[i]! <= t.steps[i - 1]!) ctx.addIssue({ code: 'custom', path: ['steps', i], message: `must be more than the step before it (${t.steps[i - 1]}): steps go up`, params: { fix } });
-  }
-  if (t.steps[t.steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: ['steps', t.steps.length - 1], message: `the last step must be 100 (all traffic on the new version), not ${t.steps[t.steps.length - 1]}`, params: { fix } });
-});
+]).transform((t) => (Array.isArray(t) ? { steps: t, hold: 0, approve: false } : t));
 
 export const batchSchema = z.strictObject({
   name,
