@@ -335,7 +335,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   };
 
   try {
-    if (steps) return await migrateRouted(steps);
+    // (The same version in a container that publishes the port itself is left to the swap: reused, or started again.)
+    if (steps && !(current && current.specHash === unit.specHash && !current.routed)) return await migrateRouted(steps);
     // 2. The judge: the new version, started beside the old one, is probed in turn with it (same
     //    load, same moment) and compared (src/plan/judge.ts). A regression stops here: only the
     //    candidate is removed, the old container never stopped.
