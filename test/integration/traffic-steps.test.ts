@@ -14,6 +14,7 @@ import { containerName, LABELS } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { controlBatch, decideBatch, followBatch, startBatch } from '../../src/ops/index.js';
 import type { AgentProgress, BatchProgress } from '../../src/workflows/batch.js';
+import { formatBatch } from '../../src/client/format.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 import { inspectStub, removeProjects } from '../helpers/containers.js';
 import { eventually } from '../helpers/eventually.js';
@@ -156,6 +157,8 @@ describe('traffic in steps through the host\'s proxy', () => {
     await waitingAt(25);
     await controlBatch(world.client, 'tx-step', 'approve');
     await waitingAt(50);
+    // `migrate status tx-step` shows the step as the agent's phase, and what it waits for.
+    expect(formatBatch(await handle.query<BatchProgress>('progress'))).toMatch(/Api .*traffic-50 .*50% of its traffic on the new version; waits for `migrate approve`/);
     // At 50 %: both versions answer on the published port.
     const from = api.seen.length;
     await api.more(40);
