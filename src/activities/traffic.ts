@@ -229,13 +229,13 @@ export function createTrafficActivities(ctx: HostContext) {
   }
 
   /**
-   * Wait until the container listens on address:port (at most a minute). Docker's userland proxy
+   * Wait until the container listens on address:port (at most 40 s: inside the calling profile's minute). Docker's userland proxy
    * accepts a connection on a published port even before the container listens, and closes it
    * when it cannot reach it: a connection that stays open 200 ms is one the container accepted.
    */
   async function listening(address: string, port: number | undefined): Promise<void> {
     if (!port) return;
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 40_000;
     for (;;) {
       const ok = await new Promise<boolean>((resolve) => {
         const s = net.connect({ host: address, port });
@@ -248,7 +248,7 @@ export function createTrafficActivities(ctx: HostContext) {
         s.on('error', () => done(false));
       });
       if (ok) return;
-      if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} on ${host} after a minute: traffic not moved there`);
+      if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} on ${host} after 40 s: traffic not moved there`);
       await new Promise((res) => setTimeout(res, 50));
     }
   }
