@@ -229,9 +229,10 @@ export function createTrafficActivities(ctx: HostContext) {
   }
 
   /**
-   * Wait until the container listens on address:port (at most 40 s: inside the calling profile's minute). Docker's userland proxy
-   * accepts a connection on a published port even before the container listens, and closes it
-   * when it cannot reach it: a connection that stays open 200 ms is one the container accepted.
+   * Wait until the container listens on address:port (at most 40 s: inside the calling profile's
+   * minute). Docker's userland proxy accepts a connection on a published port even before the
+   * container listens, and closes it when it cannot reach it: a connection that stays open 200 ms
+   * is one the container accepted.
    */
   async function listening(address: string, port: number | undefined): Promise<void> {
     if (!port) return;
