@@ -12,6 +12,8 @@
  * Prints, one line each:  figure <name> = <value> <unit> (goal <op> <value>)
  *
  *   npx tsx bench/judge/run.ts        # JUDGE_AGENTS=150 JUDGE_SAMPLES=60 JUDGE_CONCURRENCY=8,20
+ *                                     # JUDGE_TRAFFIC=25,50,75,100 (the batch's traffic steps through the
+ *                                     # host's proxy; `none`: the swap without it) JUDGE_ADDRESS JUDGE_PORT
  */
 import Dockerode from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
@@ -30,8 +32,10 @@ const AGENTS = Number(process.env.JUDGE_AGENTS ?? 150);
 const SAMPLES = Number(process.env.JUDGE_SAMPLES ?? 60);
 const CONCURRENCIES = (process.env.JUDGE_CONCURRENCY ?? '8,20').split(',').map(Number);
 const HAMMERED = 8;
+const TRAFFIC = (process.env.JUDGE_TRAFFIC ?? '25,50,75,100') === 'none' ? undefined : (process.env.JUDGE_TRAFFIC ?? '25,50,75,100').split(',').map(Number);
+const PORT = Number(process.env.JUDGE_PORT ?? 41200);
 const project = `pdjudge${process.pid}`;
-const address = '127.0.11.2';
+const address = process.env.JUDGE_ADDRESS ?? '127.0.11.2';
 const batch = `pd-judge-${process.pid}`;
 const docker = new Dockerode();
 const agents = Array.from({ length: AGENTS }, (_, i) => `Agent${String(i + 1).padStart(3, '0')}`);
@@ -40,11 +44,11 @@ const inventory = parseInventory({
   project,
   hosts: { pc2: { address } },
   agents: Object.fromEntries(agents.map((a, i) => [a, {
-    placement: { host: 'pc2' }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${41200 + i}:8080`],
+    placement: { host: 'pc2' }, image: `agentsys/${a.toLowerCase()}:2.0`, ports: [`${PORT + i}:8080`],
     healthcheck: { http: '/health', interval: '200ms', timeout: '5s', retries: 10, start_period: '5s' },
   }])),
   // The judge's defaults, but for the samples: max_failures high, so every agent is judged on its own.
-  batches: [{ name: batch, agents, concurrency: 8, max_failures: AGENTS, analysis: { samples: SAMPLES } }],
+  batches: [{ name: batch, agents, concurrency: 8, max_failures: AGENTS, analysis: { samples: SAMPLES }, ...(TRAFFIC ? { traffic: TRAFFIC } : {}) }],
 });
 const plan = buildPlan(inventory);
 const figure = (name: string, value: string | number, unit: string, goal: string) => process.stdout.write(`figure ${name} = ${value} ${unit} (goal ${goal})\n`);
@@ -97,7 +101,7 @@ function hammer(ports: number[]) {
 const rolledBack = (r: BatchResult, among: string[]) => r.agents.filter((a) => among.includes(a.agent) && (a.phase === 'rolled-back' || a.phase === 'failed'));
 
 try {
-  log(`bench/judge: ${AGENTS} agents, ${SAMPLES} probes of each version per agent, concurrency ${CONCURRENCIES.join(' and ')}`);
+  log(`bench/judge: ${AGENTS} agents, ${SAMPLES} probes of each version per agent, concurrency ${CONCURRENCIES.join(' and ')}, traffic ${TRAFFIC ? TRAFFIC.join(' → ') : 'not routed'}`);
   let install = await migrate(20);
   for (let attempt = 1; attempt <= 3 && install.r.agents.some((a) => a.phase !== 'confirmed'); attempt++) {
     // A loaded machine may time out a first start: install again (the installed ones are reused).
@@ -111,7 +115,7 @@ try {
   let requests = { ok: 0, failed: 0, errors: new Map<string, number>() };
   const identical: string[] = [];
   for (const [i, c] of CONCURRENCIES.entries()) {
-    const client = i === 0 ? hammer(agents.slice(0, HAMMERED).map((_, k) => 41200 + k)) : undefined;
+    const client = i === 0 ? hammer(agents.slice(0, HAMMERED).map((_, k) => PORT + k)) : undefined;
     const { r, s } = await migrate(c);
     if (client) { await client.stop(); requests = client.counts; }
     const wrong = rolledBack(r, agents);

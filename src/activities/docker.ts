@@ -98,6 +98,8 @@ export interface UnitContainer {
   specHash?: string;
   change?: string;
   running: boolean;
+  /** Behind the host's traffic proxy (published on engine-picked ports): issue #13. */
+  routed?: boolean;
 }
 
 export interface UnitContainers {
@@ -250,9 +252,13 @@ export function candidateCreateOptions(
   unit: UnitSpec,
   stamp: ChangeStamp,
   env: Record<string, string>,
+  routed = false,
 ): Dockerode.ContainerCreateOptions {
   const base = containerCreateOptions(project, unit, stamp, env);
-  const { [LABELS.unit]: _unit, ...labels } = base.Labels ?? {};
+  const { [LABELS.unit]: _unit, ...rest } = base.Labels ?? {};
+  // A routed candidate is the unit's container to be (it is promoted by a rename): it carries the
+  // unit's label too, and is told apart from the unit's current container by its `.next` name.
+  const labels = routed ? { ...rest, [LABELS.unit]: unit.name, [LABELS.routed]: 'true' } : rest;
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
   for (const p of unit.ports) (bindings[`${p.target}/${p.protocol}`] ??= []).push({ HostIp: LOOPBACK_OF[p.hostIp] ?? p.hostIp, HostPort: '' });
   return {
@@ -273,9 +279,13 @@ export async function resolveEnvironment(unit: UnitSpec): Promise<Record<string,
   return out;
 }
 
+/** A routed unit's candidate carries the unit's label, but is not one of its containers until promoted. */
+const isCandidate = (c: Dockerode.ContainerInfo) => c.Names[0]!.endsWith(CANDIDATE_SUFFIX);
+
 function unitContainer(c: Dockerode.ContainerInfo): UnitContainer {
   const name = c.Names[0]!.replace(/^\//, '');
   return {
+    ...(c.Labels[LABELS.routed] === 'true' ? { routed: true } : {}),
     id: c.Id,
     name,
     role: name.endsWith(PREVIOUS_SUFFIX) ? 'previous' : 'current',
@@ -318,6 +328,7 @@ export function createDockerActivities(ctx: HostContext) {
     const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, `${LABELS.host}=${host}`, `${LABELS.unit}=${unitName}`] } });
     const out: UnitContainers = { others: [] };
     for (const c of list.sort((a, b) => a.Created - b.Created)) {
+      if (isCandidate(c)) continue;
       const entry = unitContainer(c);
       if (out[entry.role]) out.others.push(entry);
       else out[entry.role] = entry;
@@ -363,6 +374,24 @@ export function createDockerActivities(ctx: HostContext) {
     }
     await stop(id);
     log.info('stopped by hand again, so the engine does not restart it', { container: id });
+  }
+
+  /** Stop the unit's current container `id` (by hand) and keep it as `….prev`; one already kept is success. */
+  async function retire(unitName: string, id: string): Promise<UnitContainer> {
+    const { current, previous } = await unitContainers(unitName);
+    if (previous && previous.id !== id) throw unconfirmedPrevious(unitName, previous);
+    if (previous?.id === id) {
+      if (previous.running) await stop(id);
+      return { ...previous, running: false };
+    }
+    if (current?.id !== id) {
+      throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: container ${short(id)} is neither its current nor its kept container (current: ${current ? short(current.id) : 'none'}): something else changed it`, 'ContainerConflict');
+    }
+    await stopByHand(id);
+    const to = previousName(current.name);
+    await docker.getContainer(id).rename({ name: to });
+    log.info('container retired', { container: current.name, to });
+    return { ...current, name: to, role: 'previous', running: false };
   }
 
   /** Remove (force); true when it existed. */
@@ -462,7 +491,7 @@ export function createDockerActivities(ctx: HostContext) {
       for (const u of unitNames) out[u] = { others: [] };
       for (const c of list.sort((a, b) => a.Created - b.Created)) {
         const unit = c.Labels[LABELS.unit];
-        if (!unit || !wanted.has(unit)) continue;
+        if (!unit || !wanted.has(unit) || isCandidate(c)) continue;
         const entry = unitContainer(c);
         const slot = out[unit]!;
         if (slot[entry.role]) slot.others.push(entry);
@@ -530,21 +559,22 @@ export function createDockerActivities(ctx: HostContext) {
      * the engine picks. Idempotent: a running candidate of the same spec is reused; one of another
      * spec, or stopped, is replaced.
      */
-    async startCandidate(unit: UnitSpec, stamp: ChangeStamp): Promise<CandidateRef> {
+    async startCandidate(unit: UnitSpec, stamp: ChangeStamp, options: { routed?: boolean } = {}): Promise<CandidateRef> {
+      const routed = options.routed === true;
       assertUnitAccepted(unit, host);
       const name = `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`;
       let found = await docker.getContainer(name).inspect().catch((err: unknown) => { if (statusCode(err) === 404) return undefined; throw err; });
       if (found && (found.Config.Labels?.[LABELS.candidate] !== unit.name || found.Config.Labels?.[LABELS.project] !== project)) {
         throw ApplicationFailure.nonRetryable(`${name} exists on host ${host} but is not ${unit.name}'s candidate: remove or rename it`, 'ContainerConflict');
       }
-      if (found && (found.Config.Labels?.[LABELS.specHash] !== unit.specHash || !found.State.Running)) {
+      if (found && (found.Config.Labels?.[LABELS.specHash] !== unit.specHash || !found.State.Running || (found.Config.Labels?.[LABELS.routed] === 'true') !== routed)) {
         await remove(found.Id);
         found = undefined;
       }
       if (!found) {
         await ensureNetwork();
         const env = await resolveEnvironment(unit);
-        const created = await docker.createContainer(candidateCreateOptions(project, unit, stamp, env));
+        const created = await docker.createContainer(candidateCreateOptions(project, unit, stamp, env, routed));
         log.info('candidate created', { container: name, change: stamp.change, specHash: unit.specHash });
         try {
           await created.start();
@@ -559,6 +589,64 @@ export function createDockerActivities(ctx: HostContext) {
         if (port) ports[key] = port;
       }
       return { id: found.Id, name, specHash: unit.specHash, ports };
+    },
+
+    /**
+     * Give a routed unit's judged candidate the unit's network alias (the project network is left
+     * and joined again with it: an endpoint's aliases cannot change), so that the other units reach
+     * it by name too once it is promoted. Its engine-picked ports change: route it after this.
+     * Idempotent: a candidate that has the alias is left alone.
+     */
+    async aliasCandidate(unitName: string): Promise<{ changed: boolean }> {
+      const name = `${containerName(project, host, unitName)}${CANDIDATE_SUFFIX}`;
+      const net = networkName(project, host);
+      const info = await docker.getContainer(name).inspect();
+      const endpoint = info.NetworkSettings.Networks?.[net];
+      if (endpoint?.Aliases?.includes(unitName)) return { changed: false };
+      if (endpoint) await docker.getNetwork(net).disconnect({ Container: info.Id, Force: true });
+      await docker.getNetwork(net).connect({ Container: info.Id, EndpointConfig: { Aliases: [unitName] } }).catch((err: unknown) => {
+        if (statusCode(err) !== 403 && !/already exists/i.test((err as Error).message)) throw err; // connected meanwhile
+      });
+      log.info('candidate joined its network under the unit\'s name', { container: name });
+      return { changed: true };
+    },
+
+    /**
+     * Make a routed unit's candidate its container (issue #13), once the traffic proxy sends it all
+     * the traffic: the old container `previousId` (drained) is stopped and kept as `….prev`, exactly
+     * as a swap retires it; the candidate gets the unit's restart policy and then its name.
+     * Idempotent: a candidate already promoted is success.
+     */
+    async promoteCandidate(unit: UnitSpec, previousId?: string): Promise<{ id: string }> {
+      assertUnitAccepted(unit, host);
+      const candidateName = `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`;
+      const found = await docker.getContainer(candidateName).inspect().catch((err: unknown) => { if (statusCode(err) === 404) return undefined; throw err; });
+      if (!found) {
+        const { current } = await unitContainers(unit.name);
+        if (current?.routed && current.specHash === unit.specHash && current.id !== previousId) return { id: current.id };
+        throw ApplicationFailure.nonRetryable(`${unit.name} on host ${host}: its candidate ${candidateName} is gone, so it cannot be promoted`, 'ContainerMissing');
+      }
+      if (found.Config.Labels?.[LABELS.routed] !== 'true' || found.Config.Labels?.[LABELS.unit] !== unit.name) {
+        throw ApplicationFailure.nonRetryable(`${candidateName} on host ${host} is not ${unit.name}'s routed candidate: it cannot be promoted`, 'ContainerConflict');
+      }
+      if (previousId) await retire(unit.name, previousId);
+      await docker.getContainer(found.Id).update({ RestartPolicy: { Name: 'unless-stopped' } });
+      const to = containerName(project, host, unit.name);
+      await docker.getContainer(found.Id).rename({ name: to });
+      log.info('candidate promoted', { container: to, id: found.Id, previous: previousId });
+      return { id: found.Id };
+    },
+
+    /** Start a container by id (a routed unit's kept one, before traffic returns to it); a running one is success. */
+    async startContainer(id: string): Promise<{ started: boolean }> {
+      try {
+        await docker.getContainer(id).start();
+        return { started: true };
+      } catch (err) {
+        if (statusCode(err) === 304) return { started: false };
+        if (statusCode(err) === 404) throw ApplicationFailure.nonRetryable(`container ${short(id)} on host ${host} is gone`, 'PreviousMissing');
+        throw err;
+      }
     },
 
     /** Remove the unit's candidate (after it was judged, or on rollback); a missing one is success. */
@@ -590,20 +678,7 @@ export function createDockerActivities(ctx: HostContext) {
      * success.
      */
     async retireContainer(unitName: string, id: string): Promise<UnitContainer> {
-      const { current, previous } = await unitContainers(unitName);
-      if (previous && previous.id !== id) throw unconfirmedPrevious(unitName, previous);
-      if (previous?.id === id) {
-        if (previous.running) await stop(id);
-        return { ...previous, running: false };
-      }
-      if (current?.id !== id) {
-        throw ApplicationFailure.nonRetryable(`${unitName} on host ${host}: container ${short(id)} is neither its current nor its kept container (current: ${current ? short(current.id) : 'none'}): something else changed it`, 'ContainerConflict');
-      }
-      await stopByHand(id);
-      const to = previousName(current.name);
-      await docker.getContainer(id).rename({ name: to });
-      log.info('container retired', { container: current.name, to });
-      return { ...current, name: to, role: 'previous', running: false };
+      return retire(unitName, id);
     },
 
     /**

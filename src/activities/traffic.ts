@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { LABELS } from '../plan/queues.js';
-import { backendName, haproxyConfig, routeCommands, runtimeSocket, splitWeights, type Slot, type UnitRoute } from '../plan/traffic.js';
+import { backendName, haproxyConfig, routeCommands, runtimeSocket, splitWeights, type RoutedPort, type Slot, type UnitRoute } from '../plan/traffic.js';
 import type { HostContext } from './context.js';
 import { buildImage } from './docker.js';
 
@@ -55,6 +55,17 @@ export function createTrafficActivities(ctx: HostContext) {
   const routesFile = path.join(dir, 'routes.json');
   const name = `${project}_${host}__traffic`;
 
+  /**
+   * The routes file is read, changed and written, then the proxy brought to it: one change at a
+   * time on this host (the agents of a batch migrate in parallel), in the order they came.
+   */
+  let queue: Promise<unknown> = Promise.resolve();
+  function serially<T>(fn: () => Promise<T>): Promise<T> {
+    const next = queue.then(fn, fn);
+    queue = next.catch(() => undefined);
+    return next;
+  }
+
   async function readRoutes(): Promise<UnitRoute[]> {
     try {
       return JSON.parse(await readFile(routesFile, 'utf8')) as UnitRoute[];
@@ -74,6 +85,7 @@ export function createTrafficActivities(ctx: HostContext) {
 
   async function ensureImage(): Promise<boolean> {
     if (await docker.getImage(TRAFFIC_IMAGE).inspect().then(() => true, () => false)) return false;
+    await mkdir(dataDir, { recursive: true }); // a fresh host's data folder may not exist yet
     const context = await mkdtemp(path.join(dataDir, 'traffic-image-'));
     try {
       const root = path.join(context, 'rootfs');
@@ -154,51 +166,172 @@ export function createTrafficActivities(ctx: HostContext) {
     }
   }
 
+  /** Write `route` and bring the proxy to it: by the runtime API when its frontends exist, else by a seamless reload. */
+  function route(r: UnitRoute): Promise<{ reloaded: boolean }> {
+    return serially(() => routeNow(r));
+  }
+
+  async function routeNow(r: UnitRoute): Promise<{ reloaded: boolean }> {
+    await ensureProxy();
+    const routes = await readRoutes();
+    const before = routes.find((x) => x.unit === r.unit);
+    const samePorts = before && JSON.stringify(before.ports) === JSON.stringify(r.ports);
+    await writeRoutes([...routes.filter((x) => x.unit !== r.unit), r]);
+    if (samePorts) {
+      await apply(r);
+      return { reloaded: false };
+    }
+    await reload((out) => r.ports.every((p) => out.split('\n').includes(backendName(r.unit, p))));
+    log.info('traffic proxy reloaded', { container: name, unit: r.unit });
+    return { reloaded: true };
+  }
+
+  /** Reload the proxy's configuration seamlessly; resolves once the new worker alone answers and `ready` holds. */
+  async function reload(ready: (showBackend: string) => boolean): Promise<void> {
+    const oldPid = await workerPid();
+    await docker.getContainer(name).kill({ signal: 'SIGUSR2' });
+    await waitAnswers(ready);
+    // The new worker alone answers from now on (three answers in a row from another pid).
+    for (let fresh = 0, tries = 0; fresh < 3 && tries < 100; tries++) {
+      const pid = await workerPid();
+      fresh = pid && pid !== oldPid ? fresh + 1 : 0;
+      if (fresh < 3) await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Where a running container's ports are published: `8080/tcp` → host port, and the address (a wildcard read as loopback). */
+  async function publishedPorts(id: string): Promise<{ ports: Record<string, number>; address: string }> {
+    const info = await docker.getContainer(id).inspect().catch((err: { statusCode?: number }) => {
+      if (err.statusCode === 404) throw ApplicationFailure.nonRetryable(`container ${id.slice(0, 12)} on ${host} is gone: it cannot take traffic`, 'ContainerMissing');
+      throw err;
+    });
+    if (!info.State.Running) throw new Error(`${info.Name.replace(/^\//, '')} on ${host} is not running: it cannot take traffic`);
+    const ports: Record<string, number> = {};
+    let address = '127.0.0.1';
+    for (const [key, bound] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+      const b = bound?.[0];
+      if (!b || !Number(b.HostPort)) continue;
+      ports[key] = Number(b.HostPort);
+      address = ({ '0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1' } as Record<string, string>)[b.HostIp] ?? b.HostIp;
+    }
+    return { ports, address };
+  }
+
+  async function unrouteNow(unit: string): Promise<{ removed: boolean }> {
+    const routes = await readRoutes();
+    const gone = routes.find((r) => r.unit === unit);
+    if (!gone) return { removed: false };
+    await ensureProxy();
+    await writeRoutes(routes.filter((r) => r.unit !== unit));
+    await reload((out) => gone.ports.every((p) => !out.split('\n').includes(backendName(unit, p))));
+    log.info('unit no longer routed', { unit, host });
+    return { removed: true };
+  }
+
+  /**
+   * Wait until the container listens on address:port (at most 40 s: inside the calling profile's
+   * minute). Docker's userland proxy accepts a connection on a published port even before the
+   * container listens, and closes it when it cannot reach it: a connection that stays open 200 ms
+   * is one the container accepted.
+   */
+  async function listening(address: string, port: number | undefined): Promise<void> {
+    if (!port) return;
+    const deadline = Date.now() + 40_000;
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect({ host: address, port });
+        let held: NodeJS.Timeout | undefined;
+        const done = (v: boolean) => { clearTimeout(held); s.destroy(); resolve(v); };
+        s.setTimeout(1000, () => done(false));
+        s.on('connect', () => { held = setTimeout(() => done(true), 200); });
+        s.on('end', () => done(false));
+        s.on('close', () => done(false));
+        s.on('error', () => done(false));
+      });
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} on ${host} after 40 s: traffic not moved there`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  async function setTrafficNow(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
+    const routes = await readRoutes();
+    const route = routes.find((r) => r.unit === unit);
+    if (!route) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy`, 'InvalidSpec');
+    const weights = splitWeights(to, percent);
+    for (const s of ['blue', 'green'] as const) if (route[s]) route[s]!.weight = weights[s];
+    await writeRoutes(routes);
+    await apply(route);
+    log.info('traffic moved', { unit, to, percent });
+    return weights;
+  }
+
   return {
+    /**
+     * Route a unit's published ports to containers, by id: each slot's container is inspected here
+     * (its engine-picked ports may have changed since it last started). `ports` defaults to the
+     * unit's route as the proxy keeps it. A slot left out takes no traffic.
+     */
+    async routeContainers(unit: string, slots: Partial<Record<Slot, { id: string; weight: number }>>, ports?: RoutedPort[]): Promise<{ reloaded: boolean }> {
+      const known = ports ?? (await readRoutes()).find((r) => r.unit === unit)?.ports;
+      if (!known) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy and no ports were given`, 'InvalidSpec');
+      const r: UnitRoute = { unit, ports: known };
+      for (const s of ['blue', 'green'] as const) {
+        const c = slots[s];
+        if (!c) continue;
+        r[s] = { ...(await publishedPorts(c.id)), weight: c.weight };
+        // A container just started (a kept one taking its traffic back) listens before it gets any.
+        if (c.weight > 0) for (const p of known) await listening(r[s]!.address!, r[s]!.ports[`${p.target}/tcp`]);
+      }
+      return route(r);
+    },
+
+    /** Stop routing a unit: its frontends go by a seamless reload, and its published ports are free again. */
+    unrouteUnit(unit: string): Promise<{ removed: boolean }> {
+      return serially(() => unrouteNow(unit));
+    },
+
+    /**
+     * Wait until a slot that takes no more traffic has no connection left (HAProxy's `scur`), at
+     * most `timeoutMs`: then its container can stop without cutting a request.
+     */
+    async drainSlot(unit: string, slot: Slot, timeoutMs = 10_000): Promise<{ drained: boolean; sessions: number }> {
+      const r = (await readRoutes()).find((x) => x.unit === unit);
+      if (!r) return { drained: true, sessions: 0 };
+      const backends = new Set(r.ports.map((p) => backendName(unit, p)));
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const csv = await runtimeApi(project, host, ['show stat']);
+        let sessions = 0;
+        for (const line of csv.split('\n')) {
+          const f = line.split(',');
+          if (backends.has(f[0]!) && f[1] === slot) sessions += Number(f[4]) || 0;
+        }
+        if (sessions === 0) return { drained: true, sessions };
+        if (Date.now() > deadline) {
+          log.warn('slot not drained in time', { unit, slot, sessions });
+          return { drained: false, sessions };
+        }
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    },
+
     /** The host's traffic proxy, running (built and started when missing). */
     async ensureTrafficProxy(): Promise<{ id: string; started: boolean }> {
-      return ensureProxy();
+      return serially(() => ensureProxy());
     },
 
     /**
      * Route a unit's published ports as `route` says. A unit the proxy does not serve yet gets its
      * frontends by a seamless reload; one it serves is steered through the runtime API at once.
      */
-    async routeUnit(route: UnitRoute): Promise<{ reloaded: boolean }> {
-      await ensureProxy();
-      const routes = await readRoutes();
-      const before = routes.find((r) => r.unit === route.unit);
-      const samePorts = before && JSON.stringify(before.ports) === JSON.stringify(route.ports);
-      await writeRoutes([...routes.filter((r) => r.unit !== route.unit), route]);
-      if (samePorts) {
-        await apply(route);
-        return { reloaded: false };
-      }
-      const oldPid = await workerPid();
-      await docker.getContainer(name).kill({ signal: 'SIGUSR2' });
-      const backends = route.ports.map((p) => backendName(route.unit, p));
-      await waitAnswers((out) => backends.every((b) => out.split('\n').includes(b)));
-      // The new worker alone answers from now on (three answers in a row from another pid).
-      for (let fresh = 0, tries = 0; fresh < 3 && tries < 100; tries++) {
-        const pid = await workerPid();
-        fresh = pid && pid !== oldPid ? fresh + 1 : 0;
-        if (fresh < 3) await new Promise((r) => setTimeout(r, 50));
-      }
-      log.info('traffic proxy reloaded', { container: name, unit: route.unit });
-      return { reloaded: true };
+    async routeUnit(r: UnitRoute): Promise<{ reloaded: boolean }> {
+      return route(r);
     },
 
     /** Put `percent` of a routed unit's traffic on slot `to`, the rest on the other; 100 moves all of it at once. */
-    async setTraffic(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
-      const routes = await readRoutes();
-      const route = routes.find((r) => r.unit === unit);
-      if (!route) throw ApplicationFailure.nonRetryable(`${unit} on ${host} is not routed through the traffic proxy`, 'InvalidSpec');
-      const weights = splitWeights(to, percent);
-      for (const s of ['blue', 'green'] as const) if (route[s]) route[s]!.weight = weights[s];
-      await writeRoutes(routes);
-      await apply(route);
-      log.info('traffic moved', { unit, to, percent });
-      return weights;
+    setTraffic(unit: string, to: Slot, percent: number): Promise<Record<Slot, number>> {
+      return serially(() => setTrafficNow(unit, to, percent));
     },
 
     /** A routed unit's route as the proxy keeps it. */

@@ -87,7 +87,10 @@ function agentResult(a: AgentProgress): string {
     case 'migrated': return a.firstInstall ? 'installed' : 'migrated (old kept as .prev)';
     case 'confirmed': return a.firstInstall ? 'installed, confirmed' : 'confirmed (.prev dropped)';
     case 'unchanged': return 'already at this version';
-    default: return a.reason ?? '';
+    default:
+      // A routed agent between traffic steps (issue #13): its share on the new version, and what it waits for.
+      if (a.awaitingApproval && !a.reason) return `${a.traffic ?? 0}% of its traffic on the new version; waits for \`migrate approve\``;
+      return a.reason ?? '';
   }
 }
 

@@ -330,6 +330,30 @@ export const analysisSchema = z.strictObject({
   alpha: z.number().gt(0).max(0.2).default(0.01),
 });
 
+/**
+ * Traffic in steps (issue #13, seed 002): the share of each routed agent's traffic its new version
+ * takes, step by step, through the host's traffic proxy. `[25, 50, 75, 100]`, or with a hold per
+ * step and an operator's approval between steps.
+ */
+const trafficStep = z.number().int({ message: 'must be a whole percentage' }).min(1, { message: 'must be at least 1 (a step of 0 moves nothing)' }).max(100, { message: 'must be at most 100' });
+const trafficSteps = z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }).superRefine((steps, ctx) => {
+  const fix = 'write ascending percentages ending at 100, like [25, 50, 75, 100]';
+  for (let i = 1; i < steps.length; i++) {
+    if (steps[i]! <= steps[i - 1]!) ctx.addIssue({ code: 'custom', path: [i], message: `must be more than the step before it (${steps[i - 1]}): steps go up`, params: { fix } });
+  }
+  if (steps.length && steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: `the last step must be 100 (all traffic on the new version), not ${steps[steps.length - 1]}`, params: { fix } });
+});
+export const trafficSchema = z.union([
+  trafficSteps,
+  z.strictObject({
+    steps: trafficSteps,
+    /** How long each step holds before the next one. */
+    hold: duration.default(0),
+    /** Wait for an operator's `migrate approve` before each step after the first. */
+    approve: z.boolean().default(false),
+  }),
+]).transform((t) => (Array.isArray(t) ? { steps: t, hold: 0, approve: false } : t));
+
 export const batchSchema = z.strictObject({
   name,
   description: z.string().optional(),
@@ -350,6 +374,11 @@ export const batchSchema = z.strictObject({
   analysis: analysisSchema.default({ min_effect_ms: 20, max_error_rate: 0, samples: 40, alpha: 0.01 }),
   /** Wait for an operator's approval before cutting over. */
   approval: z.boolean().default(false),
+  /**
+   * Move each agent's traffic to its new version in steps through the host's traffic proxy (agents
+   * with published ports and an http/tcp probe; not GPU units, not jobs): no downtime.
+   */
+  traffic: trafficSchema.optional(),
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ export function batchInput(plan: Plan, batchName: string, options: BatchStartOpt
     // `samples` (the CLI's --samples, a test's few) sets the judge's probes too.
     analysis: { ...batch.analysis, samples: options.samples ?? batch.analysis.samples },
     approval: batch.approval,
+    ...(batch.traffic ? { traffic: batch.traffic } : {}),
     force: options.force ?? false,
     samples: options.samples,
     backup: backupGuard(plan, options.skipBackup),
@@ -181,7 +182,7 @@ export function decideBatch(client: Client, project: string, batch: string, deci
 export const BATCH_CONTROLS = {
   pause: 'start no further agents (those in flight finish)',
   resume: 'continue a paused batch',
-  approve: 'let a batch that waits for approval proceed to cutover',
+  approve: 'let a batch that waits for approval proceed to cutover (or, with `traffic: { approve: true }`, its agents to their next traffic step)',
   abort: 'stop the batch while it migrates and roll back every agent it changed',
 } as const;
 export type BatchControl = keyof typeof BATCH_CONTROLS;

@@ -115,6 +115,15 @@ export interface PlannedBatch {
   /** The judge's settings (inventory `analysis`, with `latency_tolerance` as its relative effect). */
   analysis: JudgeSettings;
   approval: boolean;
+  /** Traffic in steps through the host's traffic proxy (issue #13); absent: the swap of before. */
+  traffic?: TrafficSteps;
+}
+
+/** A batch's traffic steps: percentages ending at 100, the hold of each, approval between steps. */
+export interface TrafficSteps {
+  steps: number[];
+  holdMs: number;
+  approve: boolean;
 }
 
 export interface Plan {
@@ -642,6 +651,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
         ...(b.latency_tolerance !== undefined ? { latencyTolerance: b.latency_tolerance } : {}),
       },
       approval: b.approval,
+      ...(b.traffic ? { traffic: { steps: b.traffic.steps, holdMs: b.traffic.hold, approve: b.traffic.approve } } : {}),
     })),
     backups,
     warnings,

@@ -47,6 +47,12 @@ export const LABELS = {
    * current or kept container.
    */
   candidate: 'io.agent-migrate.candidate',
+  /**
+   * A routed unit's container (issue #13): published on engine-picked loopback ports behind the
+   * host's traffic proxy, which owns the unit's published ports. Born a candidate (`….next`, with the
+   * unit's label too, so it is the unit's once renamed), promoted by renaming.
+   */
+  routed: 'io.agent-migrate.routed',
 } as const;
 
 /** The name suffix of a unit's candidate (its new version, judged beside the running one). */

@@ -21,6 +21,8 @@ export interface RoutedPort {
 /** A container in a slot: the host port (on loopback) each of its container ports got, and its share of the traffic. */
 export interface SlotRoute {
   ports: Record<string, number>;
+  /** The address its ports are published on (default 127.0.0.1). */
+  address?: string;
   /** 0–256, HAProxy's weight: 0 drains. */
   weight: number;
 }
@@ -47,7 +49,7 @@ function server(slot: Slot, route: SlotRoute | undefined, p: RoutedPort): string
   const port = route?.ports[`${p.target}/tcp`];
   // A slot with nothing in it points nowhere and takes no traffic (the runtime API fills it later).
   if (!route || !port) return `  server ${slot} 127.0.0.1:1 weight 0 disabled`;
-  return `  server ${slot} 127.0.0.1:${port} weight ${route.weight}`;
+  return `  server ${slot} ${bindAddress(route.address ?? '127.0.0.1', port)} weight ${route.weight}`;
 }
 
 /** The whole configuration for these units' routes (the proxy reloads it seamlessly). */
@@ -96,7 +98,7 @@ export function routeCommands(route: UnitRoute): string[] {
         out.push(`set weight ${be}/${slot} 0`, `set server ${be}/${slot} state maint`);
         continue;
       }
-      out.push(`set server ${be}/${slot} addr 127.0.0.1 port ${port}`, `set server ${be}/${slot} state ready`, `set weight ${be}/${slot} ${r.weight}`);
+      out.push(`set server ${be}/${slot} addr ${r.address ?? '127.0.0.1'} port ${port}`, `set server ${be}/${slot} state ready`, `set weight ${be}/${slot} ${r.weight}`);
     }
   }
   return out;

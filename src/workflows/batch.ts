@@ -29,7 +29,8 @@ import {
 } from '@temporalio/workflow';
 import type { ChangeStamp } from '../activities/docker.js';
 import type { LatencySample } from '../activities/health.js';
-import type { UnitSpec } from '../plan/plan.js';
+import type { TrafficSteps, UnitSpec } from '../plan/plan.js';
+import type { RoutedPort } from '../plan/traffic.js';
 import { candidateTarget, DEFAULT_JUDGE, judge, type JudgeEvidence, type JudgeSettings } from '../plan/judge.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
@@ -60,7 +61,9 @@ export function latencyLimitMs(baselineP95: number, tolerance: number): number {
 
 export type AgentPhase =
   | 'pending' | 'baseline' | 'judging' | 'deploying' | 'validating' | 'migrated' | 'unchanged'
-  | 'rolling-back' | 'rolled-back' | 'confirmed' | 'failed';
+  | 'rolling-back' | 'rolled-back' | 'confirmed' | 'failed'
+  /** A routed agent (issue #13): this share (%) of its traffic is on its new version; then promoted. */
+  | `traffic-${number}` | 'promoting';
 
 /** Phases an agent ends a batch run in (it changed nothing more after them). */
 export const SETTLED_AGENT_PHASES: readonly AgentPhase[] = ['migrated', 'unchanged', 'rolled-back', 'confirmed', 'failed'];
@@ -84,6 +87,14 @@ export interface AgentProgress {
   reason?: string;
   /** The judge's decision on the new version, and its evidence (sample counts, statistic, threshold, p-value). */
   judge?: JudgeEvidence;
+  /** Behind the host's traffic proxy: its traffic moves in steps (issue #13). */
+  routed?: boolean;
+  /** The share (%) of its traffic on the new version now. */
+  traffic?: number;
+  /** Waits for the batch's `approve` before its next traffic step. */
+  awaitingApproval?: boolean;
+  /** Its old container held the published port itself: the proxy took the port over (rollback gives it back). */
+  handover?: boolean;
 }
 
 export interface BatchInput {
@@ -109,6 +120,8 @@ export interface BatchInput {
   backup?: BackupGuard;
   /** Confirm as soon as the batch migrated (drops the `.prev` containers at once). */
   autoConfirm?: boolean;
+  /** Traffic in steps through each host's traffic proxy (issue #13); absent: the swap of before. */
+  traffic?: TrafficSteps;
 }
 
 export type BatchPhase = 'gates' | 'awaiting-approval' | 'backing-up' | 'migrating' | 'paused' | 'rolling-back' | 'pending-confirmation' | 'confirmed' | 'rolled-back';
@@ -147,6 +160,10 @@ export const batchSettledSignal = defineSignal<[BatchResult]>('batchSettled');
 export const agentProgressSignal = defineSignal<[AgentProgress]>('agentProgress');
 /** The batch tells its running children to stop and roll back. */
 export const abortAgentSignal = defineSignal<[string]>('abortAgent');
+/** The batch tells its running children that it was paused (true) or resumed (false): a routed agent holds its traffic step. */
+export const batchPausedSignal = defineSignal<[boolean]>('batchPaused');
+/** The batch's `approve` lets a routed agent waiting for it take its next traffic step. */
+export const approveStepSignal = defineSignal('approveStep');
 
 // ---------------------------------------------------------------------------------------------
 // One agent: seed 001's "migration procedure per agent"
@@ -160,6 +177,8 @@ export interface AgentInput {
   samples?: number;
   /** The batch run's stamp on every container it creates. */
   stamp: ChangeStamp;
+  /** The batch's traffic steps (issue #13): a routable agent's traffic moves to its new version through the host's proxy. */
+  traffic?: TrafficSteps;
 }
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
@@ -170,6 +189,19 @@ const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p
  */
 function judgedBeside(unit: UnitSpec): boolean {
   return !unit.job && !unit.gpu && unit.probe.kind !== 'running' && unit.probe.kind !== 'docker';
+}
+
+/** The published TCP ports the host's traffic proxy owns for a routed unit. */
+export function routedPorts(unit: UnitSpec): RoutedPort[] {
+  return unit.ports.filter((p) => p.protocol === 'tcp').map((p) => ({ hostIp: p.hostIp, published: p.published, target: p.target }));
+}
+
+/**
+ * Can the unit be routed through the host's traffic proxy (issue #13)? Judged beside, one container
+ * (not a group), published TCP ports, and probed over the network (http/tcp).
+ */
+export function routable(unit: UnitSpec): boolean {
+  return judgedBeside(unit) && !unit.members && (unit.probe.kind === 'http' || unit.probe.kind === 'tcp') && routedPorts(unit).length > 0 && unit.ports.every((p) => p.protocol === 'tcp');
 }
 
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
@@ -220,6 +252,14 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     else void tellBatch().catch(() => undefined); // the batch is gone: nothing to tell
   };
   const checkAbort = () => { if (abortReason !== undefined) throw ApplicationFailure.nonRetryable(`aborted: ${abortReason}`, 'Aborted'); };
+  // Issue #13: traffic in steps through the host's proxy (runs started earlier, and batches without `traffic:`, swap as before).
+  const steps = input.traffic && routable(unit) && patched('traffic-steps') ? input.traffic : undefined;
+  let batchPaused = false;
+  let approvedStep = false;
+  if (steps) {
+    setHandler(batchPausedSignal, (p) => { batchPaused = p; });
+    setHandler(approveStepSignal, () => { if (progress.awaitingApproval) approvedStep = true; });
+  }
 
   // 1. Pre-migration health check and performance baseline (of the container running now).
   await report('baseline');
@@ -237,7 +277,98 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   }
 
   const undo: UndoStep[] = [];
+
+  /**
+   * A routed agent (issue #13): its new version starts beside the old one (a candidate on
+   * engine-picked ports), is judged there, then takes the traffic step by step through the host's
+   * proxy; at 100 % the old one, drained, is stopped and kept as `.prev` and the candidate becomes
+   * the unit's container. A failure or an abort at any step moves all traffic back at once; the old
+   * container was never stopped. Each undo step is logged before the step it undoes.
+   */
+  const migrateRouted = async (traffic: TrafficSteps): Promise<AgentProgress> => {
+    const { docker: d, image } = onHost(unit.host);
+    const calls = onHost(unit.host).undo;
+    const ports = routedPorts(unit);
+    progress.routed = true;
+    // The same version: make sure the proxy sends its traffic to it (its engine-picked ports change when it starts again).
+    if (current && current.specHash === unit.specHash) {
+      if (!current.running) await d.startContainer(current.id);
+      await d.routeContainers(unit.name, { blue: { id: current.id, weight: 100 } }, ports);
+      await report('unchanged', { action: 'reused', newId: current.id, routed: true });
+      return progress;
+    }
+    // The old container takes traffic only while it runs (one stopped is started again by nothing but a rollback).
+    const old = current?.running && current.routed ? current : undefined;
+    // One that holds the published port itself (made before the unit was routed) is handed over:
+    // stopped, then the proxy binds the port (the one gap, once per unit; see README).
+    const handover = current && !current.routed ? current : undefined;
+    checkAbort();
+    await report(current?.running ? 'judging' : 'deploying');
+    await image.ensureImage(unit);
+    undo.push({
+      unit: unit.name,
+      what: old ? `move ${unit.name}'s traffic back to ${old.name}, remove its candidate` : `stop routing ${unit.name}, remove its candidate`,
+      run: async () => {
+        if (old) await calls.routeContainers(unit.name, { blue: { id: old.id, weight: 100 } }, ports);
+        else await calls.unrouteUnit(unit.name);
+        await calls.removeCandidate(unit.name);
+      },
+    });
+    const candidate = await d.startCandidate(unit, input.stamp, { routed: true });
+    await health.waitHealthy(unit, { ports: candidate.ports });
+    checkAbort();
+    if (current?.running) {
+      const sample = await health.sampleBeside(unit, { ports: candidate.ports }, settings.samples);
+      const evidence = judge(sample.old, sample.new, settings);
+      await report('judging', { judge: evidence });
+      if (evidence.verdict !== 'pass') {
+        throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${sample.errorsSeen.length ? ` [${sample.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
+      }
+    }
+    // Judged: it joins the project network under the unit's name, beside the old one (its ports change: routed after).
+    await d.aliasCandidate(unit.name);
+    checkAbort();
+    if (old) {
+      await d.routeContainers(unit.name, { blue: { id: old.id, weight: 100 }, green: { id: candidate.id, weight: 0 } }, ports);
+      for (const [i, step] of traffic.steps.entries()) {
+        if (i > 0 && (batchPaused || traffic.approve)) {
+          // Between steps: the batch's pause holds it; with `approve`, each next step waits for the batch's approve.
+          await report(progress.phase, { awaitingApproval: traffic.approve || undefined });
+          await condition(() => abortReason !== undefined || (!batchPaused && (!traffic.approve || approvedStep)));
+          approvedStep = false;
+          progress.awaitingApproval = undefined;
+        }
+        checkAbort();
+        await d.setTraffic(unit.name, 'green', step);
+        await report(`traffic-${step}`, { traffic: step });
+        if (traffic.holdMs > 0) await condition(() => abortReason !== undefined, traffic.holdMs);
+        checkAbort();
+      }
+      if (progress.traffic !== 100) {
+        await d.setTraffic(unit.name, 'green', 100);
+        await report('traffic-100', { traffic: 100 });
+      }
+      // The old container takes no new connection: those it still serves end before it stops.
+      await d.drainSlot(unit.name, 'blue');
+    }
+    // Promote: the candidate alone in the blue slot, the old container kept as `.prev`, the candidate renamed to the unit's.
+    await report('promoting', { action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, firstInstall: !current || undefined, handover: handover ? true : undefined });
+    const change: UnitChange = { unit: unit.name, host: unit.host, action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, routed: true, ...(handover ? { handover: true } : {}) };
+    undo.push({ unit: unit.name, what: current ? `put ${current.name} back${handover ? ' on its port' : ' behind the proxy'}` : `remove ${unit.name}'s new container`, run: () => undoChange(change) });
+    if (handover) await d.retireContainer(unit.name, handover.id);
+    await d.routeContainers(unit.name, { blue: { id: candidate.id, weight: 100 } }, ports);
+    await d.promoteCandidate(unit, current?.id);
+    await report('validating');
+    await health.waitHealthy(unit);
+    progress.now = view(await health.sampleLatency(unit, samples));
+    if (progress.now.successRate < 1) throw ApplicationFailure.nonRetryable(`validation: ${Math.round(progress.now.successRate * 100)}% of probes passed`, 'ValidationFailed');
+    await report('migrated');
+    return progress;
+  };
+
   try {
+    // (The same version in a container that publishes the port itself is left to the swap: reused, or started again.)
+    if (steps && !(current && current.specHash === unit.specHash && !current.routed)) return await migrateRouted(steps);
     // 2. The judge: the new version, started beside the old one, is probed in turn with it (same
     //    load, same moment) and compared (src/plan/judge.ts). A regression stops here: only the
     //    candidate is removed, the old container never stopped.
@@ -338,7 +469,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   /** What the run did to each agent (the ledger keeps it); with `kept`, only the agents that still hold a `.prev` of this run. */
   const changesOf = (kept = false): UnitChange[] => [...agents.values()]
     .filter((a) => a.action && (!kept || a.phase === 'migrated'))
-    .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId }));
+    .map((a) => ({ unit: a.agent, host: a.host, action: a.action, previousId: a.previousId, newId: a.newId, ...(a.routed ? { routed: true } : {}), ...(a.handover ? { handover: true } : {}) }));
   const result = (): BatchResult => ({
     batch,
     outcome: outcome ?? 'migrated',
@@ -364,17 +495,39 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   const migrating = () => ['gates', 'awaiting-approval', 'backing-up', 'migrating', 'paused'].includes(phase);
   const write = (status?: ChangeStatus) => ledger.write({ ...(status ? { status } : {}), outcome, reason, backup, units: changesOf() });
 
-  setHandler(batchProgressQuery, () => ({ ...result(), phase, paused, aborting: abortReason !== undefined, awaitingApproval: phase === 'awaiting-approval' }));
+  // Issue #13: a batch with traffic steps tells its routed agents of a pause, a resume and an approve (between their steps).
+  const stepped = input.traffic !== undefined && patched('traffic-steps');
+  const running = new Map<string, Promise<void>>();
+  const tellAgents = async (agentsToTell: string[], send: (a: string) => Promise<void>) => {
+    await Promise.all(agentsToTell.map((a) => send(a).catch(() => undefined)));
+  };
+  const waitingForApproval = () => [...agents.values()].filter((a) => a.awaitingApproval && running.has(a.agent)).map((a) => a.agent);
+  setHandler(batchProgressQuery, () => ({ ...result(), phase, paused, aborting: abortReason !== undefined, awaitingApproval: phase === 'awaiting-approval' || (stepped && waitingForApproval().length > 0) }));
   setHandler(agentProgressSignal, (p) => { agents.set(p.agent, p); refreshDetails(); });
-  setHandler(pauseUpdate, () => { paused = true; refreshDetails(); return phase; }, {
+  setHandler(pauseUpdate, async () => {
+    paused = true;
+    refreshDetails();
+    if (stepped) await tellAgents([...running.keys()], (a) => getExternalWorkflowHandle(agentWorkflowId(batch, a)).signal(batchPausedSignal, true));
+    return phase;
+  }, {
     validator: () => { if (!migrating()) throw new Error(`${batch} is ${phase}: nothing left to pause`); if (paused) throw new Error(`${batch} is already paused`); },
   });
-  setHandler(resumeUpdate, () => { paused = false; refreshDetails(); return phase; }, {
+  setHandler(resumeUpdate, async () => {
+    paused = false;
+    refreshDetails();
+    if (stepped) await tellAgents([...running.keys()], (a) => getExternalWorkflowHandle(agentWorkflowId(batch, a)).signal(batchPausedSignal, false));
+    return phase;
+  }, {
     validator: () => { if (!paused) throw new Error(`${batch} is not paused`); },
   });
-  setHandler(approveUpdate, () => { approved = true; return phase; }, {
+  setHandler(approveUpdate, async () => {
+    if (phase === 'awaiting-approval') approved = true;
+    else await tellAgents(waitingForApproval(), (a) => getExternalWorkflowHandle(agentWorkflowId(batch, a)).signal(approveStepSignal));
+    return phase;
+  }, {
     validator: () => {
-      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval ? '' : '; its inventory does not ask for one'})`);
+      if (stepped && phase !== 'awaiting-approval' && waitingForApproval().length > 0) return;
+      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval || input.traffic?.approve ? '' : '; its inventory does not ask for one'})`);
     },
   });
   setHandler(abortUpdate, (why: string) => { abortReason = why || 'aborted by operator'; return phase; }, {
@@ -415,7 +568,6 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   setPhase('migrating');
   const stamp: ChangeStamp = { release: batch, change: ledger.change };
   const stopLaunching = () => abortReason !== undefined || failures > input.maxFailures;
-  const running = new Map<string, Promise<void>>();
   for (const unit of input.units) {
     await condition(() => stopLaunching() || (!paused && running.size < input.concurrency));
     if (stopLaunching()) break;
@@ -423,7 +575,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'baseline' });
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
-      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp }],
+      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped ? { traffic: input.traffic } : {}) }],
       staticSummary: `${unit.name} on ${unit.host} (${batch})`,
     }).then((p) => {
       agents.set(unit.name, p);
@@ -451,7 +603,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     for (const agent of list.reverse()) {
       agents.set(agent.agent, { ...agent, phase: 'rolling-back' });
       refreshDetails();
-      await CancellationScope.nonCancellable(() => undoChange({ unit: agent.agent, host: agent.host, action: agent.action, previousId: agent.previousId, newId: agent.newId }));
+      await CancellationScope.nonCancellable(() => undoChange({ unit: agent.agent, host: agent.host, action: agent.action, previousId: agent.previousId, newId: agent.newId, ...(agent.routed ? { routed: true } : {}), ...(agent.handover ? { handover: true } : {}) }));
       agents.set(agent.agent, { ...agent, phase: 'rolled-back', reason: agent.reason ?? 'batch rolled back' });
     }
     const diff = differences(before, stateOf(await CancellationScope.nonCancellable(() => readUnits(input.units, 'undo'))));

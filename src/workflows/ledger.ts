@@ -26,6 +26,10 @@ export interface UnitChange {
   /** The container the change made (or reused). */
   newId?: string;
   action?: 'new' | 'replaced' | 'reused' | 'restarted';
+  /** Behind the host's traffic proxy (issue #13): undone by moving traffic back before anything is removed. */
+  routed?: boolean;
+  /** Routed by this change for the first time: its previous container held the published port itself (it gets it back on rollback). */
+  handover?: boolean;
 }
 
 export interface ChangeRecord {

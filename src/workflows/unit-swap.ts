@@ -120,12 +120,37 @@ async function waitJob(unit: UnitSpec): Promise<HealthyResult> {
  */
 export async function undoChange(change: UnitChange): Promise<void> {
   const { undo } = onHost(change.host);
+  if (change.routed) return undoRouted(change);
   switch (change.action) {
     case 'replaced': await undo.putBack(change.unit, change.previousId); break;
     case 'new': await undo.putBack(change.unit); break;
     case 'restarted': await undo.stopContainer(change.previousId!); break;
     default: break;
   }
+}
+
+/**
+ * Undo a routed unit's change (issue #13): its previous container is started again (it was stopped
+ * as `.prev`; its engine-picked ports are read again) and takes all the traffic before the new one
+ * is removed; after a first install the proxy lets the published ports go, and after a handover
+ * (the previous container published the port itself) it lets them go before that one is put back.
+ * Idempotent.
+ */
+async function undoRouted(change: UnitChange): Promise<void> {
+  const { undo } = onHost(change.host);
+  if (change.handover) {
+    // Its previous container published the port itself: the proxy lets the port go, then it is put back on it.
+    await undo.unrouteUnit(change.unit);
+    await undo.putBack(change.unit, change.previousId);
+  } else if (change.previousId) {
+    await undo.startContainer(change.previousId);
+    await undo.routeContainers(change.unit, { blue: { id: change.previousId, weight: 100 } });
+    await undo.putBack(change.unit, change.previousId);
+  } else {
+    await undo.unrouteUnit(change.unit);
+    await undo.putBack(change.unit);
+  }
+  await undo.removeCandidate(change.unit);
 }
 
 /** Run the undo steps of each unit, newest first; units wave by wave (each wave in parallel). Never cancelled. */
