@@ -233,11 +233,16 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       await getExternalWorkflowHandle(parent!.workflowId, parent!.runId).signal(agentProgressSignal, snapshot);
     }
   };
-  /** Resolves once the batch knows the latest progress (or, settled, once the signal on its way arrived). */
+  /**
+   * Resolves once the batch knows the latest progress (or, settled, once the signal on its way arrived).
+   * Never throws: a signal the batch did not take (it is gone, or the scope that sent it was
+   * cancelled) is not sent again, and the next report goes from the caller's scope (a rollback's
+   * 'rolling-back' from its non-cancellable one).
+   */
   const tellBatch = async () => {
     while (telling || unsent()) {
       telling ??= sendLatest().finally(() => { telling = undefined; });
-      await telling;
+      await telling.catch(() => undefined);
     }
   };
   const report = async (phase: AgentPhase, extra: Partial<AgentProgress> = {}) => {
@@ -249,7 +254,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     }
     if (SETTLED_AGENT_PHASES.includes(phase)) settled = true;
     if (settled || phase === 'rolling-back') await tellBatch();
-    else void tellBatch().catch(() => undefined); // the batch is gone: nothing to tell
+    else void tellBatch();
   };
   const checkAbort = () => { if (abortReason !== undefined) throw ApplicationFailure.nonRetryable(`aborted: ${abortReason}`, 'Aborted'); };
   // Issue #13: traffic in steps through the host's proxy (runs started earlier, and batches without `traffic:`, swap as before).

@@ -1,7 +1,10 @@
 /**
  * One batch at scale: 60 stub agents installed (version 1), then migrated (version 2) in one batch,
  * on a real Temporal dev server and the real Docker engine. Asserts every agent runs version 2 and
- * the batch workflow's history stays under the bound of issue 14 (10,240 events).
+ * the batch workflow's history stays under the bound of issue 14 (10,240 events); and, from each
+ * agent's history, that it asked its host for the unit's containers and the image once (the swap
+ * reuses what the baseline and the judge read) and that its progress signals carry no settled phase
+ * (the result does) and were all delivered before it completed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import Dockerode from 'dockerode';
@@ -12,6 +15,7 @@ import { stubPlan } from '../../src/plan/stub.js';
 import { containerName, LABELS } from '../../src/plan/queues.js';
 import { STUB_IMAGE } from '../../src/dev/stub-image.js';
 import { decideBatch, followBatch, startBatch } from '../../src/ops/index.js';
+import { agentWorkflowId, SETTLED_AGENT_PHASES, type AgentProgress } from '../../src/workflows/batch.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 
 const AGENTS = 60;
@@ -69,6 +73,20 @@ describe('a batch at scale (real Temporal dev server, real Docker engine, stub a
       versions.set(c.Names[0]!.slice(1), env.find((e) => e.startsWith('AGENT_VERSION='))?.split('=')[1]);
     }));
     for (const a of agents) expect(versions.get(containerName(project, 'pc2', a))).toBe('2');
+
+    // Each agent's history: one look at its containers and its image; no signal that the result carries; every signal delivered before it completed.
+    for (const a of agents) {
+      const events = (await world.client.workflow.getHandle(agentWorkflowId(batch, a)).fetchHistory()).events ?? [];
+      const scheduled = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      expect({ a, unitContainers: scheduled.filter((n) => n === 'unitContainers').length, ensureImage: scheduled.filter((n) => n === 'ensureImage').length })
+        .toEqual({ a, unitContainers: 1, ensureImage: 1 });
+      const sent = events.flatMap((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes ?? []);
+      const phases = sent.map((s) => (JSON.parse(Buffer.from(s.input!.payloads![0]!.data!).toString()) as AgentProgress).phase);
+      expect(phases.filter((p) => SETTLED_AGENT_PHASES.includes(p))).toEqual([]);
+      const completedAt = events.findIndex((e) => e.workflowExecutionCompletedEventAttributes);
+      const delivered = events.slice(0, completedAt).filter((e) => e.externalWorkflowExecutionSignaledEventAttributes).length;
+      expect({ a, delivered }).toEqual({ a, delivered: sent.length });
+    }
 
     expect(await decideBatch(world.client, project, batch, 'confirm')).toEqual({ status: 'confirmed' });
     await handle.result();
