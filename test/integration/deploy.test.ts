@@ -244,7 +244,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
   });
 
   it('--concurrency 1 starts one service at a time, even when several are ready together', async () => {
-    const inv = inventory(`dep${process.pid}e`, 161);
+    const inv = inventory(`dep${process.pid}g`, 161);
     // db and cache have no dependencies: both are ready at once (before the fix both started together).
     const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '1' } } });
     await withWorld(inv, async (world) => {
@@ -262,7 +262,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
   });
 
   it('a confirm and a rollback sent at the same moment: one decides, the other gets its decision, the world matches it', async () => {
-    const inv = inventory(`dep${process.pid}f`, 163);
+    const inv = inventory(`dep${process.pid}h`, 163);
     const plan1 = stubbed(buildPlan(inv));
     const plan2 = stubbed(buildPlan(inv), { env: { web: { AGENT_VERSION: '2' }, api: { AGENT_VERSION: '2' } } });
     await withWorld(inv, async (world) => {
