@@ -205,13 +205,12 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     } finally {
       await writer.stop();
     }
-    expect(result.units).toEqual([{ unit: 'db', from: 'pc2', status: 'back', writes: 'frozen' }]);
-    expect(await copies()).toEqual(['mainpc']);
-    expect(await fences()).toEqual([]);
-
     const home = await ids('mainpc');
     const lost = [...before, ...writer.acked].filter((id) => !home.has(id));
     expect(lost).toEqual([]);
+    expect(result.units).toEqual([{ unit: 'db', from: 'pc2', status: 'back', writes: 'frozen' }]);
+    expect(await copies()).toEqual(['mainpc']);
+    expect(await fences()).toEqual([]);
     // Every row at home was written before, or sent by the client (acknowledged, or refused in doubt).
     const sent = new Set([...before, ...writer.acked, ...writer.refused.map((r) => r.id)]);
     expect([...home].filter((id) => !sent.has(id))).toEqual([]);
