@@ -1,16 +1,17 @@
 /**
  * A stateful failback's write freeze (issue 12), on one engine with in-process host workers, a real
- * NATS server (the fence records), a real PostgreSQL 15 and the real workflows: the database is
+ * NATS server (the fence records), a real PostgreSQL 15 and Redis 7 and the real workflows: both are
  * deployed on mainpc, backed up, failed over to pc2 (failoverHost, approved), written to there, then
  * failed back to mainpc:
  *
- *   - a failback that fails partway (mainpc's copy cannot start: its port is taken on mainpc's
- *     address, after the freeze, the backup and the moved copy's stop): the copy on pc2 serves
- *     again with every row, unfrozen (a new session writes), its fence back, mainpc's copy stopped:
- *     one copy runs;
- *   - a failback while a client keeps writing to pc2's copy over tcp: every write the client saw
- *     acknowledged is at home afterwards (zero loss), the ones refused were refused with an error
- *     (the read-only freeze among them), and no row is there that the client never sent.
+ *   - a failback that fails partway (mainpc's copies cannot start: their ports are taken on mainpc's
+ *     address, after the freeze, the backup and the moved copies' stop): the copies on pc2 serve
+ *     again with every row and key, unfrozen (a new session writes, Redis answers a write at once),
+ *     their fences back, mainpc's copies stopped: one copy of each runs;
+ *   - a failback while clients keep writing to pc2's copies over tcp: every write a client saw
+ *     acknowledged is at home afterwards (zero loss), the others were refused with an error (the
+ *     read-only freeze among them; Redis's paused writes end unanswered when the copy stops), and
+ *     nothing is there that a client never sent.
  *
  * Asserts on the world: rows, containers, fence records, the workflow's history (no password in it).
  */
@@ -20,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import pg from 'pg';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/schema.js';
@@ -30,7 +32,7 @@ import { onPath } from '../../src/dev/linux.js';
 import { startNatsServer, type NatsServer } from '../../src/dev/nats-server.js';
 import { connectPlane, fencesOf } from '../../src/health/plane.js';
 import { approveFailover, backupNow, decideRelease, failback, failbackWorkflowId, failoverProgress, followDeploy, startDeploy, startFailover } from '../../src/ops/index.js';
-import { ensureHostImage, postgresImageSpec, TEST_POSTGRES_IMAGE } from '../helpers/host-image.js';
+import { ensureHostImage, postgresImageSpec, redisImageSpec, TEST_POSTGRES_IMAGE, TEST_REDIS_IMAGE } from '../helpers/host-image.js';
 import { historyText, startWorld, type TestWorld } from '../helpers/temporal.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -40,6 +42,7 @@ const project = `hlfz${pid}`;
 const HOME = '127.0.21.1';
 const AWAY = '127.0.21.2';
 const DB_PORT = 28501;
+const CACHE_PORT = 28502;
 const NATS_PORT = 28422;
 const pgVar = `MIGRATE_TEST_HLFZ_PG_PASSWORD_${pid}`;
 const pgSecret = `pg-${pid}-${Math.random().toString(36).slice(2)}`;
@@ -60,14 +63,22 @@ const inventoryDoc = (backupDir: string) => ({
       placement: { host: 'mainpc' },
       failover: { to: ['pc2'], stateful: true, backup: 'pg' },
     },
+    cache: {
+      image: TEST_REDIS_IMAGE,
+      ports: [`${CACHE_PORT}:6379`],
+      healthcheck: { exec: ['redis-cli', 'ping'], interval: '500ms', timeout: '3s', retries: 3, start_period: '30s' },
+      placement: { host: 'mainpc' },
+      failover: { to: ['pc2'], stateful: true, backup: 'cache' },
+    },
   },
   backups: {
     directory: backupDir,
     postgres: [{ name: 'pg', host: 'mainpc', via: 'docker-exec', unit: 'db', database: 'postgres', user: 'postgres', password: { from_env: pgVar } }],
+    redis: [{ name: 'cache', host: 'mainpc', via: 'docker-exec', unit: 'cache', data_dir: '/data' }],
   },
 });
 
-const container = (host: string) => `${project}_${host}_db`;
+const container = (host: string, unit = 'db') => `${project}_${host}_${unit}`;
 
 /** psql inside a host's `db` container, on its socket, as a client would (no override of the freeze). */
 async function psql(host: string, sql: string): Promise<string> {
@@ -76,12 +87,64 @@ async function psql(host: string, sql: string): Promise<string> {
   return r.stdout.trim();
 }
 const ROWS_SQL = "SELECT count(*) || ':' || md5(string_agg(id || '=' || body, ',' ORDER BY id)) FROM notes";
+async function withRedis<T>(address: string, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = redisOn(address);
+  try {
+    await r.connect();
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
 const ids = async (host: string) => new Set((await psql(host, 'SELECT id FROM notes')).split('\n').filter(Boolean).map(Number));
 
-/** Which hosts run a copy of the database right now. */
+/** Which hosts run a copy of each unit right now: `unit@host`. */
 async function copies(): Promise<string[]> {
   const list = await docker.listContainers({ filters: { label: [`${LABELS.project}=${project}`] } });
-  return list.map((c) => c.Names[0]!.slice(1)).filter((n) => n.endsWith('_db')).map((n) => n.split('_')[1]!).sort();
+  return list.map((c) => c.Names[0]!.slice(1).split('_')).map(([, host, unit]) => `${unit}@${host}`).sort();
+}
+
+/** A Redis client on a host's published port that never queues or resends: a write is answered, or fails. */
+function redisOn(address: string): Redis {
+  const r = new Redis({ host: address, port: CACHE_PORT, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, retryStrategy: () => null, connectTimeout: 3_000 });
+  r.on('error', () => undefined);
+  return r;
+}
+async function redisKeys(address: string): Promise<Set<string>> {
+  const r = redisOn(address);
+  try {
+    await r.connect();
+    return new Set(await r.keys('*'));
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** A client writing to pc2's Redis, one SET per id, reconnecting after any error, until stopped. */
+function startRedisWriter(firstId: number) {
+  const acked: number[] = [];
+  const refused: { id: number; error: string }[] = [];
+  let stopping = false;
+  const run = (async () => {
+    let r: Redis | undefined;
+    for (let id = firstId; !stopping; id++) {
+      try {
+        if (!r) {
+          r = redisOn(AWAY);
+          await r.connect();
+        }
+        await r.set(`w:${id}`, `written during the failback ${id}`);
+        acked.push(id);
+      } catch (err) {
+        refused.push({ id, error: (err as Error).message });
+        r?.disconnect();
+        r = undefined;
+        await new Promise((res) => setTimeout(res, 30));
+      }
+    }
+    r?.disconnect();
+  })();
+  return { acked, refused, stop: async () => { stopping = true; await run; } };
 }
 
 /** A client writing to pc2's copy over tcp, one INSERT per id, reconnecting after any error, until stopped. */
@@ -134,6 +197,7 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     inventory = parseInventory(inventoryDoc(path.join(dir, 'backups')));
     plan = buildPlan(inventory);
     await ensureHostImage(docker, postgresImageSpec());
+    await ensureHostImage(docker, redisImageSpec());
     world = await startWorld(inventory);
     const { client } = world;
 
@@ -143,20 +207,24 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     expect(error).toBeUndefined();
     expect((await decideRelease(client, release, 'confirm', {}, project)).status).toBe('confirmed');
     await psql('mainpc', "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 200) g");
+    await withRedis(HOME, (r) => r.mset(Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k:${i}`, `v${i}`]))));
     expect((await backupNow(client, plan.backups!, `hlfz-${pid}`)).status).toBe('verified');
 
-    // mainpc judged lost: failoverHost fences its copy, and, approved, starts the database on pc2 with the backup.
+    // mainpc judged lost: failoverHost fences its copies, and, approved, starts the database and Redis on pc2 with the backup.
     await startFailover(client, inventory, { host: 'mainpc', state: 'lost', reason: 'the test says so' }, ['pc2']);
-    await eventually('db awaiting approval', async () => ((await failoverProgress(client, project, 'mainpc')).units[0]?.status === 'awaiting-approval' ? true : undefined), 60_000);
+    await eventually('both awaiting approval', async () => ((await failoverProgress(client, project, 'mainpc')).units.every((u) => u.status === 'awaiting-approval') ? true : undefined), 60_000);
     await approveFailover(client, project, 'mainpc', 'db');
-    await eventually('db moved to pc2', async () => {
-      const u = (await failoverProgress(client, project, 'mainpc')).units[0]!;
-      if (u.status === 'failed') throw new Error(`failover failed: ${u.error}`);
-      return u.status === 'moved' ? u : undefined;
+    await approveFailover(client, project, 'mainpc', 'cache');
+    await eventually('both moved to pc2', async () => {
+      const units = (await failoverProgress(client, project, 'mainpc')).units;
+      const failed = units.find((u) => u.status === 'failed');
+      if (failed) throw new Error(`failover failed: ${failed.unit}: ${failed.error}`);
+      return units.every((u) => u.status === 'moved') ? true : undefined;
     }, 120_000);
-    await eventually('one copy, on pc2', async () => ((await copies()).join() === 'pc2' ? true : undefined), 30_000);
-    // Written on pc2 while failed over: only pc2's copy holds them.
+    await eventually('one copy of each, on pc2', async () => ((await copies()).join() === 'cache@pc2,db@pc2' ? true : undefined), 30_000);
+    // Written on pc2 while failed over: only pc2's copies hold them.
     await psql('pc2', "INSERT INTO notes SELECT g, 'on pc2 ' || g FROM generate_series(1001, 1050) g");
+    await withRedis(AWAY, (r) => r.set('on:pc2', 'yes'));
   }, 300_000);
 
   afterAll(async () => {
@@ -167,59 +235,81 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
-  it('a failback failing partway (the home copy cannot start) leaves pc2\'s copy serving, every row there, unfrozen; one copy runs', async () => {
+  it('a failback failing partway (the home copies cannot start) leaves pc2\'s copies serving, every row and key there, unfrozen; one copy of each runs', async () => {
     const before = await psql('pc2', ROWS_SQL);
     expect(before).toMatch(/^250:/);
-    // mainpc's copy cannot start: something else holds its port on mainpc's address.
-    const squatter = net.createServer((s) => s.destroy());
-    await new Promise<void>((resolve, reject) => squatter.once('error', reject).listen(DB_PORT, HOME, resolve));
+    const keysBefore = await redisKeys(AWAY);
+    expect(keysBefore.size).toBe(101);
+    // mainpc's copies cannot start: something else holds their ports on mainpc's address.
+    const squatters = await Promise.all([DB_PORT, CACHE_PORT].map((port) => new Promise<net.Server>((resolve, reject) => {
+      const server = net.createServer((sock) => sock.destroy());
+      server.once('error', reject).listen(port, HOME, () => resolve(server));
+    })));
     try {
       const err = await failback(world!.client, inventory, 'mainpc').then(() => undefined, (e: Error & { cause?: Error }) => e);
-      expect(err?.cause?.message ?? err?.message).toMatch(/failback to mainpc failed: db: .*could not start/);
+      expect(err?.cause?.message ?? err?.message).toMatch(/failback to mainpc failed: .*could not start/);
     } finally {
-      await new Promise((r) => squatter.close(r));
+      await Promise.all(squatters.map((server) => new Promise((r) => server.close(r))));
     }
     const history = await historyText(world!.client, failbackWorkflowId(project, 'mainpc'));
-    // It got past the freeze, the backup and the stop before it failed; the freeze was lifted.
-    for (const step of ['freezePostgres', 'dumpPostgres', 'verifyPostgres', 'adoptFailoverBackup', 'stopContainer', 'thawPostgres']) expect(history).toContain(`"name":"${step}"`);
-    expect(history).toMatch(/could not start/);
+    // Each got past the freeze, the backup and the stop before it failed; each freeze was lifted.
+    for (const step of ['freezePostgres', 'dumpPostgres', 'thawPostgres', 'freezeRedis', 'snapshotRedis', 'thawRedis', 'adoptFailoverBackup', 'stopContainer']) expect(history).toContain(`"name":"${step}"`);
     expect(history).not.toContain(pgSecret);
 
-    expect(await copies()).toEqual(['pc2']);
-    expect(await fences()).toEqual(['mainpc.db→pc2']);
+    expect(await copies()).toEqual(['cache@pc2', 'db@pc2']);
+    expect((await fences()).sort()).toEqual(['mainpc.cache→pc2', 'mainpc.db→pc2']);
     const serving = await eventually('pc2 answers', () => psql('pc2', ROWS_SQL), 60_000);
     expect(serving).toBe(before);
-    // Unfrozen: a new session is read-write, and writes.
+    expect(await redisKeys(AWAY)).toEqual(keysBefore);
+    // Unfrozen: a new session is read-write, and writes; Redis answers a write at once (no pause holds it).
     expect(await psql('pc2', 'SHOW default_transaction_read_only')).toBe('off');
     await psql('pc2', "INSERT INTO notes VALUES (1100, 'after the failed failback')");
     expect(await psql('pc2', ROWS_SQL)).toMatch(/^251:/);
+    const quick = new Redis({ host: AWAY, port: CACHE_PORT, lazyConnect: true, commandTimeout: 3_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    quick.on('error', () => undefined);
+    try {
+      await quick.connect();
+      expect(await quick.set('after:failed-failback', '1')).toBe('OK');
+    } finally {
+      quick.disconnect();
+    }
   }, 180_000);
 
-  it('a failback while a client writes to pc2\'s copy: every acknowledged write is at home, the others were refused with an error', async () => {
+  it('a failback while clients write to pc2\'s copies: every acknowledged write is at home, the others were refused with an error', async () => {
     const before = await ids('pc2');
+    const keysBefore = await redisKeys(AWAY);
     const writer = startWriter(100_000);
-    await eventually('the writer writes', async () => (writer.acked.length >= 5 ? true : undefined), 30_000);
+    const redisWriter = startRedisWriter(100_000);
+    await eventually('the writers write', async () => (writer.acked.length >= 5 && redisWriter.acked.length >= 5 ? true : undefined), 30_000);
     let result;
     try {
       result = await failback(world!.client, inventory, 'mainpc');
     } finally {
       await writer.stop();
+      await redisWriter.stop();
     }
+    // Zero loss: every write acknowledged by pc2's copy is at home.
     const home = await ids('mainpc');
-    const lost = [...before, ...writer.acked].filter((id) => !home.has(id));
-    expect(lost).toEqual([]);
-    expect(result.units).toEqual([{ unit: 'db', from: 'pc2', status: 'back', writes: 'frozen' }]);
-    expect(await copies()).toEqual(['mainpc']);
+    expect([...before, ...writer.acked].filter((id) => !home.has(id))).toEqual([]);
+    const homeKeys = await redisKeys(HOME);
+    expect([...keysBefore, ...redisWriter.acked.map((id) => `w:${id}`)].filter((k) => !homeKeys.has(k))).toEqual([]);
+    expect(result.units.sort((a, b) => a.unit.localeCompare(b.unit))).toEqual([
+      { unit: 'cache', from: 'pc2', status: 'back', writes: 'frozen' },
+      { unit: 'db', from: 'pc2', status: 'back', writes: 'frozen' },
+    ]);
+    expect(await copies()).toEqual(['cache@mainpc', 'db@mainpc']);
     expect(await fences()).toEqual([]);
-    // Every row at home was written before, or sent by the client (acknowledged, or refused in doubt).
+    // Every row and key at home was there before, or sent by the client (acknowledged, or refused in doubt).
     const sent = new Set([...before, ...writer.acked, ...writer.refused.map((r) => r.id)]);
     expect([...home].filter((id) => !sent.has(id))).toEqual([]);
-    // The window was exercised: writes were refused, loudly, the freeze's read-only refusal among them.
-    expect(writer.refused.length).toBeGreaterThan(0);
+    const sentKeys = new Set([...keysBefore, ...[...redisWriter.acked, ...redisWriter.refused.map((r) => r.id)].map((id) => `w:${id}`)]);
+    expect([...homeKeys].filter((k) => !sentKeys.has(k))).toEqual([]);
+    // The window was exercised: writes were refused, loudly (PostgreSQL's read-only refusal among them).
     expect(writer.refused.some((r) => /read-only transaction/.test(r.error))).toBe(true);
-    expect(writer.acked.length).toBeGreaterThan(0);
-    console.info(`failback under writes: ${writer.acked.length} acknowledged (all at home), ${writer.refused.length} refused (${[...new Set(writer.refused.map((r) => r.error.replace(/\d+/g, 'N')))].slice(0, 4).join(' | ')})`);
-    // Home serves read-write (the freeze was on pc2's copy only, and that copy is gone).
+    expect(redisWriter.refused.length).toBeGreaterThan(0);
+    const kinds = (w: { refused: { error: string }[] }) => [...new Set(w.refused.map((r) => r.error.replace(/\d+/g, 'N')))].slice(0, 4).join(' | ');
+    console.info(`failback under writes: PostgreSQL ${writer.acked.length} acknowledged (all at home), ${writer.refused.length} refused (${kinds(writer)}); Redis ${redisWriter.acked.length} acknowledged (all at home), ${redisWriter.refused.length} refused (${kinds(redisWriter)})`);
+    // Home serves read-write (the freeze was on pc2's copies only, and they are gone).
     expect(await psql('mainpc', 'SHOW default_transaction_read_only')).toBe('off');
   }, 180_000);
 });
