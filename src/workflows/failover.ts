@@ -170,6 +170,8 @@ export interface FailbackInput {
   moves: FailoverMove[];
   /** How long the returning worker may take to see a cleared fence (its fence refresh). */
   fenceRefreshMs: number;
+  /** How long one Redis write pause lasts (renewed every third of it while held); default FREEZE_HOLD_MS. */
+  freezeHoldMs?: number;
 }
 
 export interface FailbackResult {
@@ -181,31 +183,50 @@ export interface FailbackResult {
   }[];
 }
 
-/** A Redis write pause lasts this long unless renewed, and is renewed this often while a failback holds it. */
+/** A Redis write pause lasts this long unless renewed (renewed every third of it while a failback holds it). */
 export const FREEZE_HOLD_MS = 30_000;
-const FREEZE_RENEW_MS = 10_000;
 
 /**
- * Writes frozen on `c` until release(): a Redis pause is renewed meanwhile (a PostgreSQL freeze
- * holds by itself). `lapsed` says why a renewal failed: from then on writes may have landed.
+ * Freeze writes on `c` and hold the freeze until release(). A PostgreSQL freeze holds by itself; a
+ * Redis pause runs out after holdMs, so it is renewed every third of that, and `check()`
+ * (before the moved copy stops) renews it once more and says whether the pauses ever left a gap:
+ * each pause lasts at least from its call's scheduling plus holdMs, and the next one must
+ * have answered before that (a workflow worker away for longer, or a renewal that failed, is a gap:
+ * writes may have landed after the backup).
  */
-function holdFreeze(c: BackupComponent): { release(): void; lapsed(): string | undefined } {
+async function holdFreeze(c: BackupComponent, holdMs: number): Promise<{ release(): void; check(): Promise<string | undefined> }> {
   let held = true;
-  let lapsed: string | undefined;
+  let gap: string | undefined;
+  let coveredUntil = 0;
+  const pause = async () => {
+    const at = Date.now();
+    try {
+      await freezeWrites(c, holdMs);
+    } catch (err) {
+      gap ??= `renewing it failed: ${rootMessage(err)}`;
+      return;
+    }
+    if (Date.now() > coveredUntil) gap ??= `it ran out at ${new Date(coveredUntil).toISOString()} before it was renewed`;
+    coveredUntil = at + holdMs;
+  };
+  const first = Date.now();
+  await freezeWrites(c, holdMs); // fails the failback (undone) if writes cannot be frozen
+  coveredUntil = first + holdMs;
   if (c.kind === 'redis') {
     void (async () => {
-      while (held) {
-        if (await condition(() => !held, FREEZE_RENEW_MS)) return;
-        try {
-          await freezeWrites(c, FREEZE_HOLD_MS);
-        } catch (err) {
-          lapsed = rootMessage(err);
-          return;
-        }
+      while (held && !gap) {
+        if (await condition(() => !held, Math.round(holdMs / 3))) return;
+        await pause();
       }
     })();
   }
-  return { release: () => { held = false; }, lapsed: () => lapsed };
+  return {
+    release: () => { held = false; },
+    check: async () => {
+      if (c.kind === 'redis') await pause();
+      return gap;
+    },
+  };
 }
 
 /**
@@ -236,7 +257,7 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
     const awayName = `${input.project}_${move.to}_${move.unit}`;
     /** Undo steps beyond putting the moved copy back: logged before the step they undo, run after it is started again. */
     const undo: UndoStep[] = [];
-    let freeze: ReturnType<typeof holdFreeze> | undefined;
+    let freeze: Awaited<ReturnType<typeof holdFreeze>> | undefined;
     let writes: string | undefined;
     try {
       // A stateful unit: its writes made while away, backed up there, verified, brought to the home store.
@@ -252,8 +273,7 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
             writes = 'not frozen: InfluxDB 1.x has no write freeze (stop its writers for the move)';
           } else {
             undo.push({ unit: move.unit, what: `lift the write freeze on ${awayName}`, run: () => thawWrites(component) });
-            await freezeWrites(component, FREEZE_HOLD_MS);
-            freeze = holdFreeze(component);
+            freeze = await holdFreeze(component, input.freezeHoldMs ?? FREEZE_HOLD_MS);
             writes = 'frozen';
           }
         }
@@ -265,8 +285,9 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
         if (summary.status !== 'verified') throw ApplicationFailure.nonRetryable(`the backup ${id} of ${move.unit} on ${move.to} did not verify: ${verified.detail}`, 'BackupNotVerified');
         carried = await onHost(move.from).backup.adoptFailoverBackup(move.back.directory, move.to, component.name, id);
       }
-      const lapsed = freeze?.lapsed();
-      if (lapsed) throw ApplicationFailure.nonRetryable(`the write freeze on ${awayName} lapsed (renewing it failed: ${lapsed}): writes may have landed after the backup`, 'FreezeLapsed');
+      // The freeze held from before the backup until now (and, renewed, through the stop).
+      const gap = await freeze?.check();
+      if (gap) throw ApplicationFailure.nonRetryable(`the write freeze on ${awayName} lapsed (${gap}): writes may have landed after the backup`, 'FreezeLapsed');
       await away.docker.stopContainer(awayName, 10);
       freeze?.release();
       await fenceOn(move.to).clearFence(input.plane, move.from, move.unit);

@@ -283,7 +283,8 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     await eventually('the writers write', async () => (writer.acked.length >= 5 && redisWriter.acked.length >= 5 ? true : undefined), 30_000);
     let result;
     try {
-      result = await failback(world!.client, inventory, 'mainpc');
+      // Redis pauses of 10 s renewed every 3 s: the renewals run within this failback.
+      result = await failback(world!.client, inventory, 'mainpc', {}, { freezeHoldMs: 10_000 });
     } finally {
       await writer.stop();
       await redisWriter.stop();
@@ -309,6 +310,11 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     expect(redisWriter.refused.length).toBeGreaterThan(0);
     const kinds = (w: { refused: { error: string }[] }) => [...new Set(w.refused.map((r) => r.error.replace(/\d+/g, 'N')))].slice(0, 4).join(' | ');
     console.info(`failback under writes: PostgreSQL ${writer.acked.length} acknowledged (all at home), ${writer.refused.length} refused (${kinds(writer)}); Redis ${redisWriter.acked.length} acknowledged (all at home), ${redisWriter.refused.length} refused (${kinds(redisWriter)})`);
+    // The Redis pause was renewed while held (the first freeze, at least one renewal, the one before the stop).
+    const history = await historyText(world!.client, failbackWorkflowId(project, 'mainpc'));
+    const pauses = history.match(/"activityType":\{"name":"freezeRedis"\}/g)?.length ?? 0;
+    console.info(`redis pauses in the failback: ${pauses}`);
+    expect(pauses).toBeGreaterThanOrEqual(2);
     // Home serves read-write (the freeze was on pc2's copies only, and they are gone).
     expect(await psql('mainpc', 'SHOW default_transaction_read_only')).toBe('off');
   }, 180_000);
