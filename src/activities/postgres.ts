@@ -213,7 +213,12 @@ export function createPostgresActivities(ctx: HostContext) {
     },
 
     /** Restore the dump into the component's database (or `targetDatabase`), then compare with the manifest. */
-    async restorePostgres(req: PostgresRequest & { entry: ComponentEntry; targetDatabase?: string }): Promise<ComponentVerification> {
+    /**
+     * `liftFreeze` (failover): a server whose data still says `default_transaction_read_only = on`
+     * through ALTER SYSTEM (a failback's freeze, kept in a volume the failed-back copy left behind)
+     * gets it reset, so the moved unit serves writes. The restore's own sessions write either way.
+     */
+    async restorePostgres(req: PostgresRequest & { entry: ComponentEntry; targetDatabase?: string; liftFreeze?: boolean }): Promise<ComponentVerification> {
       const c = req.component;
       const t0 = Date.now();
       const folder = backupFolder(ctx, req.directory, req.backupId);
@@ -221,16 +226,27 @@ export function createPostgresActivities(ctx: HostContext) {
       if (fileProblem) throw ApplicationFailure.nonRetryable(`refusing to restore ${c.name}: ${fileProblem}`, 'BackupCorrupt');
       const target = req.targetDatabase ?? c.database!;
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(target)) throw ApplicationFailure.nonRetryable(`"${target}" is not a database name`, 'InvalidTarget');
-      const sql = query(c);
+      const sql = query(c, true);
+      let lifted = '';
+      if (req.liftFreeze) {
+        // What ALTER SYSTEM wrote (this session's own value is off: PGOPTIONS).
+        const set = await sql(c.database!, "SELECT setting FROM pg_file_settings WHERE name = 'default_transaction_read_only' AND sourcefile LIKE '%postgresql.auto.conf'");
+        if (set.some(([v]) => v === 'on')) {
+          await sql(c.database!, 'ALTER SYSTEM RESET default_transaction_read_only');
+          await sql(c.database!, 'SELECT pg_reload_conf()');
+          lifted = '; a write freeze left in its data (ALTER SYSTEM default_transaction_read_only) was lifted';
+          log.warn('a write freeze left in the data was lifted', { component: c.name, container: c.container });
+        }
+      }
       const exists = await sql(c.database!, `SELECT 1 FROM pg_database WHERE datname = '${target}'`);
       if (exists.length === 0) await sql(c.database!, `CREATE DATABASE ${target}`);
       log.info('pg_restore starting', { backupId: req.backupId, component: c.name, target });
-      const res = await pgRestore(c, storeFile(folder, req.entry.file), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '--single-transaction', '--exit-on-error', ...connArgs(c, target)]);
+      const res = await pgRestore(c, storeFile(folder, req.entry.file), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '--single-transaction', '--exit-on-error', ...connArgs(c, target)], true);
       if (res.code !== 0) throw ApplicationFailure.nonRetryable(`pg_restore of ${c.name} into ${target} failed: ${res.stderr.trim()}`, 'RestoreFailed');
       const got = await tableStats((q) => sql(target, q));
       const diff = compareTables(req.entry.tables, got);
       log.info('pg_restore done', { backupId: req.backupId, component: c.name, target, matches: !diff });
-      return { name: c.name, ok: !diff, detail: diff ?? `restored into ${target}: ${Object.keys(got).length} tables, counts and checksums match the backup`, ms: Date.now() - t0 };
+      return { name: c.name, ok: !diff, detail: (diff ?? `restored into ${target}: ${Object.keys(got).length} tables, counts and checksums match the backup`) + lifted, ms: Date.now() - t0 };
     },
 
     /**

@@ -139,7 +139,8 @@ export async function failoverHost(input: FailoverInput): Promise<FailoverProgre
       // 5. The backup restored into the new container, checked against what the backup recorded.
       if (restore && adopted) {
         set('restoring');
-        const req = { directory: restore.directory, backupId: adopted.backupId, component: restore.component, entry: adopted.entry };
+        // A failback's freeze left in a volume this copy reuses is lifted (patched: older failovers restore as they did).
+        const req = { directory: restore.directory, backupId: adopted.backupId, component: restore.component, entry: adopted.entry, ...(patched('failover-lift-freeze') ? { liftFreeze: true } : {}) };
         const acts = onHost(move.to).backup;
         const kind = restore.component.kind;
         const checked = await (kind === 'postgres' ? acts.restorePostgres(req) : kind === 'redis' ? acts.restoreRedis(req) : acts.restoreInflux(req));

@@ -58,6 +58,8 @@ const inventoryDoc = (backupDir: string) => ({
     db: {
       image: TEST_POSTGRES_IMAGE,
       ports: [`${DB_PORT}:5432`],
+      // Its data in a named volume (one per host): what a copy leaves behind when it is removed.
+      volumes: ['pgdata:/var/lib/postgresql'],
       environment: { POSTGRES_PASSWORD: { from_env: pgVar }, PGPASSWORD: { from_env: pgVar } },
       healthcheck: { exec: ['psql', '-h', '/var/run/postgresql', '-U', 'postgres', '-tAc', 'SELECT 1'], interval: '500ms', timeout: '3s', retries: 3, start_period: '60s' },
       placement: { host: 'mainpc' },
@@ -231,6 +233,8 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     await world?.close();
     const left = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
+    const { Volumes } = await docker.listVolumes();
+    await Promise.all((Volumes ?? []).filter((v) => v.Name.startsWith(`${project}-`)).map((v) => docker.getVolume(v.Name).remove().catch(() => undefined)));
     await nats?.stop();
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
@@ -317,5 +321,26 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     expect(pauses).toBeGreaterThanOrEqual(2);
     // Home serves read-write (the freeze was on pc2's copies only, and they are gone).
     expect(await psql('mainpc', 'SHOW default_transaction_read_only')).toBe('off');
+  }, 180_000);
+
+  it('failed over to pc2 again: the new copy reuses the volume the failed-back one left, frozen; the restore lifts that freeze', async () => {
+    const home = await psql('mainpc', ROWS_SQL);
+    const { client } = world!;
+    await startFailover(client, inventory, { host: 'mainpc', state: 'lost', reason: 'the test says so, again' }, ['pc2']);
+    await eventually('both awaiting approval', async () => ((await failoverProgress(client, project, 'mainpc')).units.every((u) => u.status === 'awaiting-approval') ? true : undefined), 60_000);
+    await approveFailover(client, project, 'mainpc', 'db');
+    await approveFailover(client, project, 'mainpc', 'cache');
+    const db = await eventually('db moved to pc2', async () => {
+      const u = (await failoverProgress(client, project, 'mainpc')).units.find((r) => r.unit === 'db')!;
+      if (u.status === 'failed') throw new Error(`failover failed: ${u.error}`);
+      return u.status === 'moved' ? u : undefined;
+    }, 120_000);
+    // The latest verified backup of mainpc's store: the one the failback carried home.
+    expect(db.backupId).toMatch(/^failback-mainpc-db-.*\.from-pc2\.from-mainpc$/);
+    expect(await psql('pc2', ROWS_SQL)).toBe(home);
+    const history = await historyText(client, `failover-${project}-mainpc`);
+    expect(history).toContain('a write freeze left in its data');
+    expect(await psql('pc2', 'SHOW default_transaction_read_only')).toBe('off');
+    await psql('pc2', "INSERT INTO notes VALUES (1200, 'on pc2 again')");
   }, 180_000);
 });
