@@ -15,7 +15,7 @@
  *
  * Asserts on the world: rows, containers, fence records, the workflow's history (no password in it).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,7 @@ import Dockerode from 'dockerode';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { temporal } from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/schema.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
@@ -149,6 +150,18 @@ function startRedisWriter(firstId: number) {
   return { acked, refused, stop: async () => { stopping = true; await run; } };
 }
 
+/**
+ * MIGRATE_RECORD_HISTORIES=DIR: the failback's history written as DIR/<file>.json, as
+ * test/histories holds them (the failbacks of the release before this freeze were recorded so).
+ */
+async function recordHistory(world: TestWorld, file: string, workflowId = failbackWorkflowId(project, 'mainpc')): Promise<void> {
+  const dir = process.env.MIGRATE_RECORD_HISTORIES;
+  if (!dir || dir === '1') return;
+  const history = await world.client.workflow.getHandle(workflowId).fetchHistory();
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, `${file}.json`), `${JSON.stringify({ workflowId, history: Buffer.from(temporal.api.history.v1.History.encode(history).finish()).toString('base64') })}\n`);
+}
+
 /** A client writing to pc2's copy over tcp, one INSERT per id, reconnecting after any error, until stopped. */
 function startWriter(firstId: number) {
   const acked: number[] = [];
@@ -255,6 +268,7 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     } finally {
       await Promise.all(squatters.map((server) => new Promise((r) => server.close(r))));
     }
+    await recordHistory(world!, 'failback-failed');
     const history = await historyText(world!.client, failbackWorkflowId(project, 'mainpc'));
     // Each got past the freeze, the backup and the stop before it failed; each freeze was lifted.
     for (const step of ['freezePostgres', 'dumpPostgres', 'thawPostgres', 'freezeRedis', 'snapshotRedis', 'thawRedis', 'adoptFailoverBackup', 'stopContainer']) expect(history).toContain(`"name":"${step}"`);
@@ -293,6 +307,7 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
       await writer.stop();
       await redisWriter.stop();
     }
+    await recordHistory(world!, 'failback-back');
     // Zero loss: every write acknowledged by pc2's copy is at home.
     const home = await ids('mainpc');
     expect([...before, ...writer.acked].filter((id) => !home.has(id))).toEqual([]);
@@ -338,6 +353,10 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     // The latest verified backup of mainpc's store: the one the failback carried home.
     expect(db.backupId).toMatch(/^failback-mainpc-db-.*\.from-pc2\.from-mainpc$/);
     expect(await psql('pc2', ROWS_SQL)).toBe(home);
+    if (process.env.MIGRATE_RECORD_HISTORIES) {
+      await client.workflow.getHandle(`failover-${project}-mainpc`).result();
+      await recordHistory(world!, 'failover-moved', `failover-${project}-mainpc`);
+    }
     const history = await historyText(client, `failover-${project}-mainpc`);
     expect(history).toContain('a write freeze left in its data');
     expect(await psql('pc2', 'SHOW default_transaction_read_only')).toBe('off');
