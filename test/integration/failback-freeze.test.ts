@@ -196,6 +196,10 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
   let world: TestWorld | undefined;
   let inventory: Inventory;
   let plan: Plan;
+  /** How long each setup step took: printed at the end (a slow run says where). */
+  const timings: Record<string, number> = {};
+  let mark = Date.now();
+  const took = (step: string) => { timings[step] = Date.now() - mark; mark = Date.now(); };
 
   const fences = async () => {
     const plane = await connectPlane(inventory.health!, project, { name: 'hlfz-test', failFast: true });
@@ -215,15 +219,18 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     await ensureHostImage(docker, redisImageSpec());
     world = await startWorld(inventory);
     const { client } = world;
+    took('setupMs');
 
     // Deployed on mainpc, rows written, a verified backup taken.
     const release = `hlfz-${pid}`;
     const { error } = await followDeploy(await startDeploy(client, plan, { release, skipBackup: 'the test takes its own' }));
     expect(error).toBeUndefined();
     expect((await decideRelease(client, release, 'confirm', {}, project)).status).toBe('confirmed');
+    took('deployMs');
     await psql('mainpc', "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 200) g");
     await withRedis(HOME, (r) => r.mset(Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k:${i}`, `v${i}`]))));
     expect((await backupNow(client, plan.backups!, `hlfz-${pid}`)).status).toBe('verified');
+    took('backupMs');
 
     // mainpc judged lost: failoverHost fences its copies, and, approved, starts the database and Redis on pc2 with the backup.
     await startFailover(client, inventory, { host: 'mainpc', state: 'lost', reason: 'the test says so' }, ['pc2']);
@@ -237,12 +244,14 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
       return units.every((u) => u.status === 'moved') ? true : undefined;
     }, 120_000);
     await eventually('one copy of each, on pc2', async () => ((await copies()).join() === 'cache@pc2,db@pc2' ? true : undefined), 30_000);
+    took('failoverMs');
     // Written on pc2 while failed over: only pc2's copies hold them.
     await psql('pc2', "INSERT INTO notes SELECT g, 'on pc2 ' || g FROM generate_series(1001, 1050) g");
     await withRedis(AWAY, (r) => r.set('on:pc2', 'yes'));
   }, 300_000);
 
   afterAll(async () => {
+    console.info(`failback freeze: ${JSON.stringify(timings)}`);
     await world?.close();
     const left = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`] } });
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
