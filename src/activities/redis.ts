@@ -140,6 +140,27 @@ export function createRedisActivities(ctx: HostContext) {
       return { name: c.name, kind: 'redis', host: ctx.host, file: fileName, bytes, sha256, dumpMs: Date.now() - t0 };
     },
 
+    /**
+     * Freeze writes (failback): `CLIENT PAUSE holdMs WRITE` (Redis 6.2 and later). Clients' write
+     * commands wait, unanswered, until the pause ends (renew it by calling again before then) or the
+     * server stops (their connection closes: never acknowledged); reads, INFO and BGSAVE go on. A
+     * pause nobody renews lifts itself after holdMs.
+     */
+    async freezeRedis(c: BackupComponent, holdMs: number): Promise<void> {
+      try {
+        await command(c, ['CLIENT', 'PAUSE', String(Math.max(1, Math.round(holdMs))), 'WRITE']);
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(`Redis ${c.name}: CLIENT PAUSE ${holdMs} WRITE refused (it needs Redis 6.2 or later): ${(err as Error).message}`, 'FreezeFailed');
+      }
+      log.info('redis writes paused', { component: c.name, container: c.container, holdMs });
+    },
+
+    /** Lift the freeze: CLIENT UNPAUSE. Idempotent (a server restarted since has no pause). */
+    async thawRedis(c: BackupComponent): Promise<void> {
+      await command(c, ['CLIENT', 'UNPAUSE']);
+      log.info('redis writes unpaused', { component: c.name, container: c.container });
+    },
+
     async verifyRedis(req: RedisRequest & { entry: ComponentEntry }): Promise<ComponentVerification> {
       const t0 = Date.now();
       const folder = backupFolder(ctx, req.directory, req.backupId);

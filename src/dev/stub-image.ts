@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Dockerode from 'dockerode';
-import type { Plan } from '../plan/plan.js';
+import type { Plan, UnitSpec } from '../plan/plan.js';
 import { stubPlan, type StubOptions } from '../plan/stub.js';
 import { buildImage } from '../activities/docker.js';
 
@@ -54,4 +54,9 @@ export const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 export function stubbedPlan(plan: Plan, options: Omit<StubOptions, 'image' | 'build'> = {}): Plan {
   const busybox = process.env.BUSYBOX_PATH ? [process.env.BUSYBOX_PATH] : [];
   return stubPlan(plan, { ...options, image: STUB_IMAGE, build: { context: STUB_CONTEXT, hostFiles: { busybox: [...busybox, ...BUSYBOX_CANDIDATES] } } });
+}
+
+/** One unit as `stubbedPlan` makes it: what a failover moves when the deploy ran with --stub. */
+export function stubbedUnit(unit: UnitSpec): UnitSpec {
+  return stubbedPlan({ units: { [unit.name]: unit } } as unknown as Plan).units[unit.name]!;
 }

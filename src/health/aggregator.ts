@@ -8,7 +8,7 @@
  */
 import type { HealthSettings } from '../inventory/schema.js';
 import { aggregate, transitions, type Aggregate, type Heartbeat, type HostView, type Observations, type Reach, type Transition, type UnitReading } from './judge.js';
-import { connectPlane, decode, encode, readValues, type Plane } from './plane.js';
+import { connectPlane, decode, encode, peerPorts, readValues, type Plane } from './plane.js';
 import { ANSWER_MS, reach, reachTimeoutMs } from './publisher.js';
 
 export interface PlaneTarget {
@@ -39,9 +39,10 @@ export async function snapshotHealth(target: PlaneTarget): Promise<Aggregate> {
     const seen = await readBucket(plane);
     const now = Date.now();
     const reachMap = new Map<string, Reach>();
+    const ports = peerPorts(target.settings, target.hosts);
     await Promise.all(Object.entries(target.hosts).map(async ([h, address]) => {
       const hb = seen.heartbeats.get(h);
-      if (!hb || now - hb.receivedAt > target.settings.lost_after) reachMap.set(h, await reach(address, target.settings.peer_port, reachTimeoutMs(target.settings)));
+      if (!hb || now - hb.receivedAt > target.settings.lost_after) reachMap.set(h, await reach(address, ports[h]!, reachTimeoutMs(target.settings)));
     }));
     return aggregate({ now, lostAfterMs: target.settings.lost_after, hosts: Object.keys(target.hosts), reach: reachMap, expected: target.expected, ...seen });
   } finally {
@@ -68,6 +69,7 @@ export interface AggregatorOptions extends PlaneTarget {
 export async function startAggregator(options: AggregatorOptions): Promise<Aggregator> {
   const { settings } = options;
   const hosts = Object.keys(options.hosts);
+  const ports = peerPorts(settings, options.hosts);
   const plane = await connectPlane(settings, options.project, { name: `migrate-aggregator-${process.pid}`, pingIntervalMs: 1_000 });
   const { nc, names } = plane;
   const seen = await readBucket(plane);
@@ -106,7 +108,7 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
       probing.add(h);
       const started = Date.now();
       inflight.set(h, started);
-      void reach(options.hosts[h]!, settings.peer_port, reachTimeoutMs(settings)).then((r) => {
+      void reach(options.hosts[h]!, ports[h]!, reachTimeoutMs(settings)).then((r) => {
         reachOf.set(h, { reach: r, at: started });
         probing.delete(h);
         inflight.delete(h);

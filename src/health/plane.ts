@@ -41,6 +41,21 @@ export function planeNames(project: string, subjects = 'health'): PlaneNames {
   };
 }
 
+/**
+ * Each host's peer port: `peer_port`, except where hosts share an address (one engine, hosts left on
+ * 127.0.0.1): there the second gets peer_port + 1, the third + 2, in the inventory's order, so no two
+ * workers' listeners clash and a probe asks the worker it means. Every side (worker, peers,
+ * aggregator) computes it from the same hosts and addresses. Pure.
+ */
+export function peerPorts(settings: Pick<HealthSettings, 'peer_port'>, hosts: Record<string, string>): Record<string, number> {
+  const taken = new Map<string, number>();
+  return Object.fromEntries(Object.entries(hosts).map(([host, address]) => {
+    const n = taken.get(address) ?? 0;
+    taken.set(address, n + 1);
+    return [host, settings.peer_port + n];
+  }));
+}
+
 /** Keys older than this vanish from the health bucket (a silent host's readings go with them). */
 export function readingMaxAgeMs(settings: Pick<HealthSettings, 'lost_after'>): number {
   return Math.max(5_000, 5 * settings.lost_after);

@@ -17,7 +17,7 @@ import type { UnitSpec } from '../plan/plan.js';
 import { containerName } from '../plan/queues.js';
 import { setHostLost } from '../metrics/migrate.js';
 import type { Aggregate, Heartbeat, Reach, UnitReading } from './judge.js';
-import { connectPlane, decode, encode, fencesOf, type Plane } from './plane.js';
+import { connectPlane, decode, encode, fencesOf, peerPorts, type Plane } from './plane.js';
 
 export interface PublisherOptions {
   context: HostContext;
@@ -64,9 +64,10 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
   const policy = new Map(Object.entries({ ...inventory.services, ...inventory.agents }).filter(([, s]) => s.failover).map(([n, s]) => [n, s.failover!]));
 
   // The peer port: accepting is all it does (a dead worker then reads "refused" at a live address).
+  const ports = peerPorts(settings, { ...options.peers, [host]: context.spec.address });
   const listener = net.createServer((s) => s.end());
-  listener.on('error', (err) => log(`peer port ${context.spec.address}:${settings.peer_port}: ${err.message}`));
-  await new Promise<void>((resolve) => listener.listen(settings.peer_port, context.spec.address, resolve).once('error', () => resolve()));
+  listener.on('error', (err) => log(`peer port ${context.spec.address}:${ports[host]}: ${err.message}`));
+  await new Promise<void>((resolve) => listener.listen(ports[host], context.spec.address, resolve).once('error', () => resolve()));
 
   const plane = await connectPlane(settings, project, { name: `worker-${host}-${process.pid}`, pingIntervalMs: Math.max(500, settings.lost_after) });
   const { nc, names, readings } = plane;
@@ -173,7 +174,7 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
     engine = await docker.ping().then(() => ({ ok: true }), (err: Error) => ({ ok: false, detail: err.message }));
     await Promise.all(Object.entries(options.peers).filter(([h]) => h !== host).map(async ([h, address]) => {
       peerWaiting.set(h, Date.now());
-      peerReach[h] = await reach(address, settings.peer_port, reachTimeoutMs(settings));
+      peerReach[h] = await reach(address, ports[h]!, reachTimeoutMs(settings));
       peerWaiting.delete(h);
     }));
   }

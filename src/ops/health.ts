@@ -109,7 +109,7 @@ export async function approveFailover(client: Client, project: string, host: str
 }
 
 /** Move the units failed over from `host` back to it (from the fence records), exactly; waits for the result. */
-export async function failback(client: Client, inventory: Inventory, host: string, options: PlanOptions = {}): Promise<FailbackResult> {
+export async function failback(client: Client, inventory: Inventory, host: string, options: PlanOptions = {}, tuning: { freezeHoldMs?: number } = {}): Promise<FailbackResult> {
   const target = planeTarget(inventory, options);
   if (!(host in target.hosts)) throw new BadInput('unknown host', [{ path: 'host', message: `no host "${host}" in the inventory`, fix: `use one of: ${Object.keys(target.hosts).join(', ')}` }]);
   const plane = await connectPlane(target.settings, target.project, { name: 'migrate-failback', failFast: true }).catch((err: Error) => { throw new OperationFailed(err.message); });
@@ -128,7 +128,7 @@ export async function failback(client: Client, inventory: Inventory, host: strin
     taskQueue: ORCHESTRATOR_QUEUE,
     workflowId: failbackWorkflowId(inventory.project, host),
     workflowIdConflictPolicy: 'USE_EXISTING',
-    args: [{ project: inventory.project, host, plane: { project: target.project, settings }, moves, fenceRefreshMs: 2 * Math.max(1_000, 4 * settings.heartbeat) }],
+    args: [{ project: inventory.project, host, plane: { project: target.project, settings }, moves, fenceRefreshMs: 2 * Math.max(1_000, 4 * settings.heartbeat), ...tuning }],
     staticSummary: `failback to ${host}: ${moves.map((m) => m.unit).join(', ')}`,
   });
   return handle.result();

@@ -5,7 +5,9 @@
  *   mark verified or failed → apply retention.
  * The inputs hold the plan's backup targets, whose secrets are references: the workers read them.
  */
-import { ApplicationFailure, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { HostActivities } from '../activities/index.js';
+import { hostQueue } from '../plan/queues.js';
 import type { BackupSummary, ComponentEntry, ComponentVerification } from '../activities/backup-store.js';
 import type { BackupComponent, BackupPlan } from '../plan/backups.js';
 import { SA } from '../common/search-attributes.js';
@@ -54,6 +56,31 @@ export function check(dir: string | undefined, id: string, c: BackupComponent, e
   if (c.kind === 'postgres') return acts.verifyPostgres(req);
   if (c.kind === 'redis') return acts.verifyRedis(req);
   return acts.verifyInflux(req);
+}
+
+/**
+ * Freeze writes on a database (failback, before its last backup): PostgreSQL read-only, its sessions
+ * ended; Redis's writes paused for `holdMs` (call again to renew). InfluxDB 1.x has no such switch:
+ * false, nothing done.
+ */
+export async function freezeWrites(c: BackupComponent, holdMs: number): Promise<boolean> {
+  const acts = onHost(c.host).docker;
+  if (c.kind === 'postgres') await acts.freezePostgres(c);
+  else if (c.kind === 'redis') await acts.freezeRedis(c, holdMs);
+  else return false;
+  return true;
+}
+
+/** Thaws are retried while the database comes back up (a copy just started again), for 10 minutes. */
+const thawing = (host: string) => proxyActivities<HostActivities>({
+  taskQueue: hostQueue(host), startToCloseTimeout: '1 minute', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', nonRetryableErrorTypes: ['SecretMissing'] },
+});
+
+/** Lift a freeze (idempotent). */
+export async function thawWrites(c: BackupComponent): Promise<void> {
+  if (c.kind === 'postgres') await thawing(c.host).thawPostgres(c);
+  else if (c.kind === 'redis') await thawing(c.host).thawRedis(c);
 }
 
 async function verifyOnHosts(plan: BackupPlan, id: string, extra: Record<string, ComponentVerification[]> = {}): Promise<BackupSummary[]> {

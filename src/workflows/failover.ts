@@ -23,6 +23,7 @@ import {
   condition,
   defineQuery,
   defineUpdate,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -39,7 +40,8 @@ import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { onHost } from './profiles.js';
 import { swapUnit, undoUnits, type UndoStep } from './unit-swap.js';
-import { backupIdOf, check, take } from './backup.js';
+import { backupIdOf, check, freezeWrites, take, thawWrites } from './backup.js';
+import type { BackupComponent } from '../plan/backups.js';
 
 export interface FailoverInput {
   project: string;
@@ -137,7 +139,8 @@ export async function failoverHost(input: FailoverInput): Promise<FailoverProgre
       // 5. The backup restored into the new container, checked against what the backup recorded.
       if (restore && adopted) {
         set('restoring');
-        const req = { directory: restore.directory, backupId: adopted.backupId, component: restore.component, entry: adopted.entry };
+        // A failback's freeze left in a volume this copy reuses is lifted (patched: older failovers restore as they did).
+        const req = { directory: restore.directory, backupId: adopted.backupId, component: restore.component, entry: adopted.entry, ...(patched('failover-lift-freeze') ? { liftFreeze: true } : {}) };
         const acts = onHost(move.to).backup;
         const kind = restore.component.kind;
         const checked = await (kind === 'postgres' ? acts.restorePostgres(req) : kind === 'redis' ? acts.restoreRedis(req) : acts.restoreInflux(req));
@@ -168,11 +171,63 @@ export interface FailbackInput {
   moves: FailoverMove[];
   /** How long the returning worker may take to see a cleared fence (its fence refresh). */
   fenceRefreshMs: number;
+  /** How long one Redis write pause lasts (renewed every third of it while held); default FREEZE_HOLD_MS. */
+  freezeHoldMs?: number;
 }
 
 export interface FailbackResult {
   host: string;
-  units: { unit: string; from: string; status: 'back' | 'failed'; error?: string }[];
+  units: {
+    unit: string; from: string; status: 'back' | 'failed'; error?: string;
+    /** A stateful unit: whether its writes were frozen for the move (and, if not, why). */
+    writes?: string;
+  }[];
+}
+
+/** A Redis write pause lasts this long unless renewed (renewed every third of it while a failback holds it). */
+export const FREEZE_HOLD_MS = 30_000;
+
+/**
+ * Freeze writes on `c` and hold the freeze until release(). A PostgreSQL freeze holds by itself; a
+ * Redis pause runs out after holdMs, so it is renewed every third of that, and `check()`
+ * (before the moved copy stops) renews it once more and says whether the pauses ever left a gap:
+ * each pause lasts at least from its call's scheduling plus holdMs, and the next one must
+ * have answered before that (a workflow worker away for longer, or a renewal that failed, is a gap:
+ * writes may have landed after the backup).
+ */
+async function holdFreeze(c: BackupComponent, holdMs: number): Promise<{ release(): void; check(): Promise<string | undefined> }> {
+  let held = true;
+  let gap: string | undefined;
+  let coveredUntil = 0;
+  const pause = async () => {
+    const at = Date.now();
+    try {
+      await freezeWrites(c, holdMs);
+    } catch (err) {
+      gap ??= `renewing it failed: ${rootMessage(err)}`;
+      return;
+    }
+    if (Date.now() > coveredUntil) gap ??= `it ran out at ${new Date(coveredUntil).toISOString()} before it was renewed`;
+    coveredUntil = at + holdMs;
+  };
+  const first = Date.now();
+  await freezeWrites(c, holdMs); // fails the failback (undone) if writes cannot be frozen
+  coveredUntil = first + holdMs;
+  if (c.kind === 'redis') {
+    void (async () => {
+      while (held && !gap) {
+        if (await condition(() => !held, Math.round(holdMs / 3))) return;
+        await pause();
+      }
+    })();
+  }
+  return {
+    release: () => { held = false; },
+    check: async () => {
+      if (c.kind === 'redis') await pause();
+      return gap;
+    },
+  };
 }
 
 /**
@@ -185,14 +240,26 @@ export interface FailbackResult {
  * checked against the backup's table counts and checksums; only then is the moved copy removed.
  * Whatever fails, the moved copy keeps serving (started again if it was stopped) and its fence stays:
  * the only up-to-date copy of the data is never given up.
+ *
+ * The write freeze (patched 'failback-freeze'): before that backup, writes to the moved copy are
+ * frozen (PostgreSQL read-only with its sessions ended, Redis's writes paused and the pause renewed),
+ * so no write lands between the backup and the stop; a client sees its write refused (or, Redis,
+ * never answered), never silently dropped. InfluxDB 1.x has no freeze: it moves as before, its
+ * writers to be stopped by hand. The freeze's undo (lift it) is logged before it, and runs once the
+ * moved copy is started again when the failback fails.
  */
 export async function failbackHost(input: FailbackInput): Promise<FailbackResult> {
   const { workflowId, runId } = workflowInfo();
   upsertSearchAttributes([{ key: SA.kind, value: 'failback' }, { key: SA.hosts, value: [input.host, ...new Set(input.moves.map((m) => m.to))] }, { key: SA.phase, value: 'running' }]);
   const result: FailbackResult = { host: input.host, units: [] };
+  const freezes = patched('failback-freeze');
   for (const move of input.moves) {
     const away = onHost(move.to);
     const awayName = `${input.project}_${move.to}_${move.unit}`;
+    /** Undo steps beyond putting the moved copy back: logged before the step they undo, run after it is started again. */
+    const undo: UndoStep[] = [];
+    let freeze: Awaited<ReturnType<typeof holdFreeze>> | undefined;
+    let writes: string | undefined;
     try {
       // A stateful unit: its writes made while away, backed up there, verified, brought to the home store.
       let carried: { backupId: string; entry: ComponentEntry } | undefined;
@@ -201,6 +268,16 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
           throw ApplicationFailure.nonRetryable(`${move.unit} holds data and no backup target carries it back (${move.backup ? `backup "${move.backup}" does not plan on ${move.to} and ${move.from}` : 'its failover policy names no `backup`'}): it keeps running on ${move.to}`, 'NoBackupTarget');
         }
         const { component, directory } = move.restore;
+        if (freezes) {
+          // No write lands between the backup and the stop: frozen first (its undo logged before).
+          if (component.kind === 'influxdb') {
+            writes = 'not frozen: InfluxDB 1.x has no write freeze (stop its writers for the move)';
+          } else {
+            undo.push({ unit: move.unit, what: `lift the write freeze on ${awayName}`, run: () => thawWrites(component) });
+            freeze = await holdFreeze(component, input.freezeHoldMs ?? FREEZE_HOLD_MS);
+            writes = 'frozen';
+          }
+        }
         const id = backupIdOf(`failback-${input.host}-${move.unit}-${runId}`);
         const entry = await take(directory, id, component);
         await away.backup.recordBackup(directory, id, new Date().toISOString(), [entry]);
@@ -209,7 +286,11 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
         if (summary.status !== 'verified') throw ApplicationFailure.nonRetryable(`the backup ${id} of ${move.unit} on ${move.to} did not verify: ${verified.detail}`, 'BackupNotVerified');
         carried = await onHost(move.from).backup.adoptFailoverBackup(move.back.directory, move.to, component.name, id);
       }
+      // The freeze held from before the backup until now (and, renewed, through the stop).
+      const gap = await freeze?.check();
+      if (gap) throw ApplicationFailure.nonRetryable(`the write freeze on ${awayName} lapsed (${gap}): writes may have landed after the backup`, 'FreezeLapsed');
       await away.docker.stopContainer(awayName, 10);
+      freeze?.release();
       await fenceOn(move.to).clearFence(input.plane, move.from, move.unit);
       await sleep(input.fenceRefreshMs); // the home worker's last read of the fence is older than the clear
       await swapUnit(move.home, { project: input.project, stamp: { release: `failback-${input.host}`, change: workflowId }, undo: [] });
@@ -222,13 +303,20 @@ export async function failbackHost(input: FailbackInput): Promise<FailbackResult
       }
       await away.docker.removeContainer(awayName);
       await fenceOn(move.to).countFailover(move.to, move.from, move.unit, 'failed-back');
-      result.units.push({ unit: move.unit, from: move.to, status: 'back' });
+      result.units.push({ unit: move.unit, from: move.to, status: 'back', ...(writes ? { writes } : {}) });
     } catch (err) {
       // The home copy did not come up (or its data did not come back): the unit keeps running where it was moved.
+      freeze?.release();
       await onHost(move.from).undo.stopContainer(`${input.project}_${move.from}_${move.unit}`, 0).catch(() => undefined);
       await fenceOn(move.to).writeFence(input.plane, { unit: move.unit, from: move.from, to: move.to, workflowId, at: Date.now(), spec: move.spec, home: move.home });
       await away.undo.ensureContainer(move.spec, { release: `failback-${input.host}`, change: workflowId }).catch(() => undefined);
-      result.units.push({ unit: move.unit, from: move.to, status: 'failed', error: rootMessage(err) });
+      // Then the freeze lifted: the moved copy serves as before (a failure here is said, not hidden).
+      const undone: string[] = [];
+      for (const step of [...undo].reverse()) {
+        await step.run().catch((e: unknown) => { undone.push(`${step.what} failed: ${rootMessage(e)}`); });
+      }
+      const error = [rootMessage(err), ...undone].join('; ');
+      result.units.push({ unit: move.unit, from: move.to, status: 'failed', error, ...(writes ? { writes: writes !== 'frozen' ? writes : undone.length ? 'still frozen' : 'frozen, then lifted' } : {}) });
     }
   }
   const failed = result.units.some((u) => u.status === 'failed');

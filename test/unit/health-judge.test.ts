@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { InventoryError, parseInventory } from '../../src/inventory/load.js';
 import { aggregate, judgeHost, transitions, type Heartbeat, type Observations, type Reach, type UnitReading } from '../../src/health/judge.js';
 import { planFailback, planFailover } from '../../src/plan/failover.js';
+import { peerPorts } from '../../src/health/plane.js';
 
 const hb = (host: string, peers: Record<string, Reach> = {}): Heartbeat => ({
   host, at: 0, seq: 1, worker: { pid: 1, identity: `${host}@x:1` }, engine: { ok: true }, peers, units: { total: 0, healthy: 0 },
@@ -171,5 +172,12 @@ describe('the health: section and failover policy', () => {
 
   it('the plan refuses a failover host the inventory does not declare', () => {
     expect(() => planFailover(inv({ services: { db: { image: 'p:1', placement: { host: 'pc2' }, failover: { to: ['mainpx'] } } } }), 'pc2', ['mainpc'])).toThrow(/failover\.to\[0\].*unknown host "mainpx".*did you mean "mainpc"/s);
+  });
+});
+
+describe('peer ports', () => {
+  it('each host its own port where hosts share an address (one engine), the inventory\'s elsewhere', () => {
+    expect(peerPorts({ peer_port: 7499 }, { mainpc: '127.0.0.11', pc2: '127.0.0.12' })).toEqual({ mainpc: 7499, pc2: 7499 });
+    expect(peerPorts({ peer_port: 7499 }, { mainpc: '127.0.0.1', pc2: '127.0.0.1', gpu: '10.0.0.3', pc3: '127.0.0.1' })).toEqual({ mainpc: 7499, pc2: 7500, gpu: 7499, pc3: 7501 });
   });
 });

@@ -4,12 +4,14 @@
  * process (src/dev/isolated-environment.ts); `--down` removes what a killed earlier run left.
  */
 import type { Command } from 'commander';
+import path from 'node:path';
 import Table from 'cli-table3';
 import { z } from 'zod';
 import { startDevEnvironment, quietRuntime } from '../../dev/environment.js';
 import { ISOLATED_DEFAULTS, startIsolatedEnvironment } from '../../dev/isolated-environment.js';
 import { defaultStateDir, downIsolatedHosts, isolatedHostsUnsupported, leftovers } from '../../dev/isolated-hosts.js';
 import { hostQueue } from '../../plan/queues.js';
+import { stubbedUnit } from '../../dev/stub-image.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
 import { action, checkDevPorts, DEV_INVENTORY, devOptions, inventoryOption, loadPlan, parseOptions, printJson } from '../common.js';
 
@@ -20,6 +22,7 @@ const devCommandOptions = devOptions.extend({
   prefix: z.string().regex(/^[a-z][a-z0-9-]{0,8}$/, { message: 'must be 1 to 9 lowercase letters, digits or "-", starting with a letter (it names links)' }).optional(),
   down: z.boolean().default(false),
   json: z.boolean().default(false),
+  stub: z.boolean().default(false),
 });
 
 function untilSignal(): Promise<void> {
@@ -41,6 +44,7 @@ export function registerDev(program: Command): void {
     .option('--prefix <name>', `with --isolated-hosts: names their namespaces and links (default ${ISOLATED_DEFAULTS.prefix})`)
     .option('--down', 'with --isolated-hosts: remove what an earlier run left (namespaces, links, engines, workers)')
     .option('--json', 'print the hosts as JSON')
+    .option('--stub', 'with a health plane (`health:`): a failed-over unit runs the stand-in image, as `deploy --stub` ran it')
     .option('--metrics <host:port>', 'serve the workers\' Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT')
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(devCommandOptions, raw);
@@ -49,12 +53,24 @@ export function registerDev(program: Command): void {
       if (!opts.isolatedHosts && isolatedOnly.length > 0) {
         throw new BadInput('invalid options', isolatedOnly.map((k) => ({ path: `--${k}`, message: 'only means something with --isolated-hosts', fix: `add --isolated-hosts, or drop --${k}` })));
       }
+      if (opts.isolatedHosts && opts.stub) {
+        throw new BadInput('invalid options', [{ path: '--stub', message: 'only means something on one engine: isolated hosts\' workers publish health, and the aggregator is yours to run', fix: 'drop --stub, and run `migrate health --watch --failover --stub` with the printed inventory' }]);
+      }
       if (opts.isolatedHosts) return isolatedDev({ ...opts, subnet: opts.subnet ?? ISOLATED_DEFAULTS.subnet, prefix: opts.prefix ?? ISOLATED_DEFAULTS.prefix });
-      const { inventory } = await loadPlan(opts.inventory); // the whole plan checked before anything starts
-      const env = await startDevEnvironment(inventory, { dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, metrics: opts.metrics });
+      const { inventory, plan } = await loadPlan(opts.inventory); // the whole plan checked before anything starts
+      const planOptions = { baseDir: path.dirname(path.resolve(opts.inventory[0]!)) };
+      const env = await startDevEnvironment(inventory, {
+        dataDir: opts.dataDir, port: opts.port, uiPort: opts.uiPort, metrics: opts.metrics,
+        // With a health plane: every host's publisher and the aggregator, failover armed (this is the system's one).
+        health: { plan, planOptions, mapSpec: opts.stub ? stubbedUnit : undefined, say: (line) => process.stdout.write(`${line}\n`) },
+      });
       process.stdout.write(`Temporal dev server on ${env.server.address}; Web UI ${env.server.uiUrl}\n`);
       for (const h of Object.keys(inventory.hosts)) process.stdout.write(`  worker for ${h} polling ${hostQueue(h)}\n`);
       if (env.metricsUrl) process.stdout.write(`  metrics on ${env.metricsUrl}\n`);
+      if (inventory.health) {
+        process.stdout.write(`  health plane on ${inventory.health.nats.join(', ')}: each host's publisher and the aggregator (failover armed) start once it answers\n`);
+        void env.health?.then((h) => { if (h.aggregator) process.stdout.write(`  health plane up: ${h.publishers.length} publishers, the aggregator judging\n`); });
+      } else process.stdout.write('  no health plane (the inventory has no `health:`): hosts are not watched, nothing fails over\n');
       process.stdout.write('Ctrl-C stops everything.\n');
       await untilSignal();
       await env.stop();

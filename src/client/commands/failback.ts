@@ -1,7 +1,7 @@
 /**
  * `migrate failback HOST`: move the units failed over from HOST back to it, exactly (the failbackHost
- * workflow: stop the moved copy, clear the fence, start the home copy behind its health gate, remove
- * the moved copy). `migrate failback HOST --approve UNIT [--backup ID]` lets a stateful unit of a
+ * workflow: a stateful unit's writes frozen and its data backed up, stop the moved copy, clear the
+ * fence, start the home copy behind its health gate, restore the data, remove the moved copy). `migrate failback HOST --approve UNIT [--backup ID]` lets a stateful unit of a
  * running failover of HOST move.
  */
 import type { Command } from 'commander';
@@ -47,7 +47,7 @@ export function registerFailback(program: Command): void {
         const result = await failback(client, inventory, host, planOptions);
         if (opts.json) printJson(result);
         else if (result.units.length === 0) process.stdout.write(`nothing was failed over from ${host}\n`);
-        else for (const u of result.units) process.stdout.write(`${u.unit}: ${u.status === 'back' ? `back on ${host} (its copy on ${u.from} removed)` : `still on ${u.from}: ${u.error}`}\n`);
+        else for (const u of result.units) process.stdout.write(`${u.unit}: ${u.status === 'back' ? `back on ${host} (its copy on ${u.from} removed)` : `still on ${u.from}: ${u.error}`}${u.writes ? ` [writes ${u.writes}]` : ''}\n`);
         return result.units.some((u) => u.status === 'failed') ? 1 : 0;
       });
     }));

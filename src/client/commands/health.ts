@@ -12,8 +12,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Aggregate, Transition } from '../../health/judge.js';
 import { loadInventoryFiles } from '../../inventory/load.js';
-import { stubbedPlan } from '../../dev/stub-image.js';
-import type { Plan, UnitSpec } from '../../plan/plan.js';
+import { stubbedUnit } from '../../dev/stub-image.js';
 import { healthView, watchHealth } from '../../ops/index.js';
 import { action, commonOptions, connectClient, inventoryOption, parseOptions, printJson, temporalOptions } from '../common.js';
 
@@ -22,8 +21,6 @@ const healthOptions = commonOptions.extend({
   failover: z.boolean().default(false),
   stub: z.boolean().default(false),
 }).refine((o) => !o.failover || o.watch, { message: '--failover needs --watch: failover is started by the process that keeps watching', path: ['failover'] });
-
-const stubbedUnit = (unit: UnitSpec): UnitSpec => stubbedPlan({ units: { [unit.name]: unit } } as unknown as Plan).units[unit.name]!;
 
 const age = (ms: number | undefined) => (ms === undefined ? '-' : ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`);
 
