@@ -257,6 +257,8 @@ describe.skipIf(unsupported)(`failback with a write freeze${unsupported ? ` (ski
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
     const { Volumes } = await docker.listVolumes();
     await Promise.all((Volumes ?? []).filter((v) => v.Name.startsWith(`${project}-`)).map((v) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+    // Its networks too: the engine has ~30 address pools, and a suite that leaks them runs out ("could not find an available, non-overlapping IPv4 address pool").
+    for (const n of await docker.listNetworks({ filters: { label: [`${LABELS.project}=${project}`] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
     await nats?.stop();
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
