@@ -16,6 +16,7 @@ import { LABELS } from '../../src/plan/queues.js';
 import type { UnitRoute } from '../../src/plan/traffic.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 import { removeProjects } from '../helpers/containers.js';
+import { hammer } from '../helpers/hammer.js';
 
 const docker = new Dockerode();
 const project = `pdtraffic${process.pid}`;
@@ -49,30 +50,7 @@ async function stub(name: string, version: string): Promise<{ id: string; ports:
   return { id: info.Id, ports: { '8080/tcp': port } };
 }
 
-/** A client sending requests to the published port, one after the other, until stopped: versions seen in order, failures counted. */
-function client(port: number) {
-  let stop = false;
-  const seen: string[] = [];
-  const failures: string[] = [];
-  const loop = (async () => {
-    while (!stop) {
-      try {
-        const res = await fetch(`http://${address}:${port}/work`, { signal: AbortSignal.timeout(10_000) });
-        const body = (await res.json()) as { version: string };
-        if (res.ok) seen.push(body.version);
-        else failures.push(`HTTP ${res.status}`);
-      } catch (err) {
-        failures.push(String((err as Error & { cause?: Error }).cause?.message ?? (err as Error).message));
-      }
-    }
-  })();
-  return {
-    seen, failures,
-    /** Wait until `n` more answers came. */
-    async more(n: number) { const target = seen.length + failures.length + n; while (seen.length + failures.length < target) await new Promise((r) => setTimeout(r, 20)); },
-    async stop() { stop = true; await loop; },
-  };
-}
+const client = (port: number) => hammer(address, port);
 
 describe('the traffic proxy (HAProxy, runtime API)', () => {
   it('moves traffic 25 → 50 → 75 → 100 % to the new container with no failed request, and back at once; a second unit is added by a seamless reload', async () => {

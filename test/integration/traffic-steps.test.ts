@@ -18,6 +18,7 @@ import { formatBatch } from '../../src/client/format.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
 import { inspectStub, removeProjects } from '../helpers/containers.js';
 import { eventually } from '../helpers/eventually.js';
+import { hammer } from '../helpers/hammer.js';
 
 const docker = new Dockerode();
 const project = `txsteps${process.pid}`;
@@ -52,29 +53,7 @@ afterAll(async () => {
   await removeProjects([project]);
 });
 
-/** A client sending requests to a published port, one after the other, until stopped: versions seen in order, failures counted. */
-function client(port: number) {
-  let stop = false;
-  const seen: string[] = [];
-  const failures: string[] = [];
-  const loop = (async () => {
-    while (!stop) {
-      try {
-        const res = await fetch(`http://${address}:${port}/work`, { signal: AbortSignal.timeout(10_000) });
-        const body = (await res.json()) as { version: string };
-        if (res.ok) seen.push(body.version);
-        else failures.push(`HTTP ${res.status}`);
-      } catch (err) {
-        failures.push(String((err as Error & { cause?: Error }).cause?.message ?? (err as Error).message));
-      }
-    }
-  })();
-  return {
-    seen, failures,
-    async more(n: number) { const target = seen.length + failures.length + n; while (seen.length + failures.length < target) await new Promise((r) => setTimeout(r, 20)); },
-    async stop() { stop = true; await loop; },
-  };
-}
+const client = (port: number) => hammer(address, port);
 
 /** Candidates left behind (`….next`; a promoted one keeps its candidate label, but has the unit's name). */
 const candidates = async () => (await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, LABELS.candidate] } })).filter((c) => c.Names[0]!.endsWith('.next'));
