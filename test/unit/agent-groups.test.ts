@@ -8,6 +8,7 @@ import type { InventoryInput } from '../../src/inventory/schema.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { stubUnit } from '../../src/plan/stub.js';
 import { unitSpecProblems } from '../../src/common/unit-guard.js';
+import { problems } from '../helpers/problems.js';
 
 const hosts = { pc2: { address: '127.0.13.2' } };
 const group = (agents: Record<string, number>, extra: Record<string, unknown> = {}) => ({
@@ -15,16 +16,6 @@ const group = (agents: Record<string, number>, extra: Record<string, unknown> = 
 });
 const agent = (port: number) => ({ image: 'a:1', placement: { host: 'pc2' }, healthcheck: { http: '/health' }, ports: [`${port}:${port}`] });
 const inv = (extra: Partial<InventoryInput>): InventoryInput => ({ version: 1, project: 'sc', hosts, ...extra }) as InventoryInput;
-
-function problems(doc: unknown): { path: string; message: string; fix?: string }[] {
-  try {
-    buildPlan(parseInventory(doc));
-  } catch (err) {
-    if (err instanceof InventoryError) return err.problems;
-    throw err;
-  }
-  return [];
-}
 
 describe('a group is one unit', () => {
   const plan = buildPlan(parseInventory(inv({

@@ -1,9 +1,10 @@
 /** Inventory validation and planning: pure code, no server. Every invalid case of issue #2. */
 import { describe, expect, it } from 'vitest';
-import { InventoryError, loadInventoryFiles, parseInventory, parseYaml } from '../../src/inventory/load.js';
+import { loadInventoryFiles, parseInventory, parseYaml } from '../../src/inventory/load.js';
 import type { InventoryInput } from '../../src/inventory/schema.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { parseDuration } from '../../src/inventory/schema.js';
+import { problems } from '../helpers/problems.js';
 
 const hosts = {
   mainpc: { gpus: [{ model: 'RTX 4090', vram_gb: 24 }], labels: { role: 'heavy' } },
@@ -12,17 +13,6 @@ const hosts = {
 
 function inv(extra: Partial<InventoryInput>): InventoryInput {
   return { version: 1, project: 'test', hosts, ...extra } as InventoryInput;
-}
-
-/** The problems an inventory has, whether the schema or the planner finds them. */
-function problems(doc: unknown): { path: string; message: string; fix?: string }[] {
-  try {
-    buildPlan(parseInventory(doc));
-  } catch (err) {
-    if (err instanceof InventoryError) return err.problems;
-    throw err;
-  }
-  return [];
 }
 
 const agent = (port: number, extra: Record<string, unknown> = {}) => ({

@@ -4,12 +4,13 @@
  * of a routed candidate. Pure, checked by equality.
  */
 import { describe, expect, it } from 'vitest';
-import { InventoryError, parseInventory } from '../../src/inventory/load.js';
+import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { candidateCreateOptions } from '../../src/activities/docker.js';
 import { batchInput } from '../../src/ops/batches.js';
 import { LABELS } from '../../src/plan/queues.js';
 import { routable, routedPorts } from '../../src/workflows/batch.js';
+import { problems } from '../helpers/problems.js';
 
 const inv = (traffic: unknown, agents: Record<string, unknown> = { web: { image: 'web:2', ports: ['27900:8080'], healthcheck: { http: '/health' } } }) => ({
   version: 1,
@@ -18,16 +19,6 @@ const inv = (traffic: unknown, agents: Record<string, unknown> = { web: { image:
   agents,
   batches: [{ name: 'b1', agents: Object.keys(agents), ...(traffic === undefined ? {} : { traffic }) }],
 });
-
-function problems(doc: unknown): { path: string; message: string; fix?: string }[] {
-  try {
-    buildPlan(parseInventory(doc));
-  } catch (err) {
-    if (err instanceof InventoryError) return err.problems;
-    throw err;
-  }
-  return [];
-}
 
 describe('the inventory\'s traffic steps', () => {
   it('takes a list of steps or { steps, hold, approve }; the batch input carries them; no traffic: none', () => {
