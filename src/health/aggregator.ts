@@ -7,7 +7,7 @@
  * `failoverHost` for a lost host when given `--failover`).
  */
 import type { HealthSettings } from '../inventory/schema.js';
-import { aggregate, transitions, type Aggregate, type Heartbeat, type HostView, type Observations, type Reach, type Transition, type UnitReading } from './judge.js';
+import { aggregate, timeHeartbeat, transitions, type Aggregate, type HeartbeatTiming, type Heartbeat, type HostView, type Observations, type Reach, type Transition, type UnitReading } from './judge.js';
 import { connectPlane, decode, encode, peerPorts, readValues, type Plane } from './plane.js';
 import { ANSWER_MS, reach, reachTimeoutMs } from './publisher.js';
 
@@ -75,6 +75,7 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
   const seen = await readBucket(plane);
   const heartbeats = seen.heartbeats;
   const units = new Map(seen.units.map((u) => [`${u.reading.host}.${u.reading.unit}`, u]));
+  const timings = new Map<string, HeartbeatTiming>();
   const reachOf = new Map<string, { reach: Reach; at: number }>();
   const probing = new Set<string>();
   /** When the probe now waiting for each host started. */
@@ -89,8 +90,14 @@ export async function startAggregator(options: AggregatorOptions): Promise<Aggre
       if (err) return;
       const m = decode<{ type: 'heartbeat'; heartbeat: Heartbeat } | { type: 'unit'; reading: UnitReading }>(msg.data);
       const receivedAt = Date.now();
-      if (m.type === 'heartbeat') heartbeats.set(m.heartbeat.host, { heartbeat: m.heartbeat, receivedAt });
-      else {
+      if (m.type === 'heartbeat') {
+        // A late heartbeat (flushed after a reconnect) counts as received when it was due, not now.
+        const timed = timeHeartbeat(timings.get(m.heartbeat.host), m.heartbeat, receivedAt, { heartbeatMs: settings.heartbeat, toleranceMs: settings.heartbeat });
+        if (!timed) return;
+        timings.set(m.heartbeat.host, timed.timing);
+        const before = heartbeats.get(m.heartbeat.host);
+        heartbeats.set(m.heartbeat.host, { heartbeat: m.heartbeat, receivedAt: Math.max(timed.countsAt, before?.receivedAt ?? 0) });
+      } else {
         const key = `${m.reading.host}.${m.reading.unit}`;
         const before = units.get(key)?.reading;
         units.set(key, { reading: m.reading, receivedAt });

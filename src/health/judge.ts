@@ -143,3 +143,49 @@ export function transitions(before: Aggregate | undefined, after: Aggregate): { 
   }
   return { alerts, recoveries };
 }
+
+/**
+ * When a heartbeat counts as received, for judging its host: a late one (flushed by a NATS client
+ * that reconnects, or held in TCP retransmission after a link comes back) must not make its host
+ * look up, since it says only that the host was alive when it was sent.
+ *
+ * The worker's clock and the judge's may differ, so lateness is measured against the smallest
+ * delay (received − sent) of the host's recent heartbeats: that is the clocks' offset plus the
+ * fastest transit. A heartbeat later than that by more than `toleranceMs` counts as received when
+ * it would have been on time. A step of the worker's clock shows as a run of heartbeats that arrive
+ * at their normal pace, all late by the same amount: after `steadyRun` of them the offset is taken
+ * anew (faster than `lost_after` at any allowed setting, so a clock step never reads as a lost host).
+ * A restarted worker (another pid) starts afresh; an older heartbeat (lower seq) than the last is ignored.
+ */
+export interface HeartbeatTiming {
+  pid: number;
+  seq: number;
+  /** Received − sent of recent heartbeats, newest last. */
+  delays: number[];
+  /** When they were received, newest last. */
+  arrivals: number[];
+}
+
+export const TIMING_WINDOW = 20;
+
+export function timeHeartbeat(
+  prev: HeartbeatTiming | undefined, hb: Pick<Heartbeat, 'at' | 'seq' | 'worker'>, receivedAt: number,
+  o: { heartbeatMs: number; toleranceMs: number; steadyRun?: number },
+): { timing: HeartbeatTiming; countsAt: number } | undefined {
+  const steadyRun = o.steadyRun ?? 3;
+  const same = prev && prev.pid === hb.worker.pid;
+  if (same && hb.seq <= prev.seq) return undefined;
+  const delay = receivedAt - hb.at;
+  let delays = [...(same ? prev.delays : []), delay].slice(-TIMING_WINDOW);
+  const arrivals = [...(same ? prev.arrivals : []), receivedAt].slice(-TIMING_WINDOW);
+  const base = Math.min(...delays);
+  if (delay - base > o.toleranceMs && arrivals.length >= steadyRun) {
+    const recent = arrivals.slice(-steadyRun);
+    const recentDelays = delays.slice(-steadyRun);
+    const paced = recent.every((a, i) => i === 0 || a - recent[i - 1]! >= o.heartbeatMs / 2);
+    const agree = Math.max(...recentDelays) - Math.min(...recentDelays) <= o.toleranceMs;
+    if (paced && agree) delays = recentDelays; // the worker's clock stepped back: its offset is new
+  }
+  const late = delay - Math.min(...delays);
+  return { timing: { pid: hb.worker.pid, seq: hb.seq, delays, arrivals }, countsAt: late > o.toleranceMs ? receivedAt - late : receivedAt };
+}

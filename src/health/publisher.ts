@@ -169,9 +169,12 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
     }
   }
 
-  /** The engine and every peer's worker port: its own loop, so a peer's timeout never delays a unit's probe. */
-  async function probeHostAndPeers(): Promise<void> {
+  async function probeEngine(): Promise<void> {
     engine = await docker.ping().then(() => ({ ok: true }), (err: Error) => ({ ok: false, detail: err.message }));
+  }
+
+  /** Every peer's worker port: a loop of its own, so neither a peer's timeout delays a unit's probe nor a slow engine keeps an old answer standing. */
+  async function probePeers(): Promise<void> {
     await Promise.all(Object.entries(options.peers).filter(([h]) => h !== host).map(async ([h, address]) => {
       peerWaiting.set(h, Date.now());
       peerReach[h] = await reach(address, ports[h]!, reachTimeoutMs(settings));
@@ -223,7 +226,8 @@ export async function startHealthPublisher(options: PublisherOptions): Promise<H
     loop(settings.heartbeat, heartbeat),
     // Units twice per heartbeat: a change reaches the plane within about half a heartbeat.
     loop(Math.max(50, settings.heartbeat / 2), probeAll),
-    loop(settings.heartbeat, probeHostAndPeers),
+    loop(settings.heartbeat, probeEngine),
+    loop(settings.heartbeat, probePeers),
     loop(settings.heartbeat, selfFenceIfAway),
     loop(Math.max(1_000, 4 * settings.heartbeat), () => (Date.now() - lastAck < settings.lost_after ? refreshFences() : Promise.resolve())),
   ];

@@ -1,7 +1,7 @@
 /** The health plane's judgement (src/health/judge.ts), failover placement (src/plan/failover.ts) and the `health:` section. Pure. */
 import { describe, expect, it } from 'vitest';
 import { InventoryError, parseInventory } from '../../src/inventory/load.js';
-import { aggregate, judgeHost, transitions, type Heartbeat, type Observations, type Reach, type UnitReading } from '../../src/health/judge.js';
+import { aggregate, judgeHost, timeHeartbeat, transitions, type Heartbeat, type HeartbeatTiming, type Observations, type Reach, type UnitReading } from '../../src/health/judge.js';
 import { planFailback, planFailover } from '../../src/plan/failover.js';
 import { peerPorts } from '../../src/health/plane.js';
 
@@ -179,5 +179,49 @@ describe('peer ports', () => {
   it('each host its own port where hosts share an address (one engine), the inventory\'s elsewhere', () => {
     expect(peerPorts({ peer_port: 7499 }, { mainpc: '127.0.0.11', pc2: '127.0.0.12' })).toEqual({ mainpc: 7499, pc2: 7499 });
     expect(peerPorts({ peer_port: 7499 }, { mainpc: '127.0.0.1', pc2: '127.0.0.1', gpu: '10.0.0.3', pc3: '127.0.0.1' })).toEqual({ mainpc: 7499, pc2: 7500, gpu: 7499, pc3: 7501 });
+  });
+});
+
+describe('when a heartbeat counts as received', () => {
+  const o = { heartbeatMs: 250, toleranceMs: 250 };
+  /** Feeds heartbeats sent at `sent[i]` (worker clock) and received at `got[i]` (judge clock); returns when each counts. */
+  function feed(sent: number[], got: number[], pid = 1): (number | undefined)[] {
+    let timing: HeartbeatTiming | undefined;
+    return sent.map((at, i) => {
+      const r = timeHeartbeat(timing, { at, seq: i + 1, worker: { pid, identity: 'x' } }, got[i]!, o);
+      if (r) timing = r.timing;
+      return r?.countsAt;
+    });
+  }
+
+  it('on time: when it arrives, whatever the offset between the clocks', () => {
+    expect(feed([0, 250, 500], [5_010, 5_262, 5_505])).toEqual([5_010, 5_262, 5_505]);
+  });
+
+  it('flushed late after a reconnect: when it was due, so its host does not look up on old news', () => {
+    // Sent every 250 ms; the link goes at 500; everything sent meanwhile arrives in one burst at 3,000.
+    const counts = feed([0, 250, 500, 750, 1_000, 1_250, 2_900], [10, 260, 3_000, 3_001, 3_002, 3_003, 3_008]);
+    expect(counts.slice(0, 2)).toEqual([10, 260]);
+    expect(counts.slice(2, 6)).toEqual([510, 760, 1_010, 1_260]);
+    expect(counts[6]).toBe(3_008); // sent just now: on time again
+  });
+
+  it('a worker clock that steps back is taken as the new offset after three heartbeats at their pace', () => {
+    // From the fourth heartbeat on, the worker's clock reads 2 s less.
+    const counts = feed([0, 250, 500, -1_250, -1_000, -750, -500], [10, 260, 510, 760, 1_010, 1_260, 1_510]);
+    expect(counts[3]).toBeLessThan(0); // one alone could be a late one
+    expect(counts.slice(5)).toEqual([1_260, 1_510]);
+  });
+
+  it('an older heartbeat than the last is ignored; a restarted worker starts afresh', () => {
+    let timing: HeartbeatTiming | undefined;
+    const beat = (seq: number, at: number, got: number, pid = 1) => {
+      const r = timeHeartbeat(timing, { at, seq, worker: { pid, identity: 'x' } }, got, o);
+      if (r) timing = r.timing;
+      return r?.countsAt;
+    };
+    expect(beat(2, 250, 260)).toBe(260);
+    expect(beat(1, 0, 270)).toBeUndefined();
+    expect(beat(1, 90_000, 300, 2)).toBe(300);
   });
 });
