@@ -11,7 +11,7 @@ import type { HostContext } from './context.js';
 import { runTool } from './exec.js';
 import { hostPort } from '../plan/format.js';
 import { candidateTarget, type ProbeTarget } from '../plan/judge.js';
-import { CANDIDATE_SUFFIX, containerName } from '../plan/queues.js';
+import { CANDIDATE_SUFFIX, containerName, LABELS } from '../plan/queues.js';
 
 /** A unit's candidate, as the workflow names it: the host ports its container ports got (`8080/tcp` → 32771). */
 export interface CandidatePorts { ports: Record<string, number> }
@@ -131,6 +131,22 @@ export function createHealthActivities(ctx: HostContext) {
     const target = candidateTarget(unit, { name: `${containerName(project, host, unit.name)}${CANDIDATE_SUFFIX}`, ports });
     if (!target) throw ApplicationFailure.nonRetryable(`${unit.name} on ${host}: its candidate publishes no port for its probe`, 'InvalidSpec');
     return target;
+  }
+
+  /**
+   * A routed unit's container answers at ports the engine picked, behind the traffic proxy on the
+   * published one: the judge probes it there, as it probes the candidate, so that neither version
+   * pays the proxy's hop (undefined: the unit publishes its port itself, or is not routed).
+   */
+  async function routedTarget(unit: UnitSpec): Promise<ProbeTarget | undefined> {
+    if (unit.probe.kind !== 'http' && unit.probe.kind !== 'tcp') return undefined;
+    const name = containerName(project, host, unit.name);
+    const info = await docker.getContainer(name).inspect().catch(() => undefined);
+    if (!info?.State.Running || info.Config.Labels?.[LABELS.routed] !== 'true') return undefined;
+    const ports = Object.fromEntries(Object.entries(info.NetworkSettings.Ports ?? {})
+      .map(([key, bound]) => [key, Number(bound?.[0]?.HostPort)] as const)
+      .filter(([, port]) => Number.isInteger(port) && port > 0));
+    return candidateTarget(unit, { name, ports });
   }
 
   /** A probe over the network (http, tcp, a group's ports): it needs no look at the container. */
@@ -261,9 +277,10 @@ export function createHealthActivities(ctx: HostContext) {
      */
     async sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
       const target = candidate(unit, beside);
+      const oldTarget = await routedTarget(unit);
       const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
       const probe = async (which: 'old' | 'new') => {
-        const r = await probeOnce(unit, which === 'new' ? target : undefined);
+        const r = await probeOnce(unit, which === 'new' ? target : oldTarget);
         if (r.ok) out[which].latenciesMs.push(Math.round(r.latencyMs * 1000) / 1000);
         else {
           out[which].errors++;

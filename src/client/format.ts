@@ -112,7 +112,7 @@ export function formatBatch(p: BatchResult & { phase?: string; paused?: boolean 
 /** The judge's decision and its evidence on one line: counts, statistic, threshold, p-values. */
 export function formatJudge(j: NonNullable<AgentProgress['judge']>): string {
   const p = (v: number) => (v < 0.0001 ? v.toExponential(1) : String(Math.round(v * 10000) / 10000));
-  return `${j.verdict} — ${j.test} U=${j.u} (z=${j.z}${j.exact ? ', exact' : ''}) p=${p(j.pValue)} vs α=${j.alpha}, min effect ${j.effectMs} ms; `
+  return `${j.verdict} — ${j.test} U=${j.u} (z=${j.z}${j.exact ? ', exact' : ''}) p=${p(j.pValue)} vs α=${j.alpha}${j.looks && j.looks > 1 ? ` (look ${j.look} of ${j.looks})` : ''}, min effect ${j.effectMs} ms; `
     + `p50 ${j.p50Ms.old} → ${j.p50Ms.new} ms, p95 ${j.p95Ms.old} → ${j.p95Ms.new} ms; errors ${j.errors.old}/${j.samples.old} → ${j.errors.new}/${j.samples.new} (max ${j.maxErrorRate * 100}%, p=${p(j.errorPValue)})`;
 }
 

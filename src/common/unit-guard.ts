@@ -132,6 +132,8 @@ export const unitSpecSchema = z.strictObject({
       z.strictObject({ kind: z.literal('tcp'), address: z.string().min(1), port: portNum }),
     ]),
   })).min(1).optional(),
+  // An agent's own traffic steps (issue #13): percentages ending at 100.
+  traffic: z.strictObject({ steps: z.array(z.number().int().min(1).max(100)).min(1), holdMs: ms, approve: z.boolean() }).optional(),
   specHash: z.string().regex(/^[0-9a-f]{16}$/, { message: 'must be the plan\'s 16-hex-digit spec hash' }),
 });
 

@@ -260,6 +260,30 @@ export const groupSchema = z.strictObject({
   count: z.number().int().min(1).optional(),
 });
 
+/**
+ * Traffic in steps (issue #13, seed 002): the share of each routed agent's traffic its new version
+ * takes, step by step, through the host's traffic proxy. `[25, 50, 75, 100]`, or with a hold per
+ * step and an operator's approval between steps.
+ */
+const trafficStep = z.number().int({ message: 'must be a whole percentage' }).min(1, { message: 'must be at least 1 (a step of 0 moves nothing)' }).max(100, { message: 'must be at most 100' });
+const trafficSteps = z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }).superRefine((steps, ctx) => {
+  const fix = 'write ascending percentages ending at 100, like [25, 50, 75, 100]';
+  for (let i = 1; i < steps.length; i++) {
+    if (steps[i]! <= steps[i - 1]!) ctx.addIssue({ code: 'custom', path: [i], message: `must be more than the step before it (${steps[i - 1]}): steps go up`, params: { fix } });
+  }
+  if (steps.length && steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: `the last step must be 100 (all traffic on the new version), not ${steps[steps.length - 1]}`, params: { fix } });
+});
+export const trafficSchema = z.union([
+  trafficSteps,
+  z.strictObject({
+    steps: trafficSteps,
+    /** How long each step holds before the next one. */
+    hold: duration.default(0),
+    /** Wait for an operator's `migrate approve` before each step after the first. */
+    approve: z.boolean().default(false),
+  }),
+]).transform((t) => (Array.isArray(t) ? { steps: t, hold: 0, approve: false } : t));
+
 export const serviceSchema = z
   .strictObject({
     /** Agents only: this unit is a group of agents (seed 003). */
@@ -296,6 +320,8 @@ export const serviceSchema = z
       /** The backup target (backups.postgres/redis/influxdb name) restored on the new host (stateful only). */
       backup: name.optional(),
     }).optional(),
+    /** Agents only: this agent's traffic steps, instead of its batch's (issue #13). */
+    traffic: trafficSchema.optional(),
     /** Free text shown in plans and the Web UI (the stack's tier, the agent's role). */
     tier: z.string().optional(),
     description: z.string().optional(),
@@ -326,33 +352,14 @@ export const analysisSchema = z.strictObject({
   max_error_rate: z.number().min(0).max(1).default(0),
   /** Probes of each version. */
   samples: z.number().int().min(5).max(1000).default(40),
-  /** Significance level of each one-sided test. */
+  /** Significance level of the judge's tests, split evenly over its looks. */
   alpha: z.number().gt(0).max(0.2).default(0.01),
+  /**
+   * Looks of the sequential judge: while the latency test is inconclusive, each look doubles the
+   * probes of both versions, up to this many looks (1: one look of `samples`).
+   */
+  looks: z.number().int().min(1).max(6).default(4),
 });
-
-/**
- * Traffic in steps (issue #13, seed 002): the share of each routed agent's traffic its new version
- * takes, step by step, through the host's traffic proxy. `[25, 50, 75, 100]`, or with a hold per
- * step and an operator's approval between steps.
- */
-const trafficStep = z.number().int({ message: 'must be a whole percentage' }).min(1, { message: 'must be at least 1 (a step of 0 moves nothing)' }).max(100, { message: 'must be at most 100' });
-const trafficSteps = z.array(trafficStep).min(1, { message: 'needs at least one step, ending at 100' }).superRefine((steps, ctx) => {
-  const fix = 'write ascending percentages ending at 100, like [25, 50, 75, 100]';
-  for (let i = 1; i < steps.length; i++) {
-    if (steps[i]! <= steps[i - 1]!) ctx.addIssue({ code: 'custom', path: [i], message: `must be more than the step before it (${steps[i - 1]}): steps go up`, params: { fix } });
-  }
-  if (steps.length && steps[steps.length - 1] !== 100) ctx.addIssue({ code: 'custom', path: [steps.length - 1], message: `the last step must be 100 (all traffic on the new version), not ${steps[steps.length - 1]}`, params: { fix } });
-});
-export const trafficSchema = z.union([
-  trafficSteps,
-  z.strictObject({
-    steps: trafficSteps,
-    /** How long each step holds before the next one. */
-    hold: duration.default(0),
-    /** Wait for an operator's `migrate approve` before each step after the first. */
-    approve: z.boolean().default(false),
-  }),
-]).transform((t) => (Array.isArray(t) ? { steps: t, hold: 0, approve: false } : t));
 
 export const batchSchema = z.strictObject({
   name,
@@ -371,7 +378,7 @@ export const batchSchema = z.strictObject({
    */
   latency_tolerance: z.number().min(1).optional(),
   /** How the judge compares each agent's new version with its old one. */
-  analysis: analysisSchema.default({ min_effect_ms: 20, max_error_rate: 0, samples: 40, alpha: 0.01 }),
+  analysis: analysisSchema.default({ min_effect_ms: 20, max_error_rate: 0, samples: 40, alpha: 0.01, looks: 4 }),
   /** Wait for an operator's approval before cutting over. */
   approval: z.boolean().default(false),
   /**

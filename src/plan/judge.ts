@@ -23,8 +23,14 @@ export interface JudgeSettings {
   maxErrorRate: number;
   /** Probes of each version. */
   samples: number;
-  /** Significance level of each one-sided test. */
+  /** Significance level of each one-sided test (split evenly over the looks). */
   alpha: number;
+  /**
+   * Looks of the sequential judge: an inconclusive first look (neither a regression nor clearly
+   * none) takes as many probes again, then twice as many, … up to this many looks; each look tests
+   * at alpha / looks, so the whole stays at alpha. Absent: one look.
+   */
+  looks?: number;
   /**
    * The inventory's older `latency_tolerance` (a multiple of the baseline): kept as a relative
    * minimum effect — the effect used is max(minEffectMs, (latencyTolerance − 1) × old median).
@@ -32,7 +38,7 @@ export interface JudgeSettings {
   latencyTolerance?: number;
 }
 
-export const DEFAULT_JUDGE: JudgeSettings = { minEffectMs: 20, maxErrorRate: 0, samples: 40, alpha: 0.01 };
+export const DEFAULT_JUDGE: JudgeSettings = { minEffectMs: 20, maxErrorRate: 0, samples: 40, alpha: 0.01, looks: 4 };
 
 /** What one version answered: each passing probe's latency, and the number of failed probes. */
 export interface VersionSample { latenciesMs: number[]; errors: number }
@@ -60,6 +66,9 @@ export interface JudgeEvidence {
   exact: boolean;
   /** One-sided p-value of the new version's error count under maxErrorRate. */
   errorPValue: number;
+  /** The sequential judge: this look of how many (each at alpha / looks). */
+  look?: number;
+  looks?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +217,35 @@ export function judge(old: VersionSample, next: VersionSample, settings: JudgeSe
     verdict: 'pass',
     summary: `pass: not slower than old by ${round(effect)} ms (U=${base.u}, p=${fmtP(mw.pValue)} ≥ α=${settings.alpha}; p50 ${base.p50Ms.old} → ${base.p50Ms.new} ms), ${next.errors}/${newTotal} errors`,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequential looks
+
+/** Above this p-value the first look is taken as no regression: the new version looks no slower by the effect. */
+export const INCONCLUSIVE_BELOW = 0.5;
+
+/** Probes of each version to add before look `look` (2, 3, …): the samples so far again, so each look doubles them. */
+export function moreSamples(settings: JudgeSettings, look: number): number {
+  return settings.samples * 2 ** (look - 2);
+}
+
+/**
+ * Look `look` (1-based) of the sequential judge at everything sampled so far: its evidence, and
+ * whether to sample again (a pass whose latency test is inconclusive, while looks remain). Each look
+ * tests at alpha / looks (Bonferroni), so rejecting at any look keeps the error rate at alpha.
+ */
+export function judgeLook(old: VersionSample, next: VersionSample, settings: JudgeSettings, look: number): { evidence: JudgeEvidence; again: boolean } {
+  const looks = Math.max(1, settings.looks ?? 1);
+  const judged = judge(old, next, { ...settings, alpha: settings.alpha / looks });
+  const evidence = { ...judged, look, looks, summary: looks > 1 ? `${judged.summary} [look ${look} of ${looks}]` : judged.summary };
+  return { evidence, again: evidence.verdict === 'pass' && look < looks && evidence.pValue < INCONCLUSIVE_BELOW };
+}
+
+/** Two samples of the same versions, one after the other, as one. */
+export function mergeSamples<T extends { old: VersionSample; new: VersionSample; errorsSeen: string[] }>(a: T, b: T): T {
+  const join = (x: VersionSample, y: VersionSample): VersionSample => ({ latenciesMs: [...x.latenciesMs, ...y.latenciesMs], errors: x.errors + y.errors });
+  return { ...a, old: join(a.old, b.old), new: join(a.new, b.new), errorsSeen: [...new Set([...a.errorsSeen, ...b.errorsSeen])].slice(0, 5) };
 }
 
 // ---------------------------------------------------------------------------------------------

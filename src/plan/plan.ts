@@ -17,6 +17,7 @@ import { ambiguousNames } from './names.js';
 import { literalSecretProblems } from './secrets.js';
 import { packGpus, type GpuNeed } from './gpu.js';
 import type { JudgeSettings } from './judge.js';
+import { routable } from './traffic.js';
 
 export type UnitKind = 'service' | 'agent';
 
@@ -85,6 +86,8 @@ export interface UnitSpec {
    * The unit is healthy when every one of them answers; `probe` is the first agent's.
    */
   members?: GroupMember[];
+  /** An agent's own traffic steps (issue #13): they take the place of its batch's. */
+  traffic?: TrafficSteps;
   /** Hash of everything that defines the container: a changed hash means the container is replaced. */
   specHash: string;
 }
@@ -403,6 +406,9 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
     // Literal secrets never enter the inventory (nor, therefore, any workflow input).
     problems.push(...literalSecretProblems(path, spec));
 
+    if (kind === 'service' && spec.traffic) {
+      problems.push({ path: `${path}.traffic`, message: 'only agents move their traffic in steps: the stack\'s services are deployed, not migrated in batches', fix: `remove traffic from ${name}, or declare it under agents` });
+    }
     if (kind === 'agent' && !spec.healthcheck) {
       problems.push({
         path: `${path}.healthcheck`,
@@ -527,8 +533,15 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       ...(spec.allow.length ? { allow: [...spec.allow] } : {}),
       ...(jobs.has(name) ? { job: true as const } : {}),
       ...(members ? { members } : {}),
+      ...(spec.traffic && kind === 'agent' ? { traffic: { steps: spec.traffic.steps, holdMs: spec.traffic.hold, approve: spec.traffic.approve } } : {}),
     };
     specs[name] = { ...unit, specHash: hashSpec(unit) };
+  }
+
+  for (const [name, spec] of Object.entries(specs)) {
+    if (spec.traffic && !routable(spec)) {
+      warnings.push({ path: `agents.${name}.traffic`, message: 'cannot be routed through the traffic proxy (a group, a GPU unit, a job, no published TCP port, or a probe that is not http/tcp): it is swapped, not moved in steps', fix: 'remove traffic from it, or publish its port and probe it over http/tcp' });
+    }
   }
 
   // --- Batches ------------------------------------------------------------------------------
@@ -647,7 +660,7 @@ export function buildPlan(inv: Inventory, options: PlanOptions = {}): Plan {
       maxFailures: b.max_failures,
       latencyTolerance: b.latency_tolerance ?? 1.5,
       analysis: {
-        minEffectMs: b.analysis.min_effect_ms, maxErrorRate: b.analysis.max_error_rate, samples: b.analysis.samples, alpha: b.analysis.alpha,
+        minEffectMs: b.analysis.min_effect_ms, maxErrorRate: b.analysis.max_error_rate, samples: b.analysis.samples, alpha: b.analysis.alpha, looks: b.analysis.looks,
         ...(b.latency_tolerance !== undefined ? { latencyTolerance: b.latency_tolerance } : {}),
       },
       approval: b.approval,

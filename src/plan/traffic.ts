@@ -7,6 +7,8 @@
  * This file builds the proxy's configuration and its runtime-API commands. Pure: no I/O.
  */
 
+import type { UnitSpec } from './plan.js';
+
 export type Slot = 'blue' | 'green';
 export const SLOTS: readonly Slot[] = ['blue', 'green'];
 
@@ -108,4 +110,25 @@ export function routeCommands(route: UnitRoute): string[] {
 export function splitWeights(to: Slot, percent: number): Record<Slot, number> {
   const p = Math.max(0, Math.min(100, Math.round(percent)));
   return to === 'green' ? { blue: 100 - p, green: p } : { blue: p, green: 100 - p };
+}
+
+/**
+ * Can the unit's new version be judged beside its running one? Not a one-shot job, not a GPU unit
+ * (its GPUs hold one version), and its probe must answer on a port or inside the container.
+ */
+export function judgedBeside(unit: UnitSpec): boolean {
+  return !unit.job && !unit.gpu && unit.probe.kind !== 'running' && unit.probe.kind !== 'docker';
+}
+
+/** The published TCP ports the host's traffic proxy owns for a routed unit. */
+export function routedPorts(unit: UnitSpec): RoutedPort[] {
+  return unit.ports.filter((p) => p.protocol === 'tcp').map((p) => ({ hostIp: p.hostIp, published: p.published, target: p.target }));
+}
+
+/**
+ * Can the unit be routed through the host's traffic proxy (issue #13)? Judged beside, one container
+ * (not a group), published TCP ports, and probed over the network (http/tcp).
+ */
+export function routable(unit: UnitSpec): boolean {
+  return judgedBeside(unit) && !unit.members && (unit.probe.kind === 'http' || unit.probe.kind === 'tcp') && routedPorts(unit).length > 0 && unit.ports.every((p) => p.protocol === 'tcp');
 }

@@ -28,10 +28,10 @@ import {
   allHandlersFinished,
 } from '@temporalio/workflow';
 import type { ChangeStamp } from '../activities/docker.js';
-import type { LatencySample } from '../activities/health.js';
+import type { CandidatePorts, LatencySample } from '../activities/health.js';
 import type { TrafficSteps, UnitSpec } from '../plan/plan.js';
-import type { RoutedPort } from '../plan/traffic.js';
-import { candidateTarget, DEFAULT_JUDGE, judge, type JudgeEvidence, type JudgeSettings } from '../plan/judge.js';
+import { judgedBeside, routable, routedPorts } from '../plan/traffic.js';
+import { candidateTarget, DEFAULT_JUDGE, judge, judgeLook, mergeSamples, moreSamples, type JudgeEvidence, type JudgeSettings } from '../plan/judge.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
@@ -183,27 +183,6 @@ export interface AgentInput {
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
-/**
- * Can the unit's new version be judged beside its running one? Not a one-shot job, not a GPU unit
- * (its GPUs hold one version), and its probe must answer on a port or inside the container.
- */
-function judgedBeside(unit: UnitSpec): boolean {
-  return !unit.job && !unit.gpu && unit.probe.kind !== 'running' && unit.probe.kind !== 'docker';
-}
-
-/** The published TCP ports the host's traffic proxy owns for a routed unit. */
-export function routedPorts(unit: UnitSpec): RoutedPort[] {
-  return unit.ports.filter((p) => p.protocol === 'tcp').map((p) => ({ hostIp: p.hostIp, published: p.published, target: p.target }));
-}
-
-/**
- * Can the unit be routed through the host's traffic proxy (issue #13)? Judged beside, one container
- * (not a group), published TCP ports, and probed over the network (http/tcp).
- */
-export function routable(unit: UnitSpec): boolean {
-  return judgedBeside(unit) && !unit.members && (unit.probe.kind === 'http' || unit.probe.kind === 'tcp') && routedPorts(unit).length > 0 && unit.ports.every((p) => p.protocol === 'tcp');
-}
-
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   const { unit } = input;
   const samples = input.samples ?? 20;
@@ -211,6 +190,21 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   const besideJudge = patched('judge-beside');
   const settings: JudgeSettings = input.analysis ?? { ...DEFAULT_JUDGE, samples, latencyTolerance: input.latencyTolerance };
   const { docker, health } = onHost(unit.host);
+  /**
+   * Sample both versions and judge. Issue #13: sequentially — an inconclusive look takes more probes,
+   * each look at alpha / looks (src/plan/judge.ts); runs started earlier keep their one look.
+   */
+  const sampleAndJudge = async (beside: CandidatePorts): Promise<{ evidence: JudgeEvidence; errorsSeen: string[] }> => {
+    let sample = await health.sampleBeside(unit, beside, settings.samples);
+    if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), errorsSeen: sample.errorsSeen };
+    for (let look = 1; ; look++) {
+      const { evidence, again } = judgeLook(sample.old, sample.new, settings, look);
+      if (!again) return { evidence, errorsSeen: sample.errorsSeen };
+      await report('judging', { judge: evidence });
+      checkAbort();
+      sample = mergeSamples(sample, await health.sampleBeside(unit, beside, moreSamples(settings, look + 1)));
+    }
+  };
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
   let abortReason: string | undefined;
   setHandler(abortAgentSignal, (reason) => { abortReason = reason; });
@@ -323,11 +317,10 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     await health.waitHealthy(unit, { ports: candidate.ports });
     checkAbort();
     if (current?.running) {
-      const sample = await health.sampleBeside(unit, { ports: candidate.ports }, settings.samples);
-      const evidence = judge(sample.old, sample.new, settings);
+      const { evidence, errorsSeen } = await sampleAndJudge({ ports: candidate.ports });
       await report('judging', { judge: evidence });
       if (evidence.verdict !== 'pass') {
-        throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${sample.errorsSeen.length ? ` [${sample.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
+        throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${errorsSeen.length ? ` [${errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
       }
     }
     // Judged: it joins the project network under the unit's name, beside the old one (its ports change: routed after).
@@ -389,12 +382,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         const beside = { ports: candidate.ports };
         await health.waitHealthy(unit, beside);
         checkAbort();
-        const sample = await health.sampleBeside(unit, beside, settings.samples);
+        const { evidence, errorsSeen } = await sampleAndJudge(beside);
         await docker.removeCandidate(unit.name);
-        const evidence = judge(sample.old, sample.new, settings);
         await report('judging', { judge: evidence });
         if (evidence.verdict !== 'pass') {
-          throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${sample.errorsSeen.length ? ` [${sample.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
+          throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${errorsSeen.length ? ` [${errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
         }
         judged = true;
       } else {
@@ -501,7 +493,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   const write = (status?: ChangeStatus) => ledger.write({ ...(status ? { status } : {}), outcome, reason, backup, units: changesOf() });
 
   // Issue #13: a batch with traffic steps tells its routed agents of a pause, a resume and an approve (between their steps).
-  const stepped = input.traffic !== undefined && patched('traffic-steps');
+  const stepped = (input.traffic !== undefined || input.units.some((u) => u.traffic)) && patched('traffic-steps');
   const running = new Map<string, Promise<void>>();
   const tellAgents = async (agentsToTell: string[], send: (a: string) => Promise<void>) => {
     await Promise.all(agentsToTell.map((a) => send(a).catch(() => undefined)));
@@ -532,7 +524,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   }, {
     validator: () => {
       if (stepped && phase !== 'awaiting-approval' && waitingForApproval().length > 0) return;
-      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval || input.traffic?.approve ? '' : '; its inventory does not ask for one'})`);
+      if (phase !== 'awaiting-approval' || approved) throw new Error(`${batch} is not waiting for approval (it is ${approved && input.approval ? 'approved' : phase}${input.approval || input.traffic?.approve || input.units.some((u) => u.traffic?.approve) ? '' : '; its inventory does not ask for one'})`);
     },
   });
   setHandler(abortUpdate, (why: string) => { abortReason = why || 'aborted by operator'; return phase; }, {
@@ -580,7 +572,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'baseline' });
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
-      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped ? { traffic: input.traffic } : {}) }],
+      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped && (unit.traffic ?? input.traffic) ? { traffic: unit.traffic ?? input.traffic } : {}) }],
       staticSummary: `${unit.name} on ${unit.host} (${batch})`,
     }).then((p) => {
       agents.set(unit.name, p);

@@ -41,7 +41,7 @@ describe('the judge: new beside old, probed in turn, compared by a sound test', 
       batches: [{ name: 'pd-judge-1', agents, concurrency: 8, max_failures: 1, analysis: { samples: 20 } }],
     });
     const plan = buildPlan(inventory);
-    expect(plan.batches[0]!.analysis).toEqual({ minEffectMs: 20, maxErrorRate: 0, samples: 20, alpha: 0.01 });
+    expect(plan.batches[0]!.analysis).toEqual({ minEffectMs: 20, maxErrorRate: 0, samples: 20, alpha: 0.01, looks: 4 });
     const world = await startWorld(inventory);
     worlds.push(world);
     const v1 = await (await startBatch(world.client, stubPlan(plan, { image: STUB_IMAGE, version: '1' }), 'pd-judge-1', { autoConfirm: true, skipBackup: 'no databases in this test' })).result();
@@ -53,13 +53,17 @@ describe('the judge: new beside old, probed in turn, compared by a sound test', 
     expect(r.outcome).toBe('migrated');
     const byAgent = Object.fromEntries(r.agents.map((a) => [a.agent, a]));
     for (const a of agents.slice(0, 7)) {
-      expect(byAgent[a], a).toMatchObject({ phase: 'migrated', judge: { verdict: 'pass', test: 'mann-whitney-u', samples: { old: 20, new: 20 }, effectMs: 20 } });
+      expect(byAgent[a], a).toMatchObject({ phase: 'migrated', judge: { verdict: 'pass', test: 'mann-whitney-u', effectMs: 20, looks: 4 } });
+      // The sequential judge: 20 probes of each at the first look, doubled at each further one.
+      const { samples, look } = byAgent[a]!.judge!;
+      expect(samples, a).toEqual({ old: 20 * 2 ** (look! - 1), new: 20 * 2 ** (look! - 1) });
       expect((await inspectStub(containerName(project, 'pc2', a)))!.version).toBe('2');
     }
     // The regression: rolled back alone, never stopped (the new version only ran beside it), with its evidence.
     const slow = byAgent.Agent8!;
-    expect(slow).toMatchObject({ phase: 'rolled-back', judge: { verdict: 'latency-regression', samples: { old: 20, new: 20 }, alpha: 0.01 } });
-    expect(slow.judge!.pValue).toBeLessThan(0.01);
+    // 150 ms slower is plain at the first look, tested at alpha / looks.
+    expect(slow).toMatchObject({ phase: 'rolled-back', judge: { verdict: 'latency-regression', samples: { old: 20, new: 20 }, alpha: 0.0025, look: 1, looks: 4 } });
+    expect(slow.judge!.pValue).toBeLessThan(0.0025);
     expect(slow.judge!.p50Ms.new - slow.judge!.p50Ms.old).toBeGreaterThan(100);
     expect(slow.reason).toContain('judge: latency');
     expect(await inspectStub(containerName(project, 'pc2', 'Agent8'))).toMatchObject({ id: before.Agent8, running: true, version: '1' });
@@ -68,6 +72,6 @@ describe('the judge: new beside old, probed in turn, compared by a sound test', 
     // `migrate status` shows the decision and its evidence.
     const shown = formatBatch(r);
     expect(shown).toContain('Agent8: latency-regression — mann-whitney-u U=');
-    expect(shown).toMatch(/Agent1: pass — mann-whitney-u U=[\d.]+ .* p=[\d.e-]+ vs α=0\.01, min effect 20 ms/);
+    expect(shown).toMatch(/Agent1: pass — mann-whitney-u U=[\d.]+ .* p=[\d.e-]+ vs α=0\.0025 \(look \d of 4\), min effect 20 ms/);
   });
 });

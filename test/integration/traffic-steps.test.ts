@@ -23,7 +23,7 @@ import { hammer } from '../helpers/hammer.js';
 const docker = new Dockerode();
 const project = `txsteps${process.pid}`;
 const address = '127.0.20.1';
-const ports = { Web: 27001, Slow: 27002, Api: 27003, Legacy: 27004 };
+const ports = { Web: 27001, Slow: 27002, Api: 27003, Legacy: 27004, Own: 27005 };
 let world: TestWorld;
 let plan: Plan;
 
@@ -35,16 +35,21 @@ beforeAll(async () => {
     version: 1,
     project,
     hosts: { pc2: { address } },
-    agents: { Web: agent(ports.Web), Slow: agent(ports.Slow), Api: agent(ports.Api), Legacy: agent(ports.Legacy) },
+    agents: {
+      Web: agent(ports.Web), Slow: agent(ports.Slow), Api: agent(ports.Api), Legacy: agent(ports.Legacy),
+      // Its own steps: its batch has none.
+      Own: { ...agent(ports.Own), traffic: { steps: [25, 100], hold: '3s' } },
+    },
     batches: [
       { name: 'tx-cut', agents: ['Web', 'Slow'], concurrency: 2, max_failures: 1, analysis: { samples: 20 }, traffic: { steps: [25, 50, 75, 100], hold: '300ms' } },
       { name: 'tx-step', agents: ['Api'], analysis: { samples: 10 }, traffic: { steps: [25, 50, 75, 100], approve: true } },
       { name: 'tx-hand', agents: ['Legacy'], analysis: { samples: 10 }, traffic: [50, 100] },
+      { name: 'tx-own', agents: ['Own'], analysis: { samples: 10 } },
     ],
   });
   plan = buildPlan(inventory);
   expect(plan.batches.map((b) => b.traffic)).toEqual([
-    { steps: [25, 50, 75, 100], holdMs: 300, approve: false }, { steps: [25, 50, 75, 100], holdMs: 0, approve: true }, { steps: [50, 100], holdMs: 0, approve: false },
+    { steps: [25, 50, 75, 100], holdMs: 300, approve: false }, { steps: [25, 50, 75, 100], holdMs: 0, approve: true }, { steps: [50, 100], holdMs: 0, approve: false }, undefined,
   ]);
   world = await startWorld(inventory);
 });
@@ -200,5 +205,35 @@ describe('traffic in steps through the host\'s proxy', () => {
       return body?.version === '1' ? body : undefined;
     })).toMatchObject({ version: '1' });
     expect(await candidates()).toEqual([]);
+  });
+
+  it('an agent\'s own steps route it when its batch has none; a paused batch holds it between steps, both versions answering, until resumed', async () => {
+    expect((await (await startBatch(world.client, stubPlan(plan, { image: STUB_IMAGE, version: '1' }), 'tx-own', { autoConfirm: true, force: true, skipBackup: 'no databases in this test' })).result()).status).toBe('confirmed');
+    const before = (await inspectStub(name('Own')))!;
+    const own = client(ports.Own);
+    const handle = await startBatch(world.client, stubPlan(plan, { image: STUB_IMAGE, version: '2' }), 'tx-own', { force: true, skipBackup: 'no databases in this test' });
+    const agentNow = async () => (await handle.query<BatchProgress>('progress')).agents.find((x) => x.agent === 'Own');
+    await eventually('Own at its 25 % step', async () => {
+      const a = await agentNow();
+      if (process.env.TX_DEBUG) console.log(JSON.stringify(a));
+      return a?.phase === 'traffic-25' ? true : undefined;
+    });
+    await controlBatch(world.client, 'tx-own', 'pause');
+    // Past its 3 s hold, it still holds at 25 %: both versions answer on the published port.
+    await new Promise((r) => setTimeout(r, 4_500));
+    expect(await agentNow()).toMatchObject({ phase: 'traffic-25', traffic: 25, routed: true });
+    const from = own.seen.length;
+    await own.more(40);
+    expect(new Set(own.seen.slice(from))).toEqual(new Set(['1', '2']));
+    await controlBatch(world.client, 'tx-own', 'resume');
+    const r = await followBatch(handle);
+    expect(r.agents[0]).toMatchObject({ phase: 'migrated', routed: true, traffic: 100, previousId: before.id });
+    await own.more(1);
+    const last = own.seen.length;
+    await own.more(20);
+    await own.stop();
+    expect(new Set(own.seen.slice(last))).toEqual(new Set(['2']));
+    expect(own.failures).toEqual([]);
+    expect(await decideBatch(world.client, project, 'tx-own', 'confirm')).toMatchObject({ status: 'confirmed' });
   });
 });

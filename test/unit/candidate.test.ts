@@ -50,6 +50,6 @@ describe('the candidate container', () => {
   });
 
   it('the batch carries the judge\'s settings: the inventory\'s analysis, defaults filled, latency_tolerance when set', () => {
-    expect(plan.batches[0]!.analysis).toEqual({ minEffectMs: 30, maxErrorRate: 0, samples: 40, alpha: 0.01, latencyTolerance: 2 });
+    expect(plan.batches[0]!.analysis).toEqual({ minEffectMs: 30, maxErrorRate: 0, samples: 40, alpha: 0.01, looks: 4, latencyTolerance: 2 });
   });
 });

@@ -1,6 +1,6 @@
 /** The batch's judge (issue #13): its statistics against reference values (SciPy), and its decisions. */
 import { describe, expect, it } from 'vitest';
-import { binomialUpperTail, DEFAULT_JUDGE, effectMs, judge, mannWhitneyGreater, normalCdf } from '../../src/plan/judge.js';
+import { binomialUpperTail, DEFAULT_JUDGE, effectMs, judge, judgeLook, mannWhitneyGreater, mergeSamples, moreSamples, normalCdf, type JudgeSettings } from '../../src/plan/judge.js';
 
 /** A deterministic pseudo-random stream (mulberry32), so the decisions below are reproducible. */
 function rng(seed: number) {
@@ -103,5 +103,56 @@ describe('judge', () => {
     expect(effectMs({ ...DEFAULT_JUDGE, latencyTolerance: 1.5 }, 10)).toBe(20);
     expect(effectMs({ ...DEFAULT_JUDGE, latencyTolerance: 3 }, 40)).toBe(80);
     expect(effectMs(DEFAULT_JUDGE, 40)).toBe(20);
+  });
+});
+
+describe('the sequential judge', () => {
+  /** Latencies like the stub's at concurrency 20 on this 2-core machine: 60–180 ms, with a tail of hiccups up to 400 ms more. */
+  const loaded = (r: () => number, n: number, shift = 0) =>
+    Array.from({ length: n }, () => 60 + r() * 120 + (r() < 0.3 ? r() * 400 : 0) + shift);
+  /** Runs the looks as the batch workflow does, sampling each version with `draw`. */
+  function run(r: () => number, settings: JudgeSettings, shift: number) {
+    const draw = (n: number) => ({ old: { latenciesMs: loaded(r, n), errors: 0 }, new: { latenciesMs: loaded(r, n, shift), errors: 0 }, errorsSeen: [] as string[] });
+    let sample = draw(settings.samples);
+    for (let look = 1; ; look++) {
+      const { evidence, again } = judgeLook(sample.old, sample.new, settings, look);
+      if (!again) return evidence;
+      sample = mergeSamples(sample, draw(moreSamples(settings, look + 1)));
+    }
+  }
+
+  it('each look doubles the probes: 40, then 40, 80 and 160 more', () => {
+    expect([2, 3, 4].map((look) => moreSamples(DEFAULT_JUDGE, look))).toEqual([40, 80, 160]);
+  });
+
+  it('catches +50 ms in noise where one look of 40 probes misses it, and still passes identical versions', () => {
+    const r = rng(13);
+    const trials = 200;
+    let oneLook = 0;
+    let sequential = 0;
+    let falseRollbacks = 0;
+    for (let i = 0; i < trials; i++) {
+      if (judge({ latenciesMs: loaded(r, 40), errors: 0 }, { latenciesMs: loaded(r, 40, 50), errors: 0 }, DEFAULT_JUDGE).verdict !== 'pass') oneLook++;
+      const e = run(r, DEFAULT_JUDGE, 50);
+      if (e.verdict === 'latency-regression') sequential++;
+      if (run(r, DEFAULT_JUDGE, 0).verdict !== 'pass') falseRollbacks++;
+    }
+    expect(oneLook / trials).toBeLessThan(0.5);
+    expect(sequential / trials).toBeGreaterThanOrEqual(0.97);
+    expect(falseRollbacks).toBe(0);
+  });
+
+  it('stays calibrated: without a minimum effect, identical versions are rejected at most about α of the time over all looks', () => {
+    const r = rng(5);
+    let rejected = 0;
+    const trials = 1000;
+    for (let i = 0; i < trials; i++) if (run(r, { ...DEFAULT_JUDGE, minEffectMs: 0, alpha: 0.05, samples: 20 }, 0).verdict !== 'pass') rejected++;
+    expect(rejected / trials).toBeLessThanOrEqual(0.05 + 0.02);
+  });
+
+  it('a clear regression is rejected at the first look, tested at alpha / looks', () => {
+    const e = run(rng(3), DEFAULT_JUDGE, 150);
+    expect(e).toMatchObject({ verdict: 'latency-regression', look: 1, looks: 4, alpha: 0.0025, samples: { old: 40, new: 40 } });
+    expect(e.summary).toContain('[look 1 of 4]');
   });
 });

@@ -9,8 +9,9 @@ import { buildPlan } from '../../src/plan/plan.js';
 import { candidateCreateOptions } from '../../src/activities/docker.js';
 import { batchInput } from '../../src/ops/batches.js';
 import { LABELS } from '../../src/plan/queues.js';
-import { routable, routedPorts } from '../../src/workflows/batch.js';
+import { routable, routedPorts } from '../../src/plan/traffic.js';
 import { problems } from '../helpers/problems.js';
+import { unitSpecProblems } from '../../src/common/unit-guard.js';
 
 const inv = (traffic: unknown, agents: Record<string, unknown> = { web: { image: 'web:2', ports: ['27900:8080'], healthcheck: { http: '/health' } } }) => ({
   version: 1,
@@ -40,6 +41,29 @@ describe('the inventory\'s traffic steps', () => {
     expect(problems(inv([]))).toEqual([expect.objectContaining({ path: 'batches[0].traffic', message: 'needs at least one step, ending at 100' })]);
     expect(problems(inv({ steps: [100], hold: 'soon' }))).toEqual([expect.objectContaining({ path: 'batches[0].traffic.hold' })]);
     expect(problems(inv({ steps: [100], weights: 1 }))).toEqual([expect.objectContaining({ path: 'batches[0].traffic.weights', message: 'unknown field "weights"' })]);
+  });
+});
+
+describe('an agent\'s own traffic steps', () => {
+  it('take the place of its batch\'s, in the plan and in the batch input; a service may not have them', () => {
+    const plan = buildPlan(parseInventory(inv([50, 100], {
+      web: { image: 'web:2', ports: ['27900:8080'], healthcheck: { http: '/health' }, traffic: { steps: [10, 100], approve: true } },
+      api: { image: 'api:2', ports: ['27901:8080'], healthcheck: { http: '/health' } },
+    })));
+    expect(plan.units.web!.traffic).toEqual({ steps: [10, 100], holdMs: 0, approve: true });
+    expect(plan.units.api!.traffic).toBeUndefined();
+    expect(unitSpecProblems(plan.units.web, 'pc2')).toEqual([]); // the host's worker takes it
+    expect(batchInput(plan, 'b1').units.find((u) => u.name === 'web')!.traffic).toEqual({ steps: [10, 100], holdMs: 0, approve: true });
+    // The same container either way: traffic steps are not part of what the container is.
+    const bare = buildPlan(parseInventory(inv([50, 100], { web: { image: 'web:2', ports: ['27900:8080'], healthcheck: { http: '/health' } } })));
+    expect(plan.units.web!.specHash).toBe(bare.units.web!.specHash);
+    expect(problems({ ...inv(undefined), services: { db: { image: 'db:1', traffic: [100] } } })).toEqual([expect.objectContaining({ path: 'services.db.traffic', fix: 'remove traffic from db, or declare it under agents' })]);
+    expect(problems(inv(undefined, { web: { image: 'web:2', ports: ['27900:8080'], healthcheck: { http: '/health' }, traffic: [50, 40, 100] } }))).toEqual([expect.objectContaining({ path: 'agents.web.traffic[1]' })]);
+  });
+
+  it('on an agent that cannot be routed: a warning that it is swapped instead', () => {
+    const plan = buildPlan(parseInventory(inv(undefined, { inner: { image: 'inner:2', healthcheck: { exec: ['/bin/true'] }, traffic: [50, 100] } })));
+    expect(plan.warnings).toContainEqual(expect.objectContaining({ path: 'agents.inner.traffic', message: expect.stringContaining('it is swapped, not moved in steps') }));
   });
 });
 
