@@ -266,7 +266,43 @@ export function createTrafficActivities(ctx: HostContext) {
     return weights;
   }
 
+  /**
+   * Routes whose containers the engine started again (a host reboot, a crash under a restart
+   * policy) point at ports those containers no longer have: each such slot takes its container's
+   * ports as they are now, written (a proxy started later reads them) and sent to a running proxy.
+   * `ids`: only the slots of these containers (absent: every slot). Returns the units changed.
+   */
+  async function refreshNow(ids?: Set<string>): Promise<string[]> {
+    const routes = await readRoutes();
+    const changed: UnitRoute[] = [];
+    for (const r of routes) {
+      let moved = false;
+      for (const s of ['blue', 'green'] as const) {
+        const slot = r[s];
+        if (!slot?.id || (ids && !ids.has(slot.id))) continue;
+        const now = await publishedPorts(slot.id).catch(() => undefined); // gone or stopped: nothing to follow
+        if (!now || (JSON.stringify(now.ports) === JSON.stringify(slot.ports) && now.address === (slot.address ?? '127.0.0.1'))) continue;
+        r[s] = { ...slot, ...now };
+        moved = true;
+      }
+      if (moved) changed.push(r);
+    }
+    if (changed.length === 0) return [];
+    await writeRoutes(routes);
+    const running = await docker.getContainer(name).inspect().then((i) => i.State.Running, () => false);
+    if (running) {
+      await waitAnswers();
+      for (const r of changed) await apply(r);
+    }
+    return changed.map((r) => r.unit);
+  }
+
   return {
+    /** Bring the routes to their containers' ports as they are now (see refreshNow); idempotent. */
+    refreshRoutes(ids?: string[]): Promise<string[]> {
+      return serially(() => refreshNow(ids ? new Set(ids) : undefined));
+    },
+
     /**
      * Route a unit's published ports to containers, by id: each slot's container is inspected here
      * (its engine-picked ports may have changed since it last started). `ports` defaults to the
@@ -279,7 +315,7 @@ export function createTrafficActivities(ctx: HostContext) {
       for (const s of ['blue', 'green'] as const) {
         const c = slots[s];
         if (!c) continue;
-        r[s] = { ...(await publishedPorts(c.id)), weight: c.weight };
+        r[s] = { id: c.id, ...(await publishedPorts(c.id)), weight: c.weight };
         // A container just started (a kept one taking its traffic back) listens before it gets any.
         if (c.weight > 0) for (const p of known) await listening(r[s]!.address!, r[s]!.ports[`${p.target}/tcp`]);
       }

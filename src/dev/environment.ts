@@ -13,6 +13,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startHealthPublisher, type HealthPublisher } from '../health/publisher.js';
 import type { Aggregator } from '../health/aggregator.js';
 import { watchHealth } from '../ops/health.js';
+import { keepTrafficRoutes } from '../workers/traffic-keeper.js';
 import type { Plan, PlanOptions, UnitSpec } from '../plan/plan.js';
 import type { Inventory } from '../inventory/schema.js';
 import { createHostWorker, createOrchestratorWorker, hostContext } from '../workers/workers.js';
@@ -85,6 +86,8 @@ export async function startDevEnvironment(inventory: Inventory, options: { dataD
   }
   const running = Promise.all(workers.map((w) => w.run())).then(() => undefined);
   const health = inventory.health && options.health ? startDevHealth(inventory, contexts, server.address, options.health) : undefined;
+  // Each host's traffic proxy follows its routed containers when the engine starts them again (new ports).
+  const keepers = contexts.map((context) => keepTrafficRoutes(context));
   return {
     server,
     connection,
@@ -93,6 +96,7 @@ export async function startDevEnvironment(inventory: Inventory, options: { dataD
     metricsUrl: metrics?.url,
     ...(health ? { health: health.ready } : {}),
     async stop() {
+      keepers.forEach((k) => k.stop());
       await health?.stop();
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await running;

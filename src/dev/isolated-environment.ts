@@ -105,6 +105,24 @@ export function loopbackBackupsOverride(backups: Inventory['backups'], bridgeAdd
   return { backups: Object.keys(lists).length > 0 ? lists : undefined, ports: [...ports].sort((a, b) => a - b) };
 }
 
+/**
+ * The health plane's NATS servers on this machine's loopback, which no host's namespace reaches as
+ * 127.0.0.1: the list with each such server at `bridgeAddress` instead (its port forwarded there), and
+ * the ports to forward (pure). Absent when the inventory has no health plane or none is on loopback.
+ */
+export function loopbackNatsOverride(health: Inventory['health'], bridgeAddress: string): { nats?: string[]; ports: number[] } {
+  if (!health) return { ports: [] };
+  const ports = new Set<number>();
+  const nats = health.nats.map((url) => {
+    const m = /^(nats|tls):\/\/([^\s/:]+)(?::(\d+))?$/.exec(url);
+    if (!m || !LOOPBACK.has(m[2]!)) return url;
+    const port = Number(m[3] ?? 4222);
+    ports.add(port);
+    return `${m[1]}://${bridgeAddress}:${port}`;
+  });
+  return ports.size > 0 ? { nats, ports: [...ports].sort((a, b) => a - b) } : { ports: [] };
+}
+
 async function waitForPollers(server: TemporalServer, workers: IsolatedWorker[], timeoutMs: number): Promise<void> {
   const connection = await Connection.connect({ address: server.address });
   try {
@@ -154,7 +172,14 @@ export async function startIsolatedEnvironment(options: IsolatedEnvironmentOptio
     const inventoryOverride = path.join(iso.stateDir, 'inventory.yaml');
     const loopback = loopbackBackupsOverride(options.inventory.backups, iso.bridgeAddress);
     for (const port of loopback.ports) await iso.forwardToLoopback(port);
-    const override = { ...(isolatedInventoryOverride(iso) as object), ...(loopback.backups ? { backups: loopback.backups } : {}) };
+    // The health plane's NATS on this machine's loopback: forwarded onto the bridge, where every host reaches it (a cut link cuts it off).
+    const nats = loopbackNatsOverride(options.inventory.health, iso.bridgeAddress);
+    for (const port of nats.ports) await iso.forwardToLoopback(port);
+    const override = {
+      ...(isolatedInventoryOverride(iso) as object),
+      ...(loopback.backups ? { backups: loopback.backups } : {}),
+      ...(nats.nats ? { health: { nats: nats.nats } } : {}),
+    };
     await writeFile(inventoryOverride, `# written by migrate dev --isolated-hosts; removed with the hosts\n${stringify(override)}`);
     const inventoryFiles = [...options.inventoryFiles.map((f) => path.resolve(f)), inventoryOverride];
 

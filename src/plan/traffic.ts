@@ -22,6 +22,8 @@ export interface RoutedPort {
 
 /** A container in a slot: the host port (on loopback) each of its container ports got, and its share of the traffic. */
 export interface SlotRoute {
+  /** The container (its id): when the engine starts it again, its ports change and the route follows. */
+  id?: string;
   ports: Record<string, number>;
   /** The address its ports are published on (default 127.0.0.1). */
   address?: string;

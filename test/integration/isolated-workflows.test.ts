@@ -29,6 +29,11 @@ import { runTool } from '../../src/activities/exec.js';
 import { backupNow, decideBatch, decideRelease, followBatch, followDeploy, startBatch, startDeploy } from '../../src/ops/index.js';
 import { loadImageInto } from '../../src/dev/image-transfer.js';
 import { ensureHostImage, postgresImageSpec, TEST_POSTGRES_IMAGE } from '../helpers/host-image.js';
+import { startNatsServer, type NatsServer } from '../../src/dev/nats-server.js';
+import { freePort } from '../../src/dev/temporal-server.js';
+import { snapshotHealth } from '../../src/health/aggregator.js';
+import { planeTarget } from '../../src/ops/health.js';
+import { eventually } from '../helpers/eventually.js';
 
 const prefix = 'isowf';
 const subnet = '10.231.8.0/24';
@@ -44,10 +49,12 @@ const batch = `isowf${process.pid}-batch-1`;
 const pgVar = `MIGRATE_TEST_ISOWF_PG_PASSWORD_${process.pid}`;
 const pgSecret = `pg-${process.pid}-${Math.random().toString(36).slice(2)}`;
 const probe = { http: '/health', interval: '200ms', timeout: '1s', retries: 3, start_period: '1s' };
-const inventoryDoc = (backupDir: string) => ({
+const inventoryDoc = (backupDir: string, natsPort: number) => ({
   version: 1,
   project,
   hosts: { mainpc: {}, pc2: {} },
+  // A NATS on this machine's loopback: the environment forwards it onto the bridge for the hosts.
+  health: { nats: [`nats://127.0.0.1:${natsPort}`], subjects: `${project}.health`, heartbeat: '250ms', lost_after: '1s' },
   services: {
     // Started by the test itself in mainpc's engine (a real PostgreSQL); never deployed here.
     db: { image: TEST_POSTGRES_IMAGE, placement: { host: 'mainpc' } },
@@ -99,13 +106,17 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
   let client: Client;
   let plan: Plan;
   let engines: { mainpc: Dockerode; pc2: Dockerode };
+  let nats: NatsServer | undefined;
+  let natsPort: number;
   const timings: Record<string, number> = {};
 
   beforeAll(async () => {
     await removeStaleIsolatedHosts(stateDir);
     dir = await mkdtemp(path.join(os.tmpdir(), 'isowf-'));
     const inventoryFile = path.join(dir, 'inventory.yaml');
-    await writeFile(inventoryFile, stringify(inventoryDoc(path.join(dir, 'backups'))));
+    natsPort = await freePort();
+    nats = await startNatsServer({ address: '127.0.0.1', port: natsPort, storeDir: path.join(dir, 'nats') });
+    await writeFile(inventoryFile, stringify(inventoryDoc(path.join(dir, 'backups'), natsPort)));
     process.env[pgVar] = pgSecret; // the workers inherit it: the secret never enters the inventory or Temporal
     process.env.MIGRATE_WORKFLOW_BUNDLE = inject('workflowBundle'); // built once by global-setup
     const started = Date.now();
@@ -125,6 +136,7 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
     await connection?.close();
     await env?.stop(); // workers, then the hosts: their engines' data roots (containers, images) go with them
     await removeStaleIsolatedHosts(stateDir);
+    await nats?.stop();
     await root.getImage(image).remove({ force: true }).catch(() => undefined); // only there if the test failed
     if (dir) await rm(dir, { recursive: true, force: true });
     console.info(`isolated workflows: ${JSON.stringify(timings)}`);
@@ -168,6 +180,23 @@ describe.skipIf(unsupported)(`workflows on isolated hosts${unsupported ? ` (skip
     expect(identities.size).toBe(1);
     expect([...identities][0]).toMatch(new RegExp(`^pc2@.*:${pc2Worker.pid}$`));
   }, 240_000);
+
+  it('every host\'s worker publishes to the health plane on this machine\'s loopback NATS, forwarded onto the bridge', async () => {
+    const seen = (await loadInventoryFiles(env!.inventoryFiles)).inventory;
+    expect(seen.health!.nats).toEqual([`nats://${env!.iso.bridgeAddress}:${natsPort}`]);
+    // This process reaches the same server on loopback (the forward is for the bridge's hosts).
+    const target = planeTarget(seen);
+    target.settings = { ...target.settings, nats: [`nats://127.0.0.1:${natsPort}`] };
+    const view = await eventually('both hosts up, their services healthy, in the health view', async () => {
+      const v = await snapshotHealth(target);
+      const ok = v.hosts.every((h) => h.state === 'up') && ['api', 'web'].every((u) => v.units.some((x) => x.unit === u && x.state === 'healthy'));
+      return ok ? v : undefined;
+    });
+    expect(view.hosts.map((h) => [h.host, h.state, h.heartbeat?.worker.pid])).toEqual([
+      ['mainpc', 'up', env!.workers.find((w) => w.host === 'mainpc')!.pid], ['pc2', 'up', env!.workers.find((w) => w.host === 'pc2')!.pid],
+    ]);
+    expect(view.units.filter((u) => u.unit === 'api' || u.unit === 'web').map((u) => [u.host, u.unit, u.state])).toEqual([['mainpc', 'api', 'healthy'], ['pc2', 'web', 'healthy']]);
+  });
 
   it('migrates an agent on pc2 (v1 → v2) in pc2\'s engine only, and rolls it back exactly', async () => {
     const scout = containerName(project, 'pc2', 'Scout');

@@ -19,6 +19,9 @@ import { startWorld, type TestWorld } from '../helpers/temporal.js';
 import { inspectStub, removeProjects } from '../helpers/containers.js';
 import { eventually } from '../helpers/eventually.js';
 import { hammer } from '../helpers/hammer.js';
+import type { Inventory } from '../../src/inventory/schema.js';
+import { hostContext } from '../../src/workers/workers.js';
+import { keepTrafficRoutes } from '../../src/workers/traffic-keeper.js';
 
 const docker = new Dockerode();
 const project = `txsteps${process.pid}`;
@@ -26,12 +29,13 @@ const address = '127.0.20.1';
 const ports = { Web: 27001, Slow: 27002, Api: 27003, Legacy: 27004, Own: 27005 };
 let world: TestWorld;
 let plan: Plan;
+let inventory: Inventory;
 
 const healthcheck = { http: '/health', interval: '200ms', timeout: '2s', retries: 5, start_period: '2s' };
 const agent = (port: number) => ({ placement: { host: 'pc2' }, image: 'agentsys/stub:2.0', ports: [`${port}:8080`], healthcheck });
 
 beforeAll(async () => {
-  const inventory = parseInventory({
+  inventory = parseInventory({
     version: 1,
     project,
     hosts: { pc2: { address } },
@@ -123,6 +127,33 @@ describe('traffic in steps through the host\'s proxy', () => {
     await web.stop();
     expect(web.failures).toEqual([]);
     expect(web.seen.at(-1)).toBe('2');
+  });
+
+  it('when the engine starts a routed container again (new engine-picked ports), the proxy follows it', async () => {
+    const keeper = keepTrafficRoutes(hostContext(inventory, 'pc2'), () => undefined);
+    try {
+      await keeper.ready;
+      const id = (await inspectStub(name('Web')))!.id;
+      const portOf = async () => (await docker.getContainer(id).inspect()).NetworkSettings.Ports['8080/tcp']![0]!.HostPort;
+      const before = await portOf();
+      // As a reboot or a crash under the restart policy does: stopped, started again by the engine.
+      await docker.getContainer(id).restart({ t: 0 });
+      expect(await portOf()).not.toBe(before); // the precondition: the engine picked another port
+      const web = client(ports.Web);
+      await eventually('Web answers on its published port again', async () => {
+        await web.more(1);
+        return web.seen.length > 0 ? true : undefined;
+      });
+      const from = web.seen.length;
+      const failed = web.failures.length;
+      await web.more(20);
+      await web.stop();
+      expect(web.seen.length - from).toBeGreaterThanOrEqual(20);
+      expect(new Set(web.seen.slice(from))).toEqual(new Set(['2']));
+      expect(web.failures.length).toBe(failed); // once followed, not one more failure
+    } finally {
+      keeper.stop();
+    }
   });
 
   it('a rollback at the 50 % step sends all traffic back to the old container (its original id) at once and leaves nothing of the candidate', async () => {

@@ -1,7 +1,7 @@
 /** The pure parts of isolated hosts: addresses on the bridge, and the inventory override the workers load. */
 import { describe, expect, it } from 'vitest';
 import { allocateAddresses } from '../../src/dev/isolated-hosts.js';
-import { isolatedInventoryOverride, loopbackBackupsOverride } from '../../src/dev/isolated-environment.js';
+import { isolatedInventoryOverride, loopbackBackupsOverride, loopbackNatsOverride } from '../../src/dev/isolated-environment.js';
 
 describe('allocateAddresses', () => {
   it('gives the bridge .1 and the hosts .2, .3, … in declaration order', () => {
@@ -45,5 +45,18 @@ describe('loopbackBackupsOverride', () => {
   it('changes nothing when no target is on loopback (or there are no backups)', () => {
     expect(loopbackBackupsOverride({ ...backups, postgres: [] }, '10.231.0.1')).toEqual({ ports: [] });
     expect(loopbackBackupsOverride(undefined, '10.231.0.1')).toEqual({ ports: [] });
+  });
+});
+
+describe('loopbackNatsOverride', () => {
+  const health = { nats: ['nats://127.0.0.1:4222', 'tls://localhost', 'nats://10.9.0.5:4223'], subjects: 'health', heartbeat: 250, lost_after: 1000 };
+
+  it('moves the health plane\'s loopback NATS servers onto the bridge and names the ports to forward; others stay', () => {
+    expect(loopbackNatsOverride(health as never, '10.231.0.1')).toEqual({ nats: ['nats://10.231.0.1:4222', 'tls://10.231.0.1:4222', 'nats://10.9.0.5:4223'], ports: [4222] });
+  });
+
+  it('changes nothing without a health plane or with no NATS on loopback', () => {
+    expect(loopbackNatsOverride(undefined, '10.231.0.1')).toEqual({ ports: [] });
+    expect(loopbackNatsOverride({ ...health, nats: ['nats://10.9.0.5:4223'] } as never, '10.231.0.1')).toEqual({ ports: [] });
   });
 });

@@ -4,6 +4,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { z } from 'zod';
 import { createHostWorker, createOrchestratorWorker, hostContext, runWorkers } from '../../workers/workers.js';
 import { startHealthPublisher, type HealthPublisher } from '../../health/publisher.js';
+import { keepTrafficRoutes } from '../../workers/traffic-keeper.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../../plan/queues.js';
 import { BadInput, OperationFailed } from '../../ops/errors.js';
 import { action, clientDataConverter, collect, commonOptions, connectionFlags, loadPlan, metricsBind, parseOptions, temporalConnection } from '../common.js';
@@ -70,6 +71,8 @@ export function registerWorker(program: Command): void {
           return undefined;
         });
       }
+      // The host's traffic proxy follows its routed containers when the engine starts them again (issue #13).
+      const keeper = keepTrafficRoutes(context, (line) => process.stderr.write(`worker ${context.identity}: ${line}\n`));
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
       process.once('SIGTERM', () => abort.abort());
@@ -77,6 +80,7 @@ export function registerWorker(program: Command): void {
       try {
         await runWorkers(workers, abort.signal);
       } finally {
+        keeper.stop();
         await metrics?.close();
         await (await health)?.stop();
         await connection.close();
