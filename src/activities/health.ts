@@ -137,10 +137,11 @@ export function createHealthActivities(ctx: HostContext) {
    * A routed unit's container answers at ports the engine picked, behind the traffic proxy on the
    * published one: the judge probes it there, as it probes the candidate, so that neither version
    * pays the proxy's hop (undefined: the unit publishes its port itself, or is not routed).
+   * `suffix`: the routed candidate's (`.next`) instead.
    */
-  async function routedTarget(unit: UnitSpec): Promise<ProbeTarget | undefined> {
+  async function routedTarget(unit: UnitSpec, suffix = ''): Promise<ProbeTarget | undefined> {
     if (unit.probe.kind !== 'http' && unit.probe.kind !== 'tcp') return undefined;
-    const name = containerName(project, host, unit.name);
+    const name = `${containerName(project, host, unit.name)}${suffix}`;
     const info = await docker.getContainer(name).inspect().catch(() => undefined);
     if (!info?.State.Running || info.Config.Labels?.[LABELS.routed] !== 'true') return undefined;
     const ports = Object.fromEntries(Object.entries(info.NetworkSettings.Ports ?? {})
@@ -276,7 +277,8 @@ export function createHealthActivities(ctx: HostContext) {
      * load, for the batch's judge.
      */
     async sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
-      const target = candidate(unit, beside);
+      // A routed candidate's ports change when it joins the unit's network alias: read where it answers now.
+      const target = (await routedTarget(unit, CANDIDATE_SUFFIX)) ?? candidate(unit, beside);
       const oldTarget = await routedTarget(unit);
       const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
       const probe = async (which: 'old' | 'new') => {

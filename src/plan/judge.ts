@@ -235,10 +235,12 @@ export function moreSamples(settings: JudgeSettings, look: number): number {
  * whether to sample again (a pass whose latency test is inconclusive, while looks remain). Each look
  * tests at alpha / looks (Bonferroni), so rejecting at any look keeps the error rate at alpha.
  */
-export function judgeLook(old: VersionSample, next: VersionSample, settings: JudgeSettings, look: number): { evidence: JudgeEvidence; again: boolean } {
+export function judgeLook(old: VersionSample, next: VersionSample, settings: JudgeSettings, look: number, totalLooks?: number): { evidence: JudgeEvidence; again: boolean } {
   const looks = Math.max(1, settings.looks ?? 1);
-  const judged = judge(old, next, { ...settings, alpha: settings.alpha / looks });
-  const evidence = { ...judged, look, looks, summary: looks > 1 ? `${judged.summary} [look ${look} of ${looks}]` : judged.summary };
+  // A routed agent is judged again at each traffic step: those looks share alpha too.
+  const total = Math.max(looks, totalLooks ?? looks);
+  const judged = judge(old, next, { ...settings, alpha: settings.alpha / total });
+  const evidence = { ...judged, look, looks: total, summary: total > 1 ? `${judged.summary} [look ${look} of at most ${total}]` : judged.summary };
   return { evidence, again: evidence.verdict === 'pass' && look < looks && evidence.pValue < INCONCLUSIVE_BELOW };
 }
 

@@ -31,7 +31,7 @@ import type { ChangeStamp } from '../activities/docker.js';
 import type { CandidatePorts, LatencySample } from '../activities/health.js';
 import type { TrafficSteps, UnitSpec } from '../plan/plan.js';
 import { judgedBeside, routable, routedPorts } from '../plan/traffic.js';
-import { candidateTarget, DEFAULT_JUDGE, judge, judgeLook, mergeSamples, moreSamples, type JudgeEvidence, type JudgeSettings } from '../plan/judge.js';
+import { candidateTarget, DEFAULT_JUDGE, judge, judgeLook, mergeSamples, moreSamples, type JudgeEvidence, type JudgeSettings, type VersionSample } from '../plan/judge.js';
 import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
@@ -183,6 +183,14 @@ export interface AgentInput {
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
 
+/** The judge's latest look, and everything it was sampled from (a routed agent's steps add to it). */
+interface Judged {
+  evidence: JudgeEvidence;
+  errorsSeen: string[];
+  sample: { old: VersionSample; new: VersionSample; errorsSeen: string[] };
+  look: number;
+}
+
 export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   const { unit } = input;
   const samples = input.samples ?? 20;
@@ -194,17 +202,18 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
    * Sample both versions and judge. Issue #13: sequentially — an inconclusive look takes more probes,
    * each look at alpha / looks (src/plan/judge.ts); runs started earlier keep their one look.
    */
-  const sampleAndJudge = async (beside: CandidatePorts): Promise<{ evidence: JudgeEvidence; errorsSeen: string[] }> => {
+  const sampleAndJudge = async (beside: CandidatePorts, totalLooks?: number): Promise<Judged> => {
     let sample = await health.sampleBeside(unit, beside, settings.samples);
-    if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), errorsSeen: sample.errorsSeen };
+    if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), errorsSeen: sample.errorsSeen, sample, look: 1 };
     for (let look = 1; ; look++) {
-      const { evidence, again } = judgeLook(sample.old, sample.new, settings, look);
-      if (!again) return { evidence, errorsSeen: sample.errorsSeen };
+      const { evidence, again } = judgeLook(sample.old, sample.new, settings, look, totalLooks);
+      if (!again) return { evidence, errorsSeen: sample.errorsSeen, sample, look };
       await report('judging', { judge: evidence });
       checkAbort();
       sample = mergeSamples(sample, await health.sampleBeside(unit, beside, moreSamples(settings, look + 1)));
     }
   };
+  const refuse = (j: Pick<Judged, 'evidence' | 'errorsSeen'>) => ApplicationFailure.nonRetryable(`judge: ${j.evidence.summary}${j.errorsSeen.length ? ` [${j.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
   let abortReason: string | undefined;
   setHandler(abortAgentSignal, (reason) => { abortReason = reason; });
@@ -302,6 +311,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     // stopped, then the proxy binds the port (the one gap, once per unit; see README).
     const handover = current && !current.routed ? current : undefined;
     checkAbort();
+    // Issue #13 (seed 002's analysis per step): both versions are probed again at each step short of 100 %, another look of the judge.
+    const stepLooks = old && current?.running && patched('judge-per-step') ? traffic.steps.filter((s) => s < 100).length : 0;
+    let judged: Judged | undefined;
     await report(current?.running ? 'judging' : 'deploying');
     await image.ensureImage(unit);
     undo.push({
@@ -317,11 +329,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     await health.waitHealthy(unit, { ports: candidate.ports });
     checkAbort();
     if (current?.running) {
-      const { evidence, errorsSeen } = await sampleAndJudge({ ports: candidate.ports });
-      await report('judging', { judge: evidence });
-      if (evidence.verdict !== 'pass') {
-        throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${errorsSeen.length ? ` [${errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
-      }
+      judged = await sampleAndJudge({ ports: candidate.ports }, stepLooks > 0 ? (settings.looks ?? 1) + stepLooks : undefined);
+      await report('judging', { judge: judged.evidence });
+      if (judged.evidence.verdict !== 'pass') throw refuse(judged);
     }
     // Judged: it joins the project network under the unit's name, beside the old one (its ports change: routed after).
     await d.aliasCandidate(unit.name);
@@ -341,6 +351,16 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         await report(`traffic-${step}`, { traffic: step });
         if (traffic.holdMs > 0) await condition(() => abortReason !== undefined, traffic.holdMs);
         checkAbort();
+        if (judged && stepLooks > 0 && step < 100) {
+          // Old and new again, while this share of the traffic is on the new one; a regression moves it all back.
+          const more = await health.sampleBeside(unit, { ports: candidate.ports }, settings.samples);
+          const sample = mergeSamples(judged.sample, more);
+          const look = judged.look + 1;
+          judged = { ...judgeLook(sample.old, sample.new, settings, look, (settings.looks ?? 1) + stepLooks), errorsSeen: sample.errorsSeen, sample, look };
+          await report(`traffic-${step}`, { judge: judged.evidence });
+          if (judged.evidence.verdict !== 'pass') throw refuse(judged);
+          checkAbort();
+        }
       }
       if (progress.traffic !== 100) {
         await d.setTraffic(unit.name, 'green', 100);
@@ -382,12 +402,10 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         const beside = { ports: candidate.ports };
         await health.waitHealthy(unit, beside);
         checkAbort();
-        const { evidence, errorsSeen } = await sampleAndJudge(beside);
+        const verdict = await sampleAndJudge(beside);
         await docker.removeCandidate(unit.name);
-        await report('judging', { judge: evidence });
-        if (evidence.verdict !== 'pass') {
-          throw ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${errorsSeen.length ? ` [${errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
-        }
+        await report('judging', { judge: verdict.evidence });
+        if (verdict.evidence.verdict !== 'pass') throw refuse(verdict);
         judged = true;
       } else {
         await docker.removeCandidate(unit.name);

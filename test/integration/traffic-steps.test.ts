@@ -95,8 +95,13 @@ describe('traffic in steps through the host\'s proxy', () => {
     expect(r.outcome).toBe('migrated');
     const byAgent = Object.fromEntries(r.agents.map((a) => [a.agent, a])) as Record<string, AgentProgress>;
     expect(byAgent.Web!).toMatchObject({ phase: 'migrated', action: 'replaced', routed: true, previousId: before.Web.id, traffic: 100, judge: { verdict: 'pass' } });
-    // Each step was the agent's phase on the way.
+    // Each step was the agent's phase on the way, and at each step short of 100 % the judge looked again.
     for (const step of ['traffic-25', 'traffic-50', 'traffic-75', 'traffic-100']) expect(phases).toContain(step);
+    const { look, looks, samples } = byAgent.Web!.judge!;
+    expect(looks).toBe(4 + 3);
+    expect(look).toBeGreaterThanOrEqual(4);
+    expect(samples.old).toBe(samples.new);
+    expect(samples.old).toBeGreaterThanOrEqual(20 + 3 * 20);
     // The client saw version 1, then both, then only 2 — and not one failed request.
     expect(web.seen[0]).toBe('1');
     expect(web.seen.slice(-20)).toEqual(new Array(20).fill('2'));

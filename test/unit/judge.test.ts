@@ -153,6 +153,17 @@ describe('the sequential judge', () => {
   it('a clear regression is rejected at the first look, tested at alpha / looks', () => {
     const e = run(rng(3), DEFAULT_JUDGE, 150);
     expect(e).toMatchObject({ verdict: 'latency-regression', look: 1, looks: 4, alpha: 0.0025, samples: { old: 40, new: 40 } });
-    expect(e.summary).toContain('[look 1 of 4]');
+    expect(e.summary).toContain('[look 1 of at most 4]');
+  });
+});
+
+describe('a routed agent\'s looks at its traffic steps', () => {
+  it('share alpha with the first looks: alpha / (looks + steps judged), and add no look of their own to the first phase', () => {
+    const old = { latenciesMs: Array.from({ length: 40 }, (_, i) => 100 + (i % 10)), errors: 0 };
+    const { evidence, again } = judgeLook(old, old, DEFAULT_JUDGE, 5, 7);
+    expect(evidence).toMatchObject({ verdict: 'pass', look: 5, looks: 7, alpha: 0.01 / 7 });
+    expect(evidence.summary).toContain('[look 5 of at most 7]');
+    expect(again).toBe(false); // past the first phase's 4 looks: the steps take the next ones
+    expect(judgeLook(old, { ...old, errors: 1 }, DEFAULT_JUDGE, 6, 7).evidence.verdict).toBe('error-regression');
   });
 });
