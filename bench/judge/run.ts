@@ -73,7 +73,7 @@ async function migrate(concurrency: number, env?: Record<string, Record<string, 
   const r = await (await startBatch(client, p, batch, { force: true, autoConfirm: true, skipBackup: 'bench: no databases' })).result();
   const s = (performance.now() - t) / 1000;
   const looks = r.agents.map((a) => a.judge?.look ?? 0).filter((l) => l > 0);
-  log(`v${version} at concurrency ${concurrency}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'rolled-back').length} rolled back, ${r.agents.filter((a) => a.phase === 'failed').length} failed, ${s.toFixed(0)} s; judge looks per agent: ${[1, 2, 3, 4, 5, 6].map((l) => looks.filter((x) => x === l).length).join('/')} (1/2/3/4/5/6)`);
+  log(`v${version} at concurrency ${concurrency}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'rolled-back').length} rolled back, ${r.agents.filter((a) => a.phase === 'failed').length} failed, ${s.toFixed(0)} s; agents by the judge's last look: ${[...new Set(looks)].sort((a, b) => a - b).map((l) => `${looks.filter((x) => x === l).length} at ${l}`).join(', ') || 'none judged'}`);
   return { r, s };
 }
 

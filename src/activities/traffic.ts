@@ -49,6 +49,9 @@ export function runtimeApi(project: string, host: string, commands: string[], ti
   });
 }
 
+/** Changes to each routes file, one after the other (see serially). */
+const routeQueues = new Map<string, Promise<unknown>>();
+
 export function createTrafficActivities(ctx: HostContext) {
   const { docker, project, host, dataDir } = ctx;
   const dir = path.join(dataDir, 'traffic', project);
@@ -57,12 +60,12 @@ export function createTrafficActivities(ctx: HostContext) {
 
   /**
    * The routes file is read, changed and written, then the proxy brought to it: one change at a
-   * time on this host (the agents of a batch migrate in parallel), in the order they came.
+   * time on this host (the agents of a batch migrate in parallel; the worker's traffic keeper), in
+   * the order they came — one queue per routes file in this process, whoever made the activities.
    */
-  let queue: Promise<unknown> = Promise.resolve();
   function serially<T>(fn: () => Promise<T>): Promise<T> {
-    const next = queue.then(fn, fn);
-    queue = next.catch(() => undefined);
+    const next = (routeQueues.get(routesFile) ?? Promise.resolve()).then(fn, fn);
+    routeQueues.set(routesFile, next.catch(() => undefined));
     return next;
   }
 
