@@ -148,6 +148,16 @@ export interface HostSnapshot {
   containers: { name: string; id: string; unit: string; image: string; specHash?: string; running: boolean }[];
 }
 
+/** The host port each of a container's ports got (`8080/tcp` → 32771); ports not published are left out. */
+export function hostPorts(info: Pick<Dockerode.ContainerInspectInfo, 'NetworkSettings'>): Record<string, number> {
+  const ports: Record<string, number> = {};
+  for (const [key, bound] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+    const port = Number(bound?.[0]?.HostPort);
+    if (port) ports[key] = port;
+  }
+  return ports;
+}
+
 function statusCode(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
@@ -583,12 +593,7 @@ export function createDockerActivities(ctx: HostContext) {
         }
         found = await docker.getContainer(created.id).inspect();
       }
-      const ports: Record<string, number> = {};
-      for (const [key, bound] of Object.entries(found.NetworkSettings.Ports ?? {})) {
-        const port = Number(bound?.[0]?.HostPort);
-        if (port) ports[key] = port;
-      }
-      return { id: found.Id, name, specHash: unit.specHash, ports };
+      return { id: found.Id, name, specHash: unit.specHash, ports: hostPorts(found) };
     },
 
     /**

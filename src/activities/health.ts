@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Probe, UnitSpec } from '../plan/plan.js';
 import type { HostContext } from './context.js';
 import { runTool } from './exec.js';
+import { hostPorts } from './docker.js';
 import { hostPort } from '../plan/format.js';
 import { candidateTarget, type ProbeTarget } from '../plan/judge.js';
 import { CANDIDATE_SUFFIX, containerName, LABELS } from '../plan/queues.js';
@@ -144,10 +145,7 @@ export function createHealthActivities(ctx: HostContext) {
     const name = `${containerName(project, host, unit.name)}${suffix}`;
     const info = await docker.getContainer(name).inspect().catch(() => undefined);
     if (!info?.State.Running || info.Config.Labels?.[LABELS.routed] !== 'true') return undefined;
-    const ports = Object.fromEntries(Object.entries(info.NetworkSettings.Ports ?? {})
-      .map(([key, bound]) => [key, Number(bound?.[0]?.HostPort)] as const)
-      .filter(([, port]) => Number.isInteger(port) && port > 0));
-    return candidateTarget(unit, { name, ports });
+    return candidateTarget(unit, { name, ports: hostPorts(info) });
   }
 
   /** A probe over the network (http, tcp, a group's ports): it needs no look at the container. */
