@@ -186,7 +186,6 @@ const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p
 /** The judge's latest look, and everything it was sampled from (a routed agent's steps add to it). */
 interface Judged {
   evidence: JudgeEvidence;
-  errorsSeen: string[];
   sample: { old: VersionSample; new: VersionSample; errorsSeen: string[] };
   look: number;
 }
@@ -204,16 +203,16 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
    */
   const sampleAndJudge = async (beside: CandidatePorts, totalLooks?: number): Promise<Judged> => {
     let sample = await health.sampleBeside(unit, beside, settings.samples);
-    if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), errorsSeen: sample.errorsSeen, sample, look: 1 };
+    if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), sample, look: 1 };
     for (let look = 1; ; look++) {
       const { evidence, again } = judgeLook(sample.old, sample.new, settings, look, totalLooks);
-      if (!again) return { evidence, errorsSeen: sample.errorsSeen, sample, look };
+      if (!again) return { evidence, sample, look };
       await report('judging', { judge: evidence });
       checkAbort();
       sample = mergeSamples(sample, await health.sampleBeside(unit, beside, moreSamples(settings, look + 1)));
     }
   };
-  const refuse = (j: Pick<Judged, 'evidence' | 'errorsSeen'>) => ApplicationFailure.nonRetryable(`judge: ${j.evidence.summary}${j.errorsSeen.length ? ` [${j.errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
+  const refuse = ({ evidence, sample: { errorsSeen } }: Judged) => ApplicationFailure.nonRetryable(`judge: ${evidence.summary}${errorsSeen.length ? ` [${errorsSeen.join('; ')}]` : ''}`, 'ValidationFailed');
   const progress: AgentProgress = { agent: unit.name, host: unit.host, phase: 'pending' };
   let abortReason: string | undefined;
   setHandler(abortAgentSignal, (reason) => { abortReason = reason; });
@@ -313,6 +312,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     checkAbort();
     // Issue #13 (seed 002's analysis per step): both versions are probed again at each step short of 100 %, another look of the judge.
     const stepLooks = old && current?.running && patched('judge-per-step') ? traffic.steps.filter((s) => s < 100).length : 0;
+    const totalLooks = stepLooks > 0 ? (settings.looks ?? 1) + stepLooks : undefined;
     let judged: Judged | undefined;
     await report(current?.running ? 'judging' : 'deploying');
     await image.ensureImage(unit);
@@ -329,7 +329,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     await health.waitHealthy(unit, { ports: candidate.ports });
     checkAbort();
     if (current?.running) {
-      judged = await sampleAndJudge({ ports: candidate.ports }, stepLooks > 0 ? (settings.looks ?? 1) + stepLooks : undefined);
+      judged = await sampleAndJudge({ ports: candidate.ports }, totalLooks);
       await report('judging', { judge: judged.evidence });
       if (judged.evidence.verdict !== 'pass') throw refuse(judged);
     }
@@ -351,12 +351,12 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         await report(`traffic-${step}`, { traffic: step });
         if (traffic.holdMs > 0) await condition(() => abortReason !== undefined, traffic.holdMs);
         checkAbort();
-        if (judged && stepLooks > 0 && step < 100) {
+        if (judged && totalLooks && step < 100) {
           // Old and new again, while this share of the traffic is on the new one; a regression moves it all back.
           const more = await health.sampleBeside(unit, { ports: candidate.ports }, settings.samples);
           const sample = mergeSamples(judged.sample, more);
           const look = judged.look + 1;
-          judged = { ...judgeLook(sample.old, sample.new, settings, look, (settings.looks ?? 1) + stepLooks), errorsSeen: sample.errorsSeen, sample, look };
+          judged = { evidence: judgeLook(sample.old, sample.new, settings, look, totalLooks).evidence, sample, look };
           await report(`traffic-${step}`, { judge: judged.evidence });
           if (judged.evidence.verdict !== 'pass') throw refuse(judged);
           checkAbort();
