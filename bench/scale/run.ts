@@ -13,9 +13,11 @@
  *
  * Overhead per agent = the agent workflow's time − what the engine and the probes take, which no
  * orchestrator can save:
- *   − container start-to-healthy: ensureContainer scheduled → its waitHealthy completed, and the
- *     judge's candidate the same way (startCandidate scheduled → its waitHealthy completed);
- *   − the judge's sampling windows: sampleLatency (baseline, validation) and sampleBeside, scheduled → completed;
+ *   − container start-to-healthy: ensureContainer began → its waitHealthy returned, and the judge's
+ *     candidate the same way (startCandidate began → its waitHealthy returned), as the host's worker
+ *     ran them (an interceptor times every activity: a local one leaves no start time in history;
+ *     a queued one's wait for a worker stays in the overhead);
+ *   − the judge's sampling windows: sampleLatency (baseline, validation) and sampleBeside, began → returned;
  *   − the engine's own time to stop the old container (its `kill` → `stop` events) and to remove the
  *     candidate (`kill` → `destroy`), read from the engine's event stream during the migration, each
  *     printed as its own figure. A real agent's graceful stop is its own time (the stub exits on
@@ -28,7 +30,7 @@ import path from 'node:path';
 import os from 'node:os';
 import Dockerode from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type ActivityInterceptorsFactory } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
@@ -41,6 +43,7 @@ import { agentWorkflowId, allBatchesWorkflowId, batchWorkflowId } from '../../sr
 import { LABELS } from '../../src/plan/queues.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
+import { historyCalls } from '../../src/common/history-calls.js';
 import { removeProject } from '../common.js';
 
 // a CommonJS module: under tsx, its named exports come through the default one
@@ -81,7 +84,22 @@ await ensureStubImage(docker);
 const server = await startDevServer({ ui: false });
 const native = await NativeConnection.connect({ address: server.address });
 const client = new Client({ connection: await Connection.connect({ address: server.address }) });
-const workers = [await createOrchestratorWorker({ connection: native }), ...await Promise.all(Object.keys(hosts).map((h) => createHostWorker({ connection: native, context: hostContext(inventory, h) })))];
+/** Each activity's run as its worker saw it (a local one leaves no start time in history): workflow id → runs, in order. */
+const spans = new Map<string, { name: string; start: number; end: number }[]>();
+const timing: ActivityInterceptorsFactory = (ctx) => ({
+  inbound: {
+    async execute(input, next) {
+      const start = Date.now();
+      try {
+        return await next(input);
+      } finally {
+        const id = ctx.info.workflowExecution?.workflowId ?? '';
+        spans.set(id, [...(spans.get(id) ?? []), { name: ctx.info.activityType, start, end: Date.now() }]);
+      }
+    },
+  },
+});
+const workers = [await createOrchestratorWorker({ connection: native }), ...await Promise.all(Object.keys(hosts).map((h) => createHostWorker({ connection: native, context: hostContext(inventory, h), activityInterceptors: [timing] })))];
 const running = Promise.all(workers.map((w) => w.run()));
 let peakRss = 0;
 const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 250);
@@ -192,6 +210,7 @@ try {
   const push = (m: Map<string, number[]>, k: string, v: number) => m.set(k, [...(m.get(k) ?? []), v]);
   const EXCLUDED = new Set(['ensureContainer', 'startCandidate', 'waitHealthy', 'sampleLatency', 'sampleBeside']);
   const retried = new Map<string, number>(); // activities that needed more than one attempt (a timeout, a lost worker)
+  const EXCLUDED_NOTE = 'activityRun: the activities outside the excluded windows, as their worker ran them';
   let largest = { id: '', events: 0, bytes: 0 };
   const weigh = (id: string, h: History) => {
     const bytes = temporal.api.history.v1.History.encode(h).finish().length;
@@ -199,47 +218,32 @@ try {
   };
   for (const [i, a] of agents.entries()) {
     const batch = names[Math.floor(i / per)]!;
-    const h = await fetchHistory(agentWorkflowId(batch, a));
-    weigh(agentWorkflowId(batch, a), h);
+    const id = agentWorkflowId(batch, a);
+    const h = await fetchHistory(id);
+    weigh(id, h);
     const events = h.events ?? [];
-    const scheduled = new Map<number, { name: string; at: number; startedAt?: number }>();
-    const wftScheduled = new Map<number, number>();
-    const wftStarted = new Map<number, number>();
-    const signalAt = new Map<number, number>();
-    // Start-to-healthy windows: from ensureContainer / startCandidate scheduled to the next waitHealthy completed.
+    const calls = historyCalls(events);
+    for (const c of calls) if (c.attempt > 1) retried.set(c.name, (retried.get(c.name) ?? 0) + 1);
+    // Start-to-healthy windows: from ensureContainer / startCandidate started to the next waitHealthy's end, as the worker ran them.
     let windowFrom: { kind: 'startToHealthy' | 'candidateStartToHealthy'; at: number } | undefined;
     const windows = { startToHealthy: 0, candidateStartToHealthy: 0 };
     let sampling = 0; let inActivities = 0;
-    const parts = { activityQueue: 0, activityRun: 0, wftQueue: 0, wftRun: 0, signals: 0 };
-    const n = { workflowTasks: 0, workflowTasksOffSticky: 0, activities: 0, signals: 0 };
+    const parts = { activityRun: 0, wftQueue: 0, wftRun: 0, signals: 0 };
+    const n = { workflowTasks: 0, workflowTasksOffSticky: 0, activities: calls.length, localActivities: calls.filter((c) => c.local).length, signals: 0 };
+    for (const run of spans.get(id) ?? []) {
+      const took = run.end - run.start;
+      inActivities += took;
+      push(perActivity, run.name, took);
+      if (run.name === 'ensureContainer') windowFrom = { kind: 'startToHealthy', at: run.start };
+      if (run.name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: run.start };
+      if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += run.end - windowFrom.at; windowFrom = undefined; }
+      if (run.name === 'sampleLatency' || run.name === 'sampleBeside') sampling += took;
+      if (!EXCLUDED.has(run.name)) parts.activityRun += took;
+    }
+    const wftScheduled = new Map<number, number>();
+    const wftStarted = new Map<number, number>();
+    const signalAt = new Map<number, number>();
     for (const e of events) {
-      const s = e.activityTaskScheduledEventAttributes;
-      if (s) {
-        const name = s.activityType!.name!;
-        scheduled.set(Number(e.eventId), { name, at: time(e) });
-        n.activities++;
-        if (name === 'ensureContainer') windowFrom = { kind: 'startToHealthy', at: time(e) };
-        if (name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: time(e) };
-      }
-      const st = e.activityTaskStartedEventAttributes;
-      const started = st && scheduled.get(Number(st.scheduledEventId));
-      if (started) {
-        started.startedAt = time(e);
-        if ((st.attempt ?? 1) > 1) retried.set(started.name, (retried.get(started.name) ?? 0) + 1);
-      }
-      const c = e.activityTaskCompletedEventAttributes;
-      const of = c && scheduled.get(Number(c.scheduledEventId));
-      if (of?.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += time(e) - windowFrom.at; windowFrom = undefined; }
-      if (of?.name === 'sampleLatency' || of?.name === 'sampleBeside') sampling += time(e) - of.at;
-      if (of) {
-        inActivities += time(e) - of.at;
-        push(perActivity, of.name, time(e) - of.at);
-        if (!EXCLUDED.has(of.name)) {
-          // Outside the excluded windows: how long it waited for a worker, how long it ran.
-          parts.activityQueue += (of.startedAt ?? of.at) - of.at;
-          parts.activityRun += time(e) - (of.startedAt ?? of.at);
-        }
-      }
       const wft = e.workflowTaskScheduledEventAttributes;
       if (wft) {
         wftScheduled.set(Number(e.eventId), time(e));
@@ -271,7 +275,7 @@ try {
   for (const id of [...names.map(batchWorkflowId), allBatchesWorkflowId(project), ledgerWorkflowId(project)]) weigh(id, await fetchHistory(id));
   // SCALE_SAVE_HISTORIES=DIR: the first batch's and its first agent's histories, as test/histories holds them (replay checks).
   if (process.env.SCALE_SAVE_HISTORIES) {
-    for (const [file, id] of [['batch-judged.json', batchWorkflowId(names[0]!)], ['agent-judged.json', agentWorkflowId(names[0]!, agents[0]!)]] as const) {
+    for (const [file, id] of [['batch-agents-on-host.json', batchWorkflowId(names[0]!)], ['agent-on-its-host.json', agentWorkflowId(names[0]!, agents[0]!)]] as const) {
       const history = Buffer.from(temporal.api.history.v1.History.encode(await fetchHistory(id)).finish()).toString('base64');
       await writeFile(path.join(process.env.SCALE_SAVE_HISTORIES, file), `${JSON.stringify({ workflowId: id, history })}\n`);
     }
@@ -286,14 +290,14 @@ try {
   figure('overhead_per_agent_mean', Math.round(overheads.reduce((s, x) => s + x, 0) / overheads.length), 'ms', '<= 150');
   figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
   // What the overhead leaves out, each on its own (medians per agent).
-  figure('excluded_start_to_healthy_median', Math.round(median(excluded.startToHealthy)), 'ms', 'report (ensureContainer scheduled → waitHealthy completed)');
-  figure('excluded_candidate_start_to_healthy_median', Math.round(median(excluded.candidateStartToHealthy)), 'ms', 'report (the judge\'s candidate: startCandidate scheduled → waitHealthy completed)');
-  figure('excluded_sampling_median', Math.round(median(excluded.sampling)), 'ms', 'report (sampleLatency and sampleBeside, scheduled → completed)');
+  figure('excluded_start_to_healthy_median', Math.round(median(excluded.startToHealthy)), 'ms', 'report (ensureContainer began → waitHealthy returned)');
+  figure('excluded_candidate_start_to_healthy_median', Math.round(median(excluded.candidateStartToHealthy)), 'ms', 'report (the judge\'s candidate: startCandidate began → waitHealthy returned)');
+  figure('excluded_sampling_median', Math.round(median(excluded.sampling)), 'ms', 'report (sampleLatency and sampleBeside, began → returned)');
   figure('old_container_stop_median', Math.round(median(excluded.oldStop)), `ms (engine kill → stop, ${excluded.oldStop.length} agents)`, 'report');
   figure('candidate_removal_median', Math.round(median(excluded.candidateRemoval)), `ms (engine kill → destroy, ${excluded.candidateRemoval.length} agents)`, 'report');
   process.stdout.write(`engine, medians (ms): ${engine.summary()}\n`);
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
-  process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (activityQueue/Run: the activities outside the excluded windows, waiting for a worker / running; wftQueue/Run: workflow tasks scheduled → started / started → completed; signals: to the batch, initiated → delivered)\n`);
+  process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (${EXCLUDED_NOTE}; wftQueue/Run: workflow tasks scheduled → started / started → completed; signals: to the batch, initiated → delivered)\n`);
   process.stdout.write(`per agent, medians: ${[...counts].map(([n, xs]) => `${n} ${median(xs)}`).join(', ')}\n`);
   process.stdout.write(`CPU during the migration (s): bench process (workers, client) ${cpu.bench.toFixed(1)}, Temporal server ${cpu.server.toFixed(1)}, whole machine ${cpu.machine.toFixed(1)} of ${((migration.ms / 1000) * os.cpus().length).toFixed(1)} available\n`);
   process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);

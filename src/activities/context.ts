@@ -1,4 +1,5 @@
 /** What a host's activities know about the host they run on. Built by the worker from the inventory. */
+import { Context } from '@temporalio/activity';
 import type Dockerode from 'dockerode';
 import type { Host } from '../inventory/schema.js';
 
@@ -12,4 +13,13 @@ export interface HostContext {
   identity: string;
   /** Where this host keeps the tool's files (backups, build contexts). */
   dataDir: string;
+}
+
+/**
+ * Tell the server this activity is alive (with what it got to). A local activity (an agent's step
+ * run inside its workflow task on the host's own worker: issue #14) has no heartbeat: it is skipped.
+ */
+export function beat(details?: unknown): void {
+  const context = Context.current();
+  if (!context.info.isLocal) context.heartbeat(details);
 }

@@ -8,12 +8,12 @@
  */
 import { access, copyFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Context, log } from '@temporalio/activity';
+import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type Dockerode from 'dockerode';
 import type { UnitSpec } from '../plan/plan.js';
 import { CANDIDATE_SUFFIX, containerName, LABELS, networkName, PREVIOUS_SUFFIX, previousName } from '../plan/queues.js';
-import type { HostContext } from './context.js';
+import { beat, type HostContext } from './context.js';
 import { readSecret } from './secrets.js';
 import { unitSpecProblems } from '../common/unit-guard.js';
 import { formatProblem } from '../inventory/problems.js';
@@ -746,7 +746,7 @@ export function createDockerActivities(ctx: HostContext) {
 
     /** Every container of this project on this host (current and kept-for-rollback). */
     async snapshotHost(): Promise<HostSnapshot> {
-      Context.current().heartbeat();
+      beat();
       const list = await docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${project}`, `${LABELS.host}=${host}`] } });
       return {
         host,

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Probe, UnitSpec } from '../plan/plan.js';
-import type { HostContext } from './context.js';
+import { beat, type HostContext } from './context.js';
 import { runTool } from './exec.js';
 import { hostPorts } from './docker.js';
 import { hostPort } from '../plan/format.js';
@@ -239,7 +239,7 @@ export function createHealthActivities(ctx: HostContext) {
             'Unhealthy',
           );
         }
-        Context.current().heartbeat({ attempts, last: last.detail });
+        beat({ attempts, last: last.detail });
         await sleep(pollMs, signal);
       }
     },
@@ -264,7 +264,7 @@ export function createHealthActivities(ctx: HostContext) {
           log.info('job exited', { unit: unit.name, host, exitCode: state.State.ExitCode });
           return { unit: unit.name, exitCode: state.State.ExitCode, finishedAt, elapsedMs: Date.now() - started };
         }
-        Context.current().heartbeat({ status: state.State.Status });
+        beat({ status: state.State.Status });
         await sleep(100, signal);
       }
     },
@@ -289,7 +289,7 @@ export function createHealthActivities(ctx: HostContext) {
       };
       for (let i = 0; i < count; i++) {
         if (i % 2 === 0) { await probe('old'); await probe('new'); } else { await probe('new'); await probe('old'); }
-        Context.current().heartbeat({ sampled: i }); // every round: two probes on a loaded machine can take seconds
+        beat({ sampled: i }); // every round: two probes on a loaded machine can take seconds
       }
       out.errorsSeen = [...new Set(out.errorsSeen)].slice(0, 5);
       return out;
@@ -303,7 +303,7 @@ export function createHealthActivities(ctx: HostContext) {
         const r = await probeOnce(unit);
         if (r.ok) latencies.push(r.latencyMs);
         else errors.push(r.crashed ?? r.detail ?? 'failed');
-        if (i % 5 === 0) Context.current().heartbeat({ sampled: i });
+        if (i % 5 === 0) beat({ sampled: i });
       }
       latencies.sort((a, b) => a - b);
       return {

@@ -16,6 +16,8 @@ export const HEARTBEAT_EVERY_MS = 1000;
 export const heartbeatInterceptors: ActivityInterceptorsFactory = (ctx) => ({
   inbound: {
     async execute(input, next) {
+      // A local activity lives inside its workflow task: it has no heartbeat of its own (issue #14).
+      if (ctx.info.isLocal) return next(input);
       const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       try {
         return await next(input);

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions as SdkWorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkerOptions as SdkWorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createHostActivities } from '../activities/index.js';
 import { createLedgerActivities } from '../activities/ledger.js';
 import type { HostContext } from '../activities/context.js';
@@ -87,15 +87,23 @@ export interface WorkerOptions {
 
 const converterOf = (opts: WorkerOptions) => (opts.dataConverter === null ? undefined : opts.dataConverter ?? codecDataConverter());
 
-export async function createHostWorker(opts: WorkerOptions & { context: HostContext }): Promise<Worker> {
+/**
+ * A host's worker: its activities, and the workflows that run on the host itself (an agent's
+ * migration, issue #14: its steps are local activities here, no server round trip between them).
+ */
+export async function createHostWorker(opts: WorkerOptions & { context: HostContext; activityInterceptors?: ActivityInterceptorsFactory[] }): Promise<Worker> {
+  const dataConverter = converterOf(opts);
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace ?? 'default',
     taskQueue: hostQueue(opts.context.host),
     identity: opts.context.identity,
     activities: createHostActivities(opts.context),
-    dataConverter: converterOf(opts),
+    workflowBundle: await workflowBundle(dataConverter?.failureConverterPath),
+    dataConverter,
     ...RESUMABLE,
+    interceptors: { activity: [...RESUMABLE.interceptors.activity, ...(opts.activityInterceptors ?? [])] },
+    stickyQueueScheduleToStartTimeout: '3 seconds',
     // A host runs a few long Docker and database calls at once, not hundreds.
     maxConcurrentActivityTaskExecutions: 16,
   });

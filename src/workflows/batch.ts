@@ -39,6 +39,7 @@ import { awaitDecision, LedgerEntry, type DecisionResult, type RollbackOptions }
 import { differences, keptRefusals, readUnits, stateOf, swapUnit, undoChange, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
 import { changeKey, type ChangeStatus, type UnitChange } from './ledger.js';
 import { ledgerActivities, onHost } from './profiles.js';
+import { hostQueue } from '../plan/queues.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names and shapes shared with the client
@@ -54,6 +55,9 @@ export const agentWorkflowId = (batch: string, agent: string) => `migrate-${batc
  * while a real regression (hundreds of ms) still fails.
  */
 export const LATENCY_FLOOR_MS = 100;
+
+/** An agent's workflow task timeout on its host's worker (issue #14): bounds both how late its progress shows and how long a dead worker holds it. */
+const AGENT_TASK_TIMEOUT = '3 seconds';
 
 export function latencyLimitMs(baselineP95: number, tolerance: number): number {
   return Math.max(baselineP95 * tolerance, baselineP95 + LATENCY_FLOOR_MS);
@@ -179,6 +183,8 @@ export interface AgentInput {
   stamp: ChangeStamp;
   /** The batch's traffic steps (issue #13): a routable agent's traffic moves to its new version through the host's proxy. */
   traffic?: TrafficSteps;
+  /** It runs on its host's own worker, its steps local activities there (issue #14); absent in runs started earlier. */
+  onItsHost?: boolean;
 }
 
 const view = (s: LatencySample): LatencyView => ({ successRate: s.successRate, p50Ms: Math.round(s.p50Ms * 100) / 100, p95Ms: Math.round(s.p95Ms * 100) / 100 });
@@ -196,7 +202,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   // Issue #13: the new version is judged beside the old one before the swap (runs started earlier keep their judge).
   const besideJudge = patched('judge-beside');
   const settings: JudgeSettings = input.analysis ?? { ...DEFAULT_JUDGE, samples, latencyTolerance: input.latencyTolerance };
-  const { docker, health } = onHost(unit.host);
+  const here = () => onHost(unit.host, input.onItsHost);
+  const { docker, health } = here();
   /**
    * Sample both versions and judge. Issue #13: sequentially — an inconclusive look takes more probes,
    * each look at alpha / looks (src/plan/judge.ts); runs started earlier keep their one look.
@@ -221,9 +228,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   // Issue #14: progress reaches the batch without holding the agent up. A report that tells the batch
   // nothing new is not sent (it starts each agent as 'baseline'); reports made while one is on its way
   // go as one, the latest, in order; only 'rolling-back' waits for its delivery (the batch must know
-  // what is being put back). A settled phase goes with the result, once every signal was delivered.
-  // Runs started earlier send every report and wait for each.
+  // what is being put back). A settled phase goes with the result, and a report still on its way
+  // then is not waited for (the batch ignores reports after an agent's result). Runs started earlier
+  // send every report and wait for each, or wait for every report's delivery before they settle.
   const coalesced = patched('agent-progress-coalesced');
+  const unwaited = coalesced && patched('agent-settles-unwaited');
   let told = JSON.stringify({ ...progress, phase: 'baseline' });
   let settled = false;
   let telling: Promise<void> | undefined;
@@ -255,6 +264,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       return;
     }
     if (SETTLED_AGENT_PHASES.includes(phase)) settled = true;
+    // A settled phase goes with the result: the batch takes no report after it (issue #14), so a
+    // report still on its way is not waited for. Runs started earlier wait for its delivery.
+    if (settled && unwaited) return;
     if (settled || phase === 'rolling-back') await tellBatch();
     else void tellBatch();
   };
@@ -293,8 +305,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
    * container was never stopped. Each undo step is logged before the step it undoes.
    */
   const migrateRouted = async (traffic: TrafficSteps): Promise<AgentProgress> => {
-    const { docker: d, image } = onHost(unit.host);
-    const calls = onHost(unit.host).undo;
+    const { docker: d, image } = here();
+    const calls = here().undo;
     const ports = routedPorts(unit);
     progress.routed = true;
     // The same version: make sure the proxy sends its traffic to it (its engine-picked ports change when it starts again).
@@ -372,7 +384,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     // Promote: the candidate alone in the blue slot, the old container kept as `.prev`, the candidate renamed to the unit's.
     await report('promoting', { action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, firstInstall: !current || undefined, handover: handover ? true : undefined });
     const change: UnitChange = { unit: unit.name, host: unit.host, action: current ? 'replaced' : 'new', previousId: current?.id, newId: candidate.id, routed: true, ...(handover ? { handover: true } : {}) };
-    undo.push({ unit: unit.name, what: current ? `put ${current.name} back${handover ? ' on its port' : ' behind the proxy'}` : `remove ${unit.name}'s new container`, run: () => undoChange(change) });
+    undo.push({ unit: unit.name, what: current ? `put ${current.name} back${handover ? ' on its port' : ' behind the proxy'}` : `remove ${unit.name}'s new container`, run: () => undoChange(change, input.onItsHost) });
     if (handover) await d.retireContainer(unit.name, handover.id);
     await d.routeContainers(unit.name, { blue: { id: candidate.id, weight: 100 } }, ports);
     await d.promoteCandidate(unit, current?.id);
@@ -394,9 +406,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     if (besideJudge && current?.running && current.specHash !== unit.specHash && judgedBeside(unit)) {
       checkAbort();
       await report('judging');
-      await onHost(unit.host).image.ensureImage(unit);
+      await here().image.ensureImage(unit);
       imageReady = true;
-      undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => onHost(unit.host).undo.removeCandidate(unit.name) });
+      undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => here().undo.removeCandidate(unit.name) });
       const candidate = await docker.startCandidate(unit, input.stamp);
       if (candidateTarget(unit, candidate)) {
         const beside = { ports: candidate.ports };
@@ -419,6 +431,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       stamp: input.stamp,
       // Issue #14: the containers read above and the judge's image, not asked of the host again (runs started earlier ask).
       known: patched('agent-reads-once') ? { state: unitState, imageReady } : undefined,
+      local: input.onItsHost,
       undo,
       checkpoint: checkAbort,
       onChange: (c) => {
@@ -454,7 +467,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       await report('rolling-back', { reason });
       await undoUnits(undo, [[unit.name]]);
       // Check: it runs exactly its previous container again (or nothing, after a first install).
-      const after = (await onHost(unit.host).undo.unitContainers(unit.name)).current;
+      const after = (await here().undo.unitContainers(unit.name)).current;
       const exact = !progress.previousId ? after === undefined
         : after?.id === progress.previousId && after.running === (progress.action !== 'restarted'); // a restarted one was stopped before
       await report('rolled-back', exact ? {} : { reason: `${reason} — rolled back, but it runs ${after ? `${after.id.slice(0, 12)} (${after.running ? 'running' : 'stopped'})` : 'nothing'}, not ${progress.previousId?.slice(0, 12) ?? 'nothing'} as before` });
@@ -518,7 +531,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   };
   const waitingForApproval = () => [...agents.values()].filter((a) => a.awaitingApproval && running.has(a.agent)).map((a) => a.agent);
   setHandler(batchProgressQuery, () => ({ ...result(), phase, paused, aborting: abortReason !== undefined, awaitingApproval: phase === 'awaiting-approval' || (stepped && waitingForApproval().length > 0) }));
-  setHandler(agentProgressSignal, (p) => { agents.set(p.agent, p); refreshDetails(); });
+  // An agent's report that arrives after its result is old news (issue #14: its last report is not waited for): ignored.
+  const finished = new Set<string>();
+  setHandler(agentProgressSignal, (p) => { if (finished.has(p.agent)) return; agents.set(p.agent, p); refreshDetails(); });
   setHandler(pauseUpdate, async () => {
     paused = true;
     refreshDetails();
@@ -583,6 +598,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   setPhase('migrating');
   const stamp: ChangeStamp = { release: batch, change: ledger.change };
   const stopLaunching = () => abortReason !== undefined || failures > input.maxFailures;
+  const onItsHost = patched('agent-on-its-host');
   for (const unit of input.units) {
     await condition(() => stopLaunching() || (!paused && running.size < input.concurrency));
     if (stopLaunching()) break;
@@ -590,7 +606,12 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'baseline' });
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
-      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped && (unit.traffic ?? input.traffic) ? { traffic: unit.traffic ?? input.traffic } : {}) }],
+      // Issue #14: the agent's migration runs on its host's own worker, its steps local activities there
+      // (no server round trip between them). Runs started earlier ran their agents on the orchestrator's queue.
+      // While its local activities run, the worker reports the task alive every 0.8 × this (2.4 s), sending
+      // the progress reports made so far with it; a worker that died is noticed after this (then replayed).
+      ...(onItsHost ? { taskQueue: hostQueue(unit.host), workflowTaskTimeout: AGENT_TASK_TIMEOUT } : {}),
+      args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped && (unit.traffic ?? input.traffic) ? { traffic: unit.traffic ?? input.traffic } : {}), ...(onItsHost ? { onItsHost } : {}) }],
       staticSummary: `${unit.name} on ${unit.host} (${batch})`,
     }).then((p) => {
       agents.set(unit.name, p);
@@ -598,7 +619,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     }, (err: unknown) => {
       failures++;
       agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'failed', reason: rootMessage(err) });
-    }).finally(() => { running.delete(unit.name); refreshDetails(); });
+    }).finally(() => { finished.add(unit.name); running.delete(unit.name); refreshDetails(); });
     running.set(unit.name, run);
   }
   // An abort reaches the agents still in flight: each rolls itself back.

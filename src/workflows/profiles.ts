@@ -19,7 +19,7 @@
  *
  * Pure: safe in workflow code.
  */
-import { proxyActivities, type ActivityInterfaceFor, type ActivityOptions } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, type ActivityInterfaceFor, type ActivityOptions, type LocalActivityOptions } from '@temporalio/workflow';
 import type { HostActivities } from '../activities/index.js';
 import type { LedgerActivities } from '../activities/ledger.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../plan/queues.js';
@@ -63,10 +63,25 @@ export type Profile = keyof typeof PROFILES;
 /** A host's activities under each profile: `onHost('pc2').undo.putBack(…)`. */
 export type HostCalls = ActivityInterfaceFor<HostActivities>;
 
-export function onHost(host: string): Record<Profile, HostCalls> {
+/**
+ * The same profiles as local activities (issue #14), for a workflow that runs on the host's own
+ * worker: no heartbeat timeout (a local activity lives inside its workflow task, which times out
+ * instead when its worker dies; the retry runs on the next worker of the queue, after a replay).
+ */
+export const LOCAL_PROFILES = Object.fromEntries(
+  Object.entries(PROFILES).map(([p, { heartbeatTimeout: _beat, ...options }]: [string, ActivityOptions]) => [p, options]),
+) as Record<Profile, LocalActivityOptions>;
+
+/**
+ * A host's activities under each profile: on its queue, or `local` — for a workflow that runs on
+ * the host's own worker (an agent's migration: issue #14) — as local activities there, with no
+ * round trip to the server between them. Whether a run is local is part of its input (replay-safe:
+ * a replaying worker polls another queue).
+ */
+export function onHost(host: string, local = false): Record<Profile, HostCalls> {
   const taskQueue = hostQueue(host);
   return Object.fromEntries(
-    (Object.keys(PROFILES) as Profile[]).map((p) => [p, proxyActivities<HostActivities>({ taskQueue, ...PROFILES[p] })]),
+    (Object.keys(PROFILES) as Profile[]).map((p) => [p, local ? proxyLocalActivities<HostActivities>(LOCAL_PROFILES[p]) : proxyActivities<HostActivities>({ taskQueue, ...PROFILES[p] })]),
   ) as Record<Profile, HostCalls>;
 }
 

@@ -49,6 +49,8 @@ export interface SwapOptions {
    * the containers again on the host, so a state that changed meanwhile is refused there, not acted on.
    */
   known?: { state: UnitContainers; imageReady?: boolean };
+  /** The caller runs on the unit's host's worker: its calls are local activities there (issue #14). */
+  local?: boolean;
 }
 
 /** Why a unit cannot be changed now (it keeps another change's unconfirmed container), or undefined. */
@@ -63,7 +65,8 @@ export function keptByAnotherChange(unit: string, state: UnitContainers, change:
  * step fails. Reuses a running container of the same spec untouched.
  */
 export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<UnitChange> {
-  const { docker, image, health, gate } = onHost(unit.host);
+  const local = options.local ?? false;
+  const { docker, image, health, gate } = onHost(unit.host, local);
   const check = options.checkpoint ?? (() => undefined);
   const change: UnitChange = { unit: unit.name, host: unit.host };
   const tell = (patch: Partial<UnitChange>) => { Object.assign(change, patch); options.onChange?.({ ...change }); };
@@ -84,20 +87,20 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   // Each undo step is logged before the forward step it undoes.
   if (current && current.specHash === unit.specHash) {
     tell({ action: 'restarted', previousId: current.id });
-    options.undo.push({ unit: unit.name, what: `stop ${current.name} again`, run: () => undoChange({ ...change }) });
+    options.undo.push({ unit: unit.name, what: `stop ${current.name} again`, run: () => undoChange({ ...change }, local) });
   } else if (current) {
     tell({ action: 'replaced', previousId: current.id });
-    options.undo.push({ unit: unit.name, what: `put ${current.name} back`, run: () => undoChange({ ...change }) });
+    options.undo.push({ unit: unit.name, what: `put ${current.name} back`, run: () => undoChange({ ...change }, local) });
     await docker.retireContainer(unit.name, current.id);
   } else {
     tell({ action: 'new' });
-    options.undo.push({ unit: unit.name, what: `remove ${unit.name}'s new container`, run: () => undoChange({ ...change }) });
+    options.undo.push({ unit: unit.name, what: `remove ${unit.name}'s new container`, run: () => undoChange({ ...change }, local) });
   }
   check();
   const created = await docker.ensureContainer(unit, options.stamp);
   tell({ newId: created.id });
   // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
-  const wait = unit.job ? () => waitJob(unit) : () => health.waitHealthy(unit);
+  const wait = unit.job ? () => waitJob(unit, local) : () => health.waitHealthy(unit);
   await (options.healthScope ? options.healthScope(wait) : wait());
   check();
   await options.validate?.({ ...change });
@@ -105,8 +108,8 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
 }
 
 /** Wait for a one-shot job's exit; anything but 0 fails the swap. */
-async function waitJob(unit: UnitSpec): Promise<HealthyResult> {
-  const exited = await onHost(unit.host).health.waitExit(unit);
+async function waitJob(unit: UnitSpec, local: boolean): Promise<HealthyResult> {
+  const exited = await onHost(unit.host, local).health.waitExit(unit);
   if (exited.exitCode !== 0) {
     throw ApplicationFailure.nonRetryable(`${unit.name} on ${unit.host} is a one-shot job and exited with code ${exited.exitCode} (see \`docker logs\` of its container)`, ERRORS.jobFailed);
   }
@@ -116,11 +119,11 @@ async function waitJob(unit: UnitSpec): Promise<HealthyResult> {
 /**
  * Undo what a swap did to one unit, from wherever it got to: a replaced unit gets its previous
  * container back, a new one is removed, a restarted one is stopped again, a reused one is left.
- * Idempotent; retried until the host answers.
+ * Idempotent; retried until the host answers. `local`: the caller runs on the host's worker (issue #14).
  */
-export async function undoChange(change: UnitChange): Promise<void> {
-  const { undo } = onHost(change.host);
-  if (change.routed) return undoRouted(change);
+export async function undoChange(change: UnitChange, local = false): Promise<void> {
+  const { undo } = onHost(change.host, local);
+  if (change.routed) return undoRouted(change, local);
   switch (change.action) {
     case 'replaced': await undo.putBack(change.unit, change.previousId); break;
     case 'new': await undo.putBack(change.unit); break;
@@ -136,8 +139,8 @@ export async function undoChange(change: UnitChange): Promise<void> {
  * (the previous container published the port itself) it lets them go before that one is put back.
  * Idempotent.
  */
-async function undoRouted(change: UnitChange): Promise<void> {
-  const { undo } = onHost(change.host);
+async function undoRouted(change: UnitChange, local: boolean): Promise<void> {
+  const { undo } = onHost(change.host, local);
   if (change.handover) {
     // Its previous container published the port itself: the proxy lets the port go, then it is put back on it.
     await undo.unrouteUnit(change.unit);
