@@ -22,6 +22,7 @@
  *     candidate (`kill` → `destroy`), read from the engine's event stream during the migration, each
  *     printed as its own figure. A real agent's graceful stop is its own time (the stub exits on
  *     SIGTERM at once): it lands in old_container_stop, not in the overhead.
+ * Each moment is left out once (the candidate's removal runs beside the swap, inside other windows).
  * What remains is ours: Temporal's workflow tasks and dispatch, our own engine look-ups, the signals.
  * The workers run in this process: their peak memory is its peak RSS.
  */
@@ -111,6 +112,11 @@ async function startAll(version: string, force: boolean): Promise<{ ms: number; 
   const all = await followAllBatches(client, parent, names, async (name, handle) => {
     const r = await followBatch(handle, undefined, 1000);
     process.stderr.write(`  v${version} ${name}: ${r.outcome}, ${r.agents.filter((a) => a.phase === 'migrated' || a.phase === 'confirmed').length}/${r.agents.length} agents, ${((performance.now() - t) / 1000).toFixed(0)} s\n`);
+    for (const a of r.agents.filter((x) => x.phase === 'failed' || (x.reason && x.reason !== 'batch rolled back'))) {
+      process.stderr.write(`    ${a.agent}: ${a.phase}: ${a.reason}\n`);
+      const evs = (await fetchHistory(agentWorkflowId(name, a.agent))).events ?? [];
+      process.stderr.write(`    its history: ${evs.map((e) => `${e.eventId}:${temporal.api.enums.v1.EventType[e.eventType!]}@${time(e) % 100000}${e.workflowTaskFailedEventAttributes ? `(${e.workflowTaskFailedEventAttributes.cause} ${e.workflowTaskFailedEventAttributes.failure?.message})` : ''}${e.markerRecordedEventAttributes?.markerName === 'core_local_activity' ? `(${JSON.stringify(historyCalls([e])[0])})` : ''}`).join('\n')}\n`);
+    }
   });
   if (all.stoppedAt) throw new Error(`v${version} stopped at ${all.stoppedAt}: ${all.error}`);
   const ms = performance.now() - t;
@@ -136,18 +142,18 @@ async function watchEngine() {
       byId.set(e.id, [...(byId.get(e.id) ?? []), { action: e.Action, at: e.timeNano / 1e6, attributes: e.Actor.Attributes }]);
     }
   });
-  const between = (id: string | undefined, from: string, to: string) => {
+  const between = (id: string | undefined, from: string, to: string): Span | undefined => {
     const evs = id ? byId.get(id) : undefined;
     const a = evs?.find((e) => e.action === from);
     const b = a && evs!.find((e) => e.action === to && e.at >= a.at);
-    return b ? b.at - a!.at : undefined;
+    return b ? [a!.at, b.at] : undefined;
   };
   const candidates = () => new Map([...byId].filter(([, evs]) => evs[0]?.attributes[LABELS.candidate]).map(([id, evs]) => [evs[0]!.attributes[LABELS.candidate]!, id]));
   let candidateIds: Map<string, string> | undefined;
   return {
-    stop: () => (stream as unknown as { destroy(): void }).destroy(),
-    stopMs: (id?: string) => between(id, 'kill', 'stop'),
-    candidateRemovalMs: (unit: string) => between((candidateIds ??= candidates()).get(unit), 'kill', 'destroy'),
+    close: () => (stream as unknown as { destroy(): void }).destroy(),
+    stop: (id?: string) => between(id, 'kill', 'stop'),
+    candidateRemoval: (unit: string) => between((candidateIds ??= candidates()).get(unit), 'kill', 'destroy'),
     summary: () => {
       const spans: Record<string, number[]> = {};
       for (const evs of byId.values()) {
@@ -165,6 +171,19 @@ async function watchEngine() {
       return Object.entries(spans).map(([k, xs]) => (k.includes('signal') ? `${k} ×${xs.length}` : `${k} ${Math.round(median(xs))} (n ${xs.length})`)).join(', ');
     },
   };
+}
+
+/** A stretch of time: [from, to] in ms since the epoch. */
+type Span = [number, number];
+
+/** How much of [from, to] the spans cover (each moment counted once, however many spans cover it). */
+function covered(spans: Span[], [from, to]: Span): number {
+  let sum = 0;
+  let reached = from;
+  for (const [a, b] of spans.map(([a, b]): Span => [Math.max(a, from), Math.min(b, to)]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0])) {
+    if (b > reached) { sum += b - Math.max(a, reached); reached = b; }
+  }
+  return sum;
 }
 
 /** A process's CPU time (user + system), in seconds, from /proc. */
@@ -187,6 +206,7 @@ const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.
 try {
   process.stderr.write(`bench/scale: ${AGENTS} agents, ${batchCount} batches of ≤ ${per}, concurrency ${CONCURRENCY}, ${SAMPLES} probes per sample\n`);
   const install = await startAll('1', true);
+  spans.clear(); // the migration's runs take the install's workflow ids
   const engine = await watchEngine();
   const cpuBefore = { bench: process.cpuUsage(), server: await cpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
   const migration = await startAll('2', false);
@@ -195,7 +215,7 @@ try {
     server: (await cpuSeconds(server.process.pid)) - cpuBefore.server,
     machine: (await machineCpuSeconds()) - cpuBefore.machine,
   };
-  engine.stop();
+  engine.close();
   const migrated = migration.all.results.flatMap((r) => r.agents).filter((a) => (a.phase === 'confirmed' || a.phase === 'migrated') && a.action === 'replaced').length;
 
   // Per agent of the migration, from its workflow's history and the engine's events.
@@ -227,17 +247,19 @@ try {
     // Start-to-healthy windows: from ensureContainer / startCandidate started to the next waitHealthy's end, as the worker ran them.
     let windowFrom: { kind: 'startToHealthy' | 'candidateStartToHealthy'; at: number } | undefined;
     const windows = { startToHealthy: 0, candidateStartToHealthy: 0 };
-    let sampling = 0; let inActivities = 0;
+    let sampling = 0;
+    const engineAndProbes: Span[] = []; // what the overhead leaves out
+    const inActivities: Span[] = [];
     const parts = { activityRun: 0, wftQueue: 0, wftRun: 0, signals: 0 };
     const n = { workflowTasks: 0, workflowTasksOffSticky: 0, activities: calls.length, localActivities: calls.filter((c) => c.local).length, signals: 0 };
     for (const run of spans.get(id) ?? []) {
       const took = run.end - run.start;
-      inActivities += took;
+      inActivities.push([run.start, run.end]);
       push(perActivity, run.name, took);
       if (run.name === 'ensureContainer') windowFrom = { kind: 'startToHealthy', at: run.start };
       if (run.name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: run.start };
-      if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += run.end - windowFrom.at; windowFrom = undefined; }
-      if (run.name === 'sampleLatency' || run.name === 'sampleBeside') sampling += took;
+      if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += run.end - windowFrom.at; engineAndProbes.push([windowFrom.at, run.end]); windowFrom = undefined; }
+      if (run.name === 'sampleLatency' || run.name === 'sampleBeside') { sampling += took; engineAndProbes.push([run.start, run.end]); }
       if (!EXCLUDED.has(run.name)) parts.activityRun += took;
     }
     const wftScheduled = new Map<number, number>();
@@ -259,16 +281,18 @@ try {
       const sig = e.externalWorkflowExecutionSignaledEventAttributes;
       if (sig) parts.signals += time(e) - (signalAt.get(Number(sig.initiatedEventId)) ?? time(e));
     }
-    const total = time(events.at(-1)!) - time(events[0]!);
-    const oldStop = engine.stopMs(previousOf.get(a));
-    const candidateRemoval = engine.candidateRemovalMs(a);
+    const lifetime: Span = [time(events[0]!), time(events.at(-1)!)];
+    const total = lifetime[1] - lifetime[0];
+    const oldStop = engine.stop(previousOf.get(a));
+    const candidateRemoval = engine.candidateRemoval(a);
     excluded.startToHealthy.push(windows.startToHealthy);
     excluded.candidateStartToHealthy.push(windows.candidateStartToHealthy);
     excluded.sampling.push(sampling);
-    if (oldStop !== undefined) excluded.oldStop.push(oldStop);
-    if (candidateRemoval !== undefined) excluded.candidateRemoval.push(candidateRemoval);
-    overheads.push(total - windows.startToHealthy - windows.candidateStartToHealthy - sampling - (oldStop ?? 0) - (candidateRemoval ?? 0));
-    gaps.push(total - inActivities);
+    if (oldStop) { excluded.oldStop.push(oldStop[1] - oldStop[0]); engineAndProbes.push(oldStop); }
+    if (candidateRemoval) { excluded.candidateRemoval.push(candidateRemoval[1] - candidateRemoval[0]); engineAndProbes.push(candidateRemoval); }
+    // Each left-out moment once: the candidate's removal runs beside the swap, inside other windows.
+    overheads.push(total - covered(engineAndProbes, lifetime));
+    gaps.push(total - covered(inActivities, lifetime));
     for (const [k, v] of Object.entries(parts)) push(breakdown, k, v);
     for (const [k, v] of Object.entries(n)) push(counts, k, v);
   }

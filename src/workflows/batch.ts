@@ -57,7 +57,7 @@ export const agentWorkflowId = (batch: string, agent: string) => `migrate-${batc
 export const LATENCY_FLOOR_MS = 100;
 
 /** An agent's workflow task timeout on its host's worker (issue #14): bounds both how late its progress shows and how long a dead worker holds it. */
-const AGENT_TASK_TIMEOUT = '3 seconds';
+const AGENT_TASK_TIMEOUT = '5 seconds';
 
 export function latencyLimitMs(baselineP95: number, tolerance: number): number {
   return Math.max(baselineP95 * tolerance, baselineP95 + LATENCY_FLOOR_MS);
@@ -296,6 +296,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   }
 
   const undo: UndoStep[] = [];
+  /** The judged candidate's removal, under way beside the swap: resolves to its error, if any. */
+  let candidateRemoval: Promise<unknown> | undefined;
 
   /**
    * A routed agent (issue #13): its new version starts beside the old one (a candidate on
@@ -403,6 +405,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     //    load, same moment) and compared (src/plan/judge.ts). A regression stops here: only the
     //    candidate is removed, the old container never stopped.
     let judged = false;
+    const removalBeside = patched('candidate-removal-beside-swap');
     if (besideJudge && current?.running && current.specHash !== unit.specHash && judgedBeside(unit)) {
       checkAbort();
       await report('judging');
@@ -415,7 +418,13 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         await health.waitHealthy(unit, beside);
         checkAbort();
         const verdict = await sampleAndJudge(beside);
-        await docker.removeCandidate(unit.name);
+        if (verdict.evidence.verdict === 'pass' && removalBeside) {
+          // Issue #14: the judged candidate is removed while the swap goes on (it holds no published
+          // port); its removal is awaited before the agent settles, and a failed one fails the agent.
+          candidateRemoval = docker.removeCandidate(unit.name).then(() => undefined, (err: unknown) => err);
+        } else {
+          await docker.removeCandidate(unit.name);
+        }
         await report('judging', { judge: verdict.evidence });
         if (verdict.evidence.verdict !== 'pass') throw refuse(verdict);
         judged = true;
@@ -452,10 +461,14 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         }
       },
     });
+    const removalFailed = await candidateRemoval;
+    if (removalFailed) throw removalFailed;
     // 5. Keep: migrated; the `.prev` container is held until the batch is confirmed.
     await report(change.action === 'reused' ? 'unchanged' : 'migrated');
     return progress;
   } catch (err) {
+    // A candidate removal still under way ends first (the undo removes it again if it failed).
+    await candidateRemoval;
     const reason = rootMessage(err);
     if (undo.length === 0) {
       // Failed before anything changed (refused, no image…): the running container was not touched.
@@ -606,9 +619,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'baseline' });
     const run = executeChild(migrateAgent, {
       workflowId: agentWorkflowId(batch, unit.name),
-      // Issue #14: the agent's migration runs on its host's own worker, its steps local activities there
-      // (no server round trip between them). Runs started earlier ran their agents on the orchestrator's queue.
-      // While its local activities run, the worker reports the task alive every 0.8 × this (2.4 s), sending
+      // Issue #14: the agent's migration runs on its host's own worker, its looks local activities there
+      // (no server round trip for them). Runs started earlier ran their agents on the orchestrator's queue.
+      // While its local activities run, the worker reports the task alive every 0.8 × this (4 s), sending
       // the progress reports made so far with it; a worker that died is noticed after this (then replayed).
       ...(onItsHost ? { taskQueue: hostQueue(unit.host), workflowTaskTimeout: AGENT_TASK_TIMEOUT } : {}),
       args: [{ project, batch, unit, latencyTolerance: input.latencyTolerance, analysis: input.analysis, samples: input.samples, stamp, ...(stepped && (unit.traffic ?? input.traffic) ? { traffic: unit.traffic ?? input.traffic } : {}), ...(onItsHost ? { onItsHost } : {}) }],

@@ -73,16 +73,30 @@ export const LOCAL_PROFILES = Object.fromEntries(
 ) as Record<Profile, LocalActivityOptions>;
 
 /**
- * A host's activities under each profile: on its queue, or `local` — for a workflow that runs on
- * the host's own worker (an agent's migration: issue #14) — as local activities there, with no
- * round trip to the server between them. Whether a run is local is part of its input (replay-safe:
- * a replaying worker polls another queue).
+ * The calls that only look (and make sure of an image): the ones a workflow on the host's own
+ * worker runs as local activities. A local activity's result is recorded when its workflow task
+ * completes; if that task is lost (a worker dies or falls behind), the calls after the last
+ * recorded one run again. A look run again is harmless; a change run again from an outdated view
+ * is not: every call that changes a container stays on the queue, recorded as it completes.
+ */
+export const LOOKS: ReadonlySet<string> = new Set<keyof HostActivities>([
+  'unitContainers', 'unitsState', 'ensureImage', 'waitHealthy', 'waitExit', 'sampleLatency', 'sampleBeside', 'probeUnit', 'describeHost', 'reserveGpu',
+]);
+
+/**
+ * A host's activities under each profile: on its queue, or — `local`, for a workflow that runs on
+ * the host's own worker (an agent's migration: issue #14) — its looks as local activities there,
+ * with no round trip to the server. Whether a run is local is part of its input (replay-safe: a
+ * replaying worker polls another queue).
  */
 export function onHost(host: string, local = false): Record<Profile, HostCalls> {
   const taskQueue = hostQueue(host);
-  return Object.fromEntries(
-    (Object.keys(PROFILES) as Profile[]).map((p) => [p, local ? proxyLocalActivities<HostActivities>(LOCAL_PROFILES[p]) : proxyActivities<HostActivities>({ taskQueue, ...PROFILES[p] })]),
-  ) as Record<Profile, HostCalls>;
+  return Object.fromEntries((Object.keys(PROFILES) as Profile[]).map((p) => {
+    const queued = proxyActivities<HostActivities>({ taskQueue, ...PROFILES[p] });
+    if (!local) return [p, queued];
+    const here = proxyLocalActivities<HostActivities>(LOCAL_PROFILES[p]);
+    return [p, new Proxy(queued, { get: (_, name: string) => (LOOKS.has(name) ? here : queued)[name as keyof HostCalls] })];
+  })) as Record<Profile, HostCalls>;
 }
 
 /** The ledger's activities (they talk to Temporal only), on the orchestrator queue; writes never give up. */
