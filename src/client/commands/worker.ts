@@ -21,10 +21,10 @@ const workerOptions = commonOptions.extend({
 export function registerWorker(program: Command): void {
   connectionFlags(program
     .command('worker')
-    .description('run the worker of one host: its activities on host-<NAME>, and workflow tasks on the orchestrator queue')
+    .description('run the worker of one host: its activities and its agents\' migrations on host-<NAME>, and workflow tasks on the orchestrator queue')
     .requiredOption('--host <name>', 'which inventory host this machine is')
     .option('-i, --inventory <file>', 'inventory file (repeatable)', collect)
-    .option('--no-workflows', 'poll only this host\'s activity queue')
+    .option('--no-workflows', 'poll only this host\'s queue (its activities and its agents\' migrations), not the orchestrator queue')
     .option('--metrics <host:port>', 'serve Prometheus metrics (the tool\'s and the Temporal SDK\'s) on HOST:PORT'))
     .action(action(async (raw: unknown) => {
       const opts = parseOptions(workerOptions, raw);
