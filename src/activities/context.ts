@@ -16,7 +16,7 @@ export interface HostContext {
 }
 
 /**
- * Tell the server this activity is alive (with what it got to). A local activity (an agent's step
+ * Tell the server this activity is alive (with what it got to). A local activity (an agent's look,
  * run inside its workflow task on the host's own worker: issue #14) has no heartbeat: it is skipped.
  */
 export function beat(details?: unknown): void {

@@ -89,7 +89,7 @@ const converterOf = (opts: WorkerOptions) => (opts.dataConverter === null ? unde
 
 /**
  * A host's worker: its activities, and the workflows that run on the host itself (an agent's
- * migration, issue #14: its steps are local activities here, no server round trip between them).
+ * migration, issue #14: its looks are local activities here, with no server round trip).
  */
 export async function createHostWorker(opts: WorkerOptions & { context: HostContext; activityInterceptors?: ActivityInterceptorsFactory[] }): Promise<Worker> {
   const dataConverter = converterOf(opts);

@@ -7,7 +7,8 @@
  * batch's gate reads.
  *
  * `migrateAgent` is seed 001's "migration procedure per agent": baseline → deploy (the shared
- * unit swap) → validate → keep, or put back this agent alone.
+ * unit swap) → validate → keep, or put back this agent alone. It runs on its host's own worker,
+ * its looks local activities there (issue #14; src/workflows/profiles.ts).
  */
 import {
   ApplicationFailure,
