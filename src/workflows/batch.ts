@@ -184,7 +184,7 @@ export interface AgentInput {
   stamp: ChangeStamp;
   /** The batch's traffic steps (issue #13): a routable agent's traffic moves to its new version through the host's proxy. */
   traffic?: TrafficSteps;
-  /** It runs on its host's own worker, its steps local activities there (issue #14); absent in runs started earlier. */
+  /** It runs on its host's own worker, its looks local activities there (issue #14); absent in runs started earlier. */
   onItsHost?: boolean;
 }
 
@@ -546,8 +546,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   const waitingForApproval = () => [...agents.values()].filter((a) => a.awaitingApproval && running.has(a.agent)).map((a) => a.agent);
   setHandler(batchProgressQuery, () => ({ ...result(), phase, paused, aborting: abortReason !== undefined, awaitingApproval: phase === 'awaiting-approval' || (stepped && waitingForApproval().length > 0) }));
   // An agent's report that arrives after its result is old news (issue #14: its last report is not waited for): ignored.
-  const finished = new Set<string>();
-  setHandler(agentProgressSignal, (p) => { if (finished.has(p.agent)) return; agents.set(p.agent, p); refreshDetails(); });
+  setHandler(agentProgressSignal, (p) => { if (!running.has(p.agent)) return; agents.set(p.agent, p); refreshDetails(); });
   setHandler(pauseUpdate, async () => {
     paused = true;
     refreshDetails();
@@ -633,7 +632,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     }, (err: unknown) => {
       failures++;
       agents.set(unit.name, { ...agents.get(unit.name)!, phase: 'failed', reason: rootMessage(err) });
-    }).finally(() => { finished.add(unit.name); running.delete(unit.name); refreshDetails(); });
+    }).finally(() => { running.delete(unit.name); refreshDetails(); });
     running.set(unit.name, run);
   }
   // An abort reaches the agents still in flight: each rolls itself back.
