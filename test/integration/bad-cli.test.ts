@@ -69,7 +69,8 @@ beforeAll(async () => {
     return p;
   };
   await mkdir(path.join(dir, 'dev'));
-  server = await startDevServer({ ui: false, port: 42100 });
+  // Below the ephemeral range (32768–60999): a port in it can be taken by any outgoing connection on loopback.
+  server = await startDevServer({ ui: false, port: 31100 });
   places = {
     $GOOD: await file('good.yaml', GOOD_INVENTORY),
     $NOBATCH: await file('no-batch.yaml', NO_BATCH_INVENTORY),

@@ -39,7 +39,8 @@ import { removeProjects } from '../helpers/containers.js';
 import { rng } from '../helpers/seeded.js';
 
 const PROJECT = 'hxchaos';
-const PORT = 42200;
+// Below the ephemeral range (32768–60999): the server restarts on it, and any outgoing connection could hold it.
+const PORT = 31200;
 const ADDRESS = `127.0.0.1:${PORT}`;
 const DATABASE = 'hxchaos';
 const SEED = Number(process.env.MIGRATE_CHAOS_SEED ?? Math.floor(Math.random() * 1e9));
