@@ -42,13 +42,15 @@ import { startDeploy } from '../../src/ops/index.js';
 import { isolatedHostsUnsupported } from '../../src/dev/isolated-hosts.js';
 import { startIsolatedEnvironment } from '../../src/dev/isolated-environment.js';
 import type { Inventory } from '../../src/inventory/schema.js';
-import { prebundleWorkflows } from '../common.js';
+import { machineCpuSeconds, prebundleWorkflows, processCpuSeconds } from '../common.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const docker = new Dockerode();
 const ms = (n: number) => `${Math.max(1, Math.round(n))}ms`;
+/** The machine's CPU time (every process) used by the last floor run and the last run of ours, in seconds. */
+const cpuUsed = { floor: NaN, ours: NaN, oursSplit: '' };
 
 /** The shipped inventory, moved to bench-only loopback addresses and its own project name. */
 async function benchPlan(project: string, octet: number): Promise<{ plan: Plan; inventory: Inventory }> {
@@ -106,14 +108,36 @@ async function benchOurs(): Promise<number> {
   const workers = [await createOrchestratorWorker({ connection }), ...(await Promise.all(Object.keys(inventory.hosts).map((h) => createHostWorker({ connection, context: hostContext(inventory, h) }))))];
   const running = Promise.all(workers.map((w) => w.run()));
   try {
-    const options = { autoConfirm: true, concurrency: 16 };
+    const options = { autoConfirm: true, concurrency: Number(process.env.BENCH_CONCURRENCY ?? 16) };
     // Warm-up of the workflow bundle and the workers' pollers: a no-op deploy of another project.
     await (await startDeploy(client, { ...plan, project: `benchwarm${process.pid}`, units: {} }, { ...options, release: `warmup-${process.pid}` })).result();
+    const cpu = await machineCpuSeconds();
+    const own = process.cpuUsage();
+    const serverCpu = await processCpuSeconds(server.process?.pid);
     const started = performance.now();
     // With autoConfirm the deploy confirms itself once every service is healthy, and closes.
-    const result = await (await startDeploy(client, plan, { ...options, release: `bench-${process.pid}` })).result();
+    const handle = await startDeploy(client, plan, { ...options, release: `bench-${process.pid}` });
+    const result = await handle.result();
     const elapsed = performance.now() - started;
+    cpuUsed.ours = (await machineCpuSeconds()) - cpu;
     if (!Object.values(result.units).every((u) => u.phase === 'healthy')) throw new Error(`ours: not every service healthy: ${JSON.stringify(result.units)}`);
+    const used = process.cpuUsage(own);
+    cpuUsed.oursSplit = `this process (workers, bench) ${((used.user + used.system) / 1e6).toFixed(1)} s, Temporal server ${((await processCpuSeconds(server.process?.pid)) - serverCpu).toFixed(1)} s`;
+    if (process.env.DEPLOY_TRACE) {
+      const h = await client.workflow.getHandle(handle.workflowId).fetchHistory();
+      const t0 = Number(h.events![0]!.eventTime!.seconds) * 1000 + h.events![0]!.eventTime!.nanos! / 1e6;
+      const names = new Map<string, string>();
+      for (const e of h.events!) {
+        const t = Number(e.eventTime!.seconds) * 1000 + e.eventTime!.nanos! / 1e6 - t0;
+        const s = e.activityTaskScheduledEventAttributes;
+        if (s) names.set(String(e.eventId), `${s.activityType?.name}`);
+        const ref = e.activityTaskStartedEventAttributes?.scheduledEventId ?? e.activityTaskCompletedEventAttributes?.scheduledEventId;
+        const what = s ? s.activityType?.name : ref ? names.get(String(ref)) : e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowType?.name ?? '';
+        process.stdout.write(`${t.toFixed(0).padStart(6)} ${String(e.eventType).padStart(3)} ${what}\n`);
+      }
+      const units = Object.entries(result.units).map(([n, u]) => `${n} healthy +${(u.healthyAt! - t0).toFixed(0)}`);
+      process.stdout.write(units.join('\n') + '\n');
+    }
     return elapsed;
   } finally {
     workers.forEach((w) => w.shutdown());
@@ -204,10 +228,13 @@ async function benchFloor(): Promise<number> {
     return healthy.get(name)!;
   };
   try {
+    const cpu = await machineCpuSeconds();
     const t = performance.now();
     await Promise.all(plan.hosts.map((h) => docker.createNetwork({ Name: networkName(plan.project, h.name), Driver: 'bridge', Labels: { [LABELS.project]: plan.project, [LABELS.host]: h.name } })));
     await Promise.all([...units.keys()].map(healthyUnit));
-    return performance.now() - t;
+    const elapsed = performance.now() - t;
+    cpuUsed.floor = (await machineCpuSeconds()) - cpu;
+    return elapsed;
   } finally {
     await removeProject(plan.project);
   }
@@ -234,7 +261,7 @@ async function benchIsolated(): Promise<number> {
     stop = env.stop;
     if (!env.stubLoaded) throw new Error('isolated: the stub image could not be loaded into the hosts\' engines');
     const { plan } = benchOnly((await loadInventoryFiles(env.inventoryFiles)).inventory, project);
-    const options = { autoConfirm: true, concurrency: 16 };
+    const options = { autoConfirm: true, concurrency: Number(process.env.BENCH_CONCURRENCY ?? 16) };
     await (await startDeploy(client, { ...plan, project: `benchisowarm${process.pid}`, units: {} }, { ...options, release: `isowarm-${process.pid}` })).result();
     const started = performance.now();
     const result = await (await startDeploy(client, plan, { ...options, release: `benchiso-${process.pid}` })).result();
@@ -258,11 +285,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rounds: { compose: number; floor: number; ours: number }[] = [];
 for (let r = 1; r <= ROUNDS; r++) {
-  const compose = await benchCompose();
-  const floor = await benchFloor();
+  // BENCH_OURS_ONLY=1: ours only (DEPLOY_TRACE=1 prints its history's timeline).
+  const compose = process.env.BENCH_OURS_ONLY ? NaN : await benchCompose();
+  const floor = process.env.BENCH_OURS_ONLY ? NaN : await benchFloor();
   const ours = await benchOurs();
   rounds.push({ compose, floor, ours });
-  process.stdout.write(`round ${r}: docker-compose up -d (depends_on: service_healthy) ${(compose / 1000).toFixed(2)} s · critical-path floor (create+start the instant every dependency answers, 20 ms probes, no orchestrator) ${(floor / 1000).toFixed(2)} s · migrate deployStack (Temporal, health-gated graph) ${(ours / 1000).toFixed(2)} s\n`);
+  process.stdout.write(`round ${r}: docker-compose up -d (depends_on: service_healthy) ${(compose / 1000).toFixed(2)} s · critical-path floor (create+start the instant every dependency answers, 20 ms probes, no orchestrator) ${(floor / 1000).toFixed(2)} s · migrate deployStack (Temporal, health-gated graph) ${(ours / 1000).toFixed(2)} s · machine CPU used: floor ${cpuUsed.floor.toFixed(1)} s, ours ${cpuUsed.ours.toFixed(1)} s (${cpuUsed.oursSplit})\n`);
 }
 const ours = medianOf(rounds.map((r) => r.ours));
 const compose = medianOf(rounds.map((r) => r.compose));

@@ -26,7 +26,7 @@
  * What remains is ours: Temporal's workflow tasks and dispatch, our own engine look-ups, the signals.
  * The workers run in this process: their peak memory is its peak RSS.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import os from 'node:os';
 import Dockerode from 'dockerode';
@@ -45,7 +45,7 @@ import { LABELS } from '../../src/plan/queues.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
 import { historyCalls } from '../../src/common/history-calls.js';
-import { removeProject } from '../common.js';
+import { machineCpuSeconds, processCpuSeconds, removeProject } from '../common.js';
 
 // a CommonJS module: under tsx, its named exports come through the default one
 const { temporal } = proto;
@@ -186,18 +186,7 @@ function covered(spans: Span[], [from, to]: Span): number {
   return sum;
 }
 
-/** A process's CPU time (user + system), in seconds, from /proc. */
-async function cpuSeconds(pid?: number): Promise<number> {
-  if (!pid) return NaN;
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (after pid and comm), in clock ticks
-}
 
-/** The machine's busy CPU time (every core, every process), in seconds, from /proc/stat. */
-async function machineCpuSeconds(): Promise<number> {
-  const [, ...ticks] = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).map(Number);
-  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / 100; // all but idle and iowait
-}
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 const fetchHistory = async (id: string, runId?: string) => client.workflow.getHandle(id, runId).fetchHistory();
@@ -208,11 +197,11 @@ try {
   const install = await startAll('1', true);
   spans.clear(); // the migration's runs take the install's workflow ids
   const engine = await watchEngine();
-  const cpuBefore = { bench: process.cpuUsage(), server: await cpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
+  const cpuBefore = { bench: process.cpuUsage(), server: await processCpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
   const migration = await startAll('2', false);
   const cpu = {
     bench: (process.cpuUsage(cpuBefore.bench).user + process.cpuUsage(cpuBefore.bench).system) / 1e6,
-    server: (await cpuSeconds(server.process.pid)) - cpuBefore.server,
+    server: (await processCpuSeconds(server.process.pid)) - cpuBefore.server,
     machine: (await machineCpuSeconds()) - cpuBefore.machine,
   };
   engine.close();
