@@ -450,47 +450,65 @@ export function createDockerActivities(ctx: HostContext) {
     return name;
   }
 
-  return {
-    /**
-     * Make sure the unit's image exists on this host's engine: build it from its context (on this
-     * host, by this worker), or find it. An `ifMissing` build (the stub image) is skipped when the
-     * engine has the image, and units of one host needing the same image share one build.
-     */
-    async ensureImage(unit: UnitSpec): Promise<{ image: string; built: boolean }> {
-      assertUnitAccepted(unit, host);
-      const present = async () => {
-        try {
-          await docker.getImage(unit.image).inspect();
-          return true;
-        } catch (err) {
-          if (statusCode(err) !== 404) throw err;
-          return false;
-        }
-      };
-      const { build } = unit;
-      if (build && !(build.ifMissing && (await present()))) {
-        let building = buildsInFlight.get(unit.image);
-        if (!building) {
-          log.info('building image', { unit: unit.name, image: unit.image, context: build.context, host });
-          building = (async () => {
-            if (build.hostFiles) await provideHostFiles(build.context, build.hostFiles);
-            await buildImage(docker, build.context, unit.image, { dockerfile: build.dockerfile, buildargs: build.args });
-          })().finally(() => buildsInFlight.delete(unit.image));
-          buildsInFlight.set(unit.image, building);
-        }
-        try {
-          await building;
-        } catch (err) {
-          throw ApplicationFailure.nonRetryable(`${unit.name}: building ${unit.image} on host ${host}: ${(err as Error).message}`, 'ImageBuildFailed');
-        }
-        log.info('image built', { unit: unit.name, image: unit.image, host });
-        return { image: unit.image, built: true };
+  /**
+   * Make sure the unit's image exists on this host's engine: build it from its context (on this
+   * host, by this worker), or find it. An `ifMissing` build (the stub image) is skipped when the
+   * engine has the image, and units of one host needing the same image share one build.
+   */
+  async function ensureImage(unit: UnitSpec): Promise<{ image: string; built: boolean }> {
+    assertUnitAccepted(unit, host);
+    const present = async () => {
+      try {
+        await docker.getImage(unit.image).inspect();
+        return true;
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+        return false;
       }
-      if (build || (await present())) return { image: unit.image, built: false };
-      throw ApplicationFailure.nonRetryable(
-        `${unit.name}: image ${unit.image} is not on host ${host} and no build context is given: load or pull it on that host, or add build: to the unit`,
-        'ImageMissing',
-      );
+    };
+    const { build } = unit;
+    if (build && !(build.ifMissing && (await present()))) {
+      let building = buildsInFlight.get(unit.image);
+      if (!building) {
+        log.info('building image', { unit: unit.name, image: unit.image, context: build.context, host });
+        building = (async () => {
+          if (build.hostFiles) await provideHostFiles(build.context, build.hostFiles);
+          await buildImage(docker, build.context, unit.image, { dockerfile: build.dockerfile, buildargs: build.args });
+        })().finally(() => buildsInFlight.delete(unit.image));
+        buildsInFlight.set(unit.image, building);
+      }
+      try {
+        await building;
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(`${unit.name}: building ${unit.image} on host ${host}: ${(err as Error).message}`, 'ImageBuildFailed');
+      }
+      log.info('image built', { unit: unit.name, image: unit.image, host });
+      return { image: unit.image, built: true };
+    }
+    if (build || (await present())) return { image: unit.image, built: false };
+    throw ApplicationFailure.nonRetryable(
+      `${unit.name}: image ${unit.image} is not on host ${host} and no build context is given: load or pull it on that host, or add build: to the unit`,
+      'ImageMissing',
+    );
+  }
+
+  return {
+    /** Make sure of one unit's image (above). */
+    ensureImage,
+
+    /**
+     * Several units' images at once (issue #14: a deploy makes sure of them all in one call per host
+     * while its backup runs). A unit whose image cannot be had is reported, not thrown: the others
+     * still go on; an engine that does not answer fails the call (it is retried).
+     */
+    async ensureImages(units: UnitSpec[]): Promise<{ unit: string; problem?: string }[]> {
+      return Promise.all(units.map((u) => ensureImage(u).then(
+        () => ({ unit: u.name }),
+        (err: unknown) => {
+          if (err instanceof ApplicationFailure && err.nonRetryable) return { unit: u.name, problem: err.message };
+          throw err;
+        },
+      )));
     },
 
     /** Several units' containers at once (one engine call): for "exactly as before" checks. */

@@ -181,11 +181,21 @@ export function createHealthActivities(ctx: HostContext) {
     }
   }
 
+  async function probeNow(unit: UnitSpec): Promise<ProbeResult> {
+    const { crashed, ...r } = await probeOnce(unit);
+    return crashed ? { ok: false, latencyMs: 0, detail: crashed } : r;
+  }
+
   return {
     /** One probe, now. */
-    async probeUnit(unit: UnitSpec): Promise<ProbeResult> {
-      const { crashed, ...r } = await probeOnce(unit);
-      return crashed ? { ok: false, latencyMs: 0, detail: crashed } : r;
+    probeUnit: probeNow,
+
+    /**
+     * One probe of each unit, all at once, in their order: a confirm's re-check of a host's units in
+     * one call (issue #14). A probe that throws is a failing probe; it does not fail the others.
+     */
+    async probeUnits(units: UnitSpec[]): Promise<ProbeResult[]> {
+      return Promise.all(units.map((u) => probeNow(u).catch((err: unknown): ProbeResult => ({ ok: false, latencyMs: 0, detail: err instanceof Error ? err.message : String(err) }))));
     },
 
     /**

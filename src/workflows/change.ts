@@ -61,6 +61,15 @@ export class LedgerEntry {
 /** Units whose probes fail now, in words (empty: all healthy). */
 export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
   const sick: string[] = [];
+  if (patched('confirm-probes-by-host')) {
+    // One call per host probes all of its units at once (issue #14: a call per unit was a round trip each).
+    await Promise.all([...new Set(units.map((u) => u.host))].sort().map(async (host) => {
+      const mine = units.filter((u) => u.host === host);
+      const results = await onHost(host).gate.probeUnits(mine).catch((err: unknown) => mine.map(() => ({ ok: false, detail: rootMessage(err) })));
+      results.forEach((r, i) => { if (!r.ok) sick.push(`${mine[i]!.name} on ${host} (${r.detail ?? 'failing'})`); });
+    }));
+    return sick.sort();
+  }
   await Promise.all(units.map(async (u) => {
     const r = await onHost(u.host).gate.probeUnit(u).catch((err: unknown) => ({ ok: false, detail: rootMessage(err) }));
     if (!r.ok) sick.push(`${u.name} on ${u.host} (${r.detail ?? 'failing'})`);

@@ -9,6 +9,8 @@
  *   3. backup    — take a backup of the inventory's databases and prove it restorable (the
  *                  `backupDatabases` child); one that does not verify refuses the deploy. Skipped
  *                  only with an operator's reason, recorded in the input and the progress.
+ *                  Meanwhile the images of the units that change are made sure of (one call per
+ *                  host); an image a host cannot have refuses the deploy too, before anything stops.
  *   4. baseline  — what every unit runs now (container ids), for the exactness check.
  *   5. deploy    — each service is swapped (unit-swap.ts) as soon as its dependencies allow, on its
  *                  own host's worker, at most `concurrency` at once. A running container of the
@@ -46,7 +48,9 @@ import { SA } from '../common/search-attributes.js';
 import { rootMessage } from '../common/failure.js';
 import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, type BackupOutcome, type DataRestore } from './safeguard.js';
 import { awaitDecision, LedgerEntry, type DecisionResult, type RollbackOptions } from './change.js';
-import { differences, keptRefusals, readUnits, stateOf, swapUnit, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
+import { differences, keptRefusals, readUnits, runsSpec, stateOf, swapUnit, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
+import { onHost } from './profiles.js';
+import type { UnitContainers } from '../activities/docker.js';
 import type { UnitChange } from './ledger.js';
 
 export type { DecisionResult, RollbackOptions } from './change.js';
@@ -176,7 +180,11 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     { key: SA.phase, value: 'deploying' },
   ]);
   showDetails();
-  await ledger.write();
+  // Issue #14: the ledger record, the lock and one read of every unit go out at once; the images are
+  // made sure of while the backup runs; each swap then starts from what was read (no unit asks its
+  // host again, and a missing image refuses the deploy before anything stops).
+  const readsOnce = patched('deploy-reads-once');
+  if (!readsOnce) await ledger.write();
 
   const fail = async (message: string, type: string, details?: unknown): Promise<never> => {
     progress.error = message;
@@ -186,11 +194,26 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   };
 
   // 1. Lock: one deploy per project. The server refuses a second child with this id while one runs.
+  const takeLock = () => startChild(deployLock, { workflowId: deployLockId(project), args: [workflowInfo().workflowId] });
+  const lockedOut = (err: unknown) => fail(`another deploy of project ${project} is running or waiting for confirmation (it holds ${deployLockId(project)}): wait for it, or confirm or roll it back first`, 'DeployLocked', String(err));
   let lock: ChildWorkflowHandle<typeof deployLock>;
-  try {
-    lock = await startChild(deployLock, { workflowId: deployLockId(project), args: [workflowInfo().workflowId] });
-  } catch (err) {
-    return fail(`another deploy of project ${project} is running or waiting for confirmation (it holds ${deployLockId(project)}): wait for it, or confirm or roll it back first`, 'DeployLocked', String(err));
+  let state: Record<string, UnitContainers>;
+  const backingUp = input.backup !== undefined && 'take' in input.backup;
+  if (readsOnce) {
+    // No backup to take: its outcome (none, or skipped for a reason) is known at once, and recorded first.
+    if (!backingUp) progress.backup = await backupFirst(input.backup, `deploy ${release}`);
+    // Read beside the lock: once the lock is taken, the deploy that held it has finished its changes.
+    const [, locked, read] = await Promise.allSettled([ledger.write({ backup: progress.backup }), takeLock(), readUnits(input.units)]);
+    if (locked.status === 'rejected') return lockedOut(locked.reason);
+    lock = locked.value;
+    if (read.status === 'rejected') throw read.reason;
+    state = read.value;
+  } else {
+    try {
+      lock = await takeLock();
+    } catch (err) {
+      return lockedOut(err);
+    }
   }
   // Let go of the lock and wait until it is free (the parent-close policy would also end it).
   const releaseLock = () => CancellationScope.nonCancellable(async () => {
@@ -199,26 +222,47 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   });
 
   // 2. Refuse to touch a unit that keeps another change's unconfirmed container.
-  const state = await readUnits(input.units);
-  const kept = keptRefusals(state, ledger.change);
+  if (!readsOnce) state = await readUnits(input.units);
+  const kept = keptRefusals(state!, ledger.change);
   if (kept.length) {
     await releaseLock();
     await fail(`deploy ${release} refused before any change: ${kept.join('; ')}`, 'UnconfirmedPrevious');
   }
 
-  // 3. A verified backup first: nothing changes until the data is safe.
-  if (input.backup && 'take' in input.backup) setPhase('backing-up');
-  try {
-    progress.backup = await backupFirst(input.backup, `deploy ${release}`);
-  } catch (err) {
-    await releaseLock();
-    await fail(rootMessage(err), 'BackupFailed');
+  // 3. A verified backup first: nothing changes until the data is safe. The images of the units that
+  //    change are made sure of meanwhile.
+  const known = (u: UnitSpec): UnitContainers => state[`${u.host}/${u.name}`] ?? { others: [] };
+  const toChange = readsOnce ? input.units.filter((u) => !runsSpec(known(u), u)) : [];
+  const images = Promise.all([...new Set(toChange.map((u) => u.host))].sort().map((h) => {
+    const mine = toChange.filter((u) => u.host === h);
+    return onHost(h).image.ensureImages(mine).then(
+      (results) => results.flatMap((r) => (r.problem ? [r.problem] : [])),
+      (err: unknown) => mine.map((u) => `${u.name} on ${h}: ${rootMessage(err)}`),
+    );
+  }));
+  if (backingUp) setPhase('backing-up');
+  if (!readsOnce || backingUp) {
+    try {
+      progress.backup = await backupFirst(input.backup, `deploy ${release}`);
+    } catch (err) {
+      await releaseLock();
+      await fail(rootMessage(err), 'BackupFailed');
+    }
+  }
+  if (readsOnce) {
+    const missing = (await images).flat();
+    if (missing.length) {
+      await releaseLock();
+      await fail(`deploy ${release} refused before any change: ${missing.join('; ')}`, 'ImageUnavailable');
+    }
+    // A backup takes minutes: what the units run is read again after it.
+    if (backingUp) state = await readUnits(input.units);
   }
   setPhase('deploying');
-  await ledger.write({ backup: progress.backup });
+  if (!readsOnce || backingUp) await ledger.write({ backup: progress.backup });
 
   // 4. Baseline: what every unit runs now.
-  const before: UnitsState = stateOf(state);
+  const before: UnitsState = stateOf(state!);
 
   // 5. Deploy, a dependency graph: each service waits for its own dependencies only.
   const undo: UndoStep[] = [];
@@ -254,6 +298,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     try {
       const change = await swapUnit(unit, {
         project,
+        known: readsOnce ? { state: known(unit), imageReady: toChange.includes(unit) } : undefined,
         stamp: { release, change: ledger.change },
         undo,
         checkpoint: stopped,

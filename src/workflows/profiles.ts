@@ -80,7 +80,7 @@ export const LOCAL_PROFILES = Object.fromEntries(
  * is not: every call that changes a container stays on the queue, recorded as it completes.
  */
 export const LOOKS: ReadonlySet<string> = new Set<keyof HostActivities>([
-  'unitContainers', 'unitsState', 'ensureImage', 'waitHealthy', 'waitExit', 'sampleLatency', 'sampleBeside', 'probeUnit', 'describeHost', 'reserveGpu',
+  'unitContainers', 'unitsState', 'ensureImage', 'ensureImages', 'waitHealthy', 'waitExit', 'sampleLatency', 'sampleBeside', 'probeUnit', 'probeUnits', 'describeHost', 'reserveGpu',
 ]);
 
 /**

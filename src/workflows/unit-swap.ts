@@ -60,6 +60,11 @@ export function keptByAnotherChange(unit: string, state: UnitContainers, change:
   return `${unit} still keeps ${kept.name} (${kept.id.slice(0, 12)}, made by ${kept.change ?? 'an earlier change'}) for a change not yet confirmed: confirm or roll back that change first (migrate confirm|rollback; if its workflow is gone, \`docker rm ${kept.name}\` drops the way back by hand)`;
 }
 
+/** Whether the unit already runs a container of its spec: a swap reuses it untouched. Pure. */
+export function runsSpec(state: UnitContainers, unit: Pick<UnitSpec, 'specHash'>): boolean {
+  return state.current?.specHash === unit.specHash && state.current.running;
+}
+
 /**
  * Swap one unit to `unit`'s spec. Returns what it did; throws (after logging its undo steps) when a
  * step fails. Reuses a running container of the same spec untouched.
@@ -75,7 +80,7 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   const refusal = keptByAnotherChange(unit.name, state, options.stamp.change);
   if (refusal) throw ApplicationFailure.nonRetryable(refusal, ERRORS.unconfirmedPrevious);
   const current = state.current;
-  if (current && current.specHash === unit.specHash && current.running) {
+  if (current && runsSpec(state, unit)) {
     tell({ action: 'reused', newId: current.id });
     return change;
   }

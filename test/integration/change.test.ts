@@ -218,6 +218,6 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
     expect(progress.phase).toBe('pending-confirmation');
     expect(await decideRelease(s.world.client, release, 'confirm')).toEqual({ status: 'confirmed' });
     await handle.result();
-    record('deploy-confirmed', deployWorkflowId(release));
+    record('deploy-reads-once', deployWorkflowId(release)); // deploy-confirmed.json keeps the shape before issue #14's one read
   });
 });

@@ -243,6 +243,30 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
     });
   });
 
+  it('an image its host does not have refuses the deploy before anything stops: the running release is untouched', async () => {
+    const inv = inventory(`dep${process.pid}i`, 165);
+    const plan1 = stubbed(buildPlan(inv));
+    // Release 2 changes db (first in the graph) and gives web (last) an image no engine has.
+    const plan2 = stubbed(buildPlan(inv), { env: { db: { AGENT_VERSION: '2' }, web: { AGENT_VERSION: '2' } } });
+    plan2.units.web = { ...plan2.units.web!, image: 'agent-migrate/no-such-image:0' };
+    await withWorld(inv, async (world) => {
+      await startDeploy(world, input(plan1, `i1-${process.pid}`, { autoConfirm: true })).then((h) => h.result());
+      const before = await containers(plan1.project);
+
+      const handle = await startDeploy(world, input(plan2, `i2-${process.pid}`));
+      const err = await handle.result().then(() => undefined, (e: unknown) => e as WorkflowFailedError);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(err!.cause?.message).toMatch(/deploy i2-\d+ refused before any change: web: image agent-migrate\/no-such-image:0 is not on host pc2 .*load or pull it on that host, or add build: to the unit/);
+      // db, though first and ready, was never retired: every container is the one that ran before.
+      expect(await containers(plan1.project)).toEqual(before);
+      const progress = await handle.query<DeployProgress>('progress');
+      expect(Object.values(progress.units).map((u) => u.phase)).toEqual(['waiting', 'waiting', 'waiting', 'waiting']);
+      // The lock is let go: the next deploy runs.
+      const fixed = await startDeploy(world, input(stubbed(buildPlan(inv), { env: { web: { AGENT_VERSION: '2' } } }), `i3-${process.pid}`, { autoConfirm: true }));
+      expect((await fixed.result()).phase).toBe('confirmed');
+    });
+  });
+
   it('--concurrency 1 starts one service at a time, even when several are ready together', async () => {
     const inv = inventory(`dep${process.pid}g`, 161);
     // db and cache have no dependencies: both are ready at once (before the fix both started together).
