@@ -13,7 +13,8 @@
  *
  * Overhead per agent = the agent workflow's time − what the engine and the probes take, which no
  * orchestrator can save:
- *   − container start-to-healthy: ensureContainer began → its waitHealthy returned, and the judge's
+ *   − container start-to-healthy: ensureContainer began (in a replaceContainer, when its retire
+ *     was done: the engine's `rename` of the old container) → its waitHealthy returned, and the judge's
  *     candidate the same way (startCandidate began → its waitHealthy returned), as the host's worker
  *     ran them (an interceptor times every activity: a local one leaves no start time in history;
  *     a queued one's wait for a worker stays in the overhead);
@@ -153,6 +154,8 @@ async function watchEngine() {
   return {
     close: () => (stream as unknown as { destroy(): void }).destroy(),
     stop: (id?: string) => between(id, 'kill', 'stop'),
+    /** When the container was renamed (a retire's last step: kept as `.prev`). */
+    renamedAt: (id?: string) => (id ? byId.get(id)?.find((e) => e.action === 'rename')?.at : undefined),
     candidateRemoval: (unit: string) => between((candidateIds ??= candidates()).get(unit), 'kill', 'destroy'),
     summary: () => {
       const spans: Record<string, number[]> = {};
@@ -217,7 +220,7 @@ try {
   const breakdown = new Map<string, number[]>();
   const counts = new Map<string, number[]>();
   const push = (m: Map<string, number[]>, k: string, v: number) => m.set(k, [...(m.get(k) ?? []), v]);
-  const EXCLUDED = new Set(['ensureContainer', 'startCandidate', 'waitHealthy', 'sampleLatency', 'sampleBeside']);
+  const EXCLUDED = new Set(['ensureContainer', 'startCandidate', 'waitHealthy', 'sampleLatency', 'sampleBeside']); // replaceContainer: partly (its retire stays in)
   const retried = new Map<string, number>(); // activities that needed more than one attempt (a timeout, a lost worker)
   const EXCLUDED_NOTE = 'activityRun: the activities outside the excluded windows, as their worker ran them';
   let largest = { id: '', events: 0, bytes: 0 };
@@ -246,6 +249,8 @@ try {
       inActivities.push([run.start, run.end]);
       push(perActivity, run.name, took);
       if (run.name === 'ensureContainer') windowFrom = { kind: 'startToHealthy', at: run.start };
+      // A replace in one call (retire, then ensure): its ensure part begins when the retire is done (the old container renamed).
+      if (run.name === 'replaceContainer') windowFrom = { kind: 'startToHealthy', at: engine.renamedAt(previousOf.get(a)) ?? run.end };
       if (run.name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: run.start };
       if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += run.end - windowFrom.at; engineAndProbes.push([windowFrom.at, run.end]); windowFrom = undefined; }
       if (run.name === 'sampleLatency' || run.name === 'sampleBeside') { sampling += took; engineAndProbes.push([run.start, run.end]); }
@@ -303,7 +308,7 @@ try {
   figure('overhead_per_agent_mean', Math.round(overheads.reduce((s, x) => s + x, 0) / overheads.length), 'ms', '<= 150');
   figure('orchestration_gaps_per_agent_median', Math.round(median(gaps)), 'ms', 'report (agent workflow time outside any activity)');
   // What the overhead leaves out, each on its own (medians per agent).
-  figure('excluded_start_to_healthy_median', Math.round(median(excluded.startToHealthy)), 'ms', 'report (ensureContainer began → waitHealthy returned)');
+  figure('excluded_start_to_healthy_median', Math.round(median(excluded.startToHealthy)), 'ms', 'report (ensureContainer began, or replaceContainer\'s retire done → waitHealthy returned)');
   figure('excluded_candidate_start_to_healthy_median', Math.round(median(excluded.candidateStartToHealthy)), 'ms', 'report (the judge\'s candidate: startCandidate began → waitHealthy returned)');
   figure('excluded_sampling_median', Math.round(median(excluded.sampling)), 'ms', 'report (sampleLatency and sampleBeside, began → returned)');
   figure('old_container_stop_median', Math.round(median(excluded.oldStop)), `ms (engine kill → stop, ${excluded.oldStop.length} agents)`, 'report');

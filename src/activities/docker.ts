@@ -492,6 +492,55 @@ export function createDockerActivities(ctx: HostContext) {
     );
   }
 
+  /**
+   * Create-or-reuse the unit's container, then start it. A current container of the unit with
+   * another spec hash is a conflict the workflow must resolve first (retire it): nothing is ever
+   * replaced silently. A container of another owner under the unit's name is a conflict too.
+   */
+  async function ensureContainer(unit: UnitSpec, stamp: ChangeStamp): Promise<ContainerRef> {
+    assertUnitAccepted(unit, host);
+    let { current } = await unitContainers(unit.name);
+    let reused = true;
+    if (current && current.specHash !== unit.specHash) {
+      throw ApplicationFailure.nonRetryable(
+        `${current.name} (${short(current.id)}) runs spec ${current.specHash ?? '(none)'} but ${unit.specHash} is wanted: retire it first`,
+        'ContainerConflict',
+      );
+    }
+    if (!current) {
+      const name = containerName(project, host, unit.name);
+      await ensureNetwork();
+      const env = await resolveEnvironment(unit);
+      let created: string | undefined;
+      try {
+        created = (await docker.createContainer(containerCreateOptions(project, unit, stamp, env))).id;
+        log.info('container created', { container: name, change: stamp.change, specHash: unit.specHash });
+      } catch (err) {
+        if (statusCode(err) !== 409) throw err;
+        // The name is taken: by this unit (a retried attempt raced its earlier self), or by something else.
+        const holder = await inspect(name);
+        if (holder && holder.unit !== unit.name) {
+          throw ApplicationFailure.nonRetryable(`${name} exists on host ${host} but is not ${unit.name}'s container (labels: project ${holder.project ?? '-'}, unit ${holder.unit ?? '-'}): remove or rename it`, 'ContainerConflict');
+        }
+      }
+      reused = false;
+      // Created here: the engine's answer says what it is (only after a race is it looked up by its labels).
+      current = created
+        ? { id: created, name, role: 'current', specHash: unit.specHash, change: stamp.change, running: false }
+        : (await unitContainers(unit.name)).current;
+      if (!current) throw new Error(`${name} was created on host ${host} but is not found by its labels`);
+    }
+    if (!current.running) {
+      try {
+        await docker.getContainer(current.id).start();
+        log.info('container started', { container: current.name });
+      } catch (err) {
+        if (statusCode(err) !== 304) throw startFailure(current.name, err);
+      }
+    }
+    return { id: current.id, name: current.name, specHash: unit.specHash, reused };
+  }
+
   return {
     /** Make sure of one unit's image (above). */
     ensureImage,
@@ -533,53 +582,18 @@ export function createDockerActivities(ctx: HostContext) {
       return unitContainers(unitName);
     },
 
+    /** Create-or-reuse the unit's container, then start it (above). */
+    ensureContainer,
+
     /**
-     * Create-or-reuse the unit's container, then start it. A current container of the unit with
-     * another spec hash is a conflict the workflow must resolve first (retire it): nothing is ever
-     * replaced silently. A container of another owner under the unit's name is a conflict too.
+     * A replace in one call (issue #14): retire the unit's running container `currentId` (kept,
+     * stopped, as `.prev`), then create and start the new one. Idempotent, as each step is: a
+     * retried call finds the old container already retired and the new one already there.
      */
-    async ensureContainer(unit: UnitSpec, stamp: ChangeStamp): Promise<ContainerRef> {
+    async replaceContainer(unit: UnitSpec, stamp: ChangeStamp, currentId: string): Promise<ContainerRef> {
       assertUnitAccepted(unit, host);
-      let { current } = await unitContainers(unit.name);
-      let reused = true;
-      if (current && current.specHash !== unit.specHash) {
-        throw ApplicationFailure.nonRetryable(
-          `${current.name} (${short(current.id)}) runs spec ${current.specHash ?? '(none)'} but ${unit.specHash} is wanted: retire it first`,
-          'ContainerConflict',
-        );
-      }
-      if (!current) {
-        const name = containerName(project, host, unit.name);
-        await ensureNetwork();
-        const env = await resolveEnvironment(unit);
-        let created: string | undefined;
-        try {
-          created = (await docker.createContainer(containerCreateOptions(project, unit, stamp, env))).id;
-          log.info('container created', { container: name, change: stamp.change, specHash: unit.specHash });
-        } catch (err) {
-          if (statusCode(err) !== 409) throw err;
-          // The name is taken: by this unit (a retried attempt raced its earlier self), or by something else.
-          const holder = await inspect(name);
-          if (holder && holder.unit !== unit.name) {
-            throw ApplicationFailure.nonRetryable(`${name} exists on host ${host} but is not ${unit.name}'s container (labels: project ${holder.project ?? '-'}, unit ${holder.unit ?? '-'}): remove or rename it`, 'ContainerConflict');
-          }
-        }
-        reused = false;
-        // Created here: the engine's answer says what it is (only after a race is it looked up by its labels).
-        current = created
-          ? { id: created, name, role: 'current', specHash: unit.specHash, change: stamp.change, running: false }
-          : (await unitContainers(unit.name)).current;
-        if (!current) throw new Error(`${name} was created on host ${host} but is not found by its labels`);
-      }
-      if (!current.running) {
-        try {
-          await docker.getContainer(current.id).start();
-          log.info('container started', { container: current.name });
-        } catch (err) {
-          if (statusCode(err) !== 304) throw startFailure(current.name, err);
-        }
-      }
-      return { id: current.id, name: current.name, specHash: unit.specHash, reused };
+      await retire(unit.name, currentId);
+      return ensureContainer(unit, stamp);
     },
 
     /**

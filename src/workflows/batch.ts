@@ -442,6 +442,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       // Issue #14: the containers read above and the judge's image, not asked of the host again (runs started earlier ask).
       known: patched('agent-reads-once') ? { state: unitState, imageReady } : undefined,
       local: input.onItsHost,
+      replaceInOneCall: input.onItsHost && patched('agent-replace-one-call'),
       undo,
       checkpoint: checkAbort,
       onChange: (c) => {

@@ -5,7 +5,8 @@
  *   ensure the image; a GPU unit passes the GPU gate (its GPUs' free memory, on the host);
  *   retire   — the running container is stopped and kept as `.prev` (its undo, put-back, is logged
  *              first: if the retire half-happens, putting back is still right);
- *   ensure   — the new container, created and started;
+ *   ensure   — the new container, created and started (with `replaceInOneCall`, the retire and this
+ *              are one call on the host);
  *   wait healthy (a one-shot job: wait for its exit 0), then validate (the caller's check: a batch's latency judge);
  *   keep `.prev` until the change is confirmed — or put back.
  *
@@ -51,6 +52,8 @@ export interface SwapOptions {
   known?: { state: UnitContainers; imageReady?: boolean };
   /** The caller runs on the unit's host's worker: its calls are local activities there (issue #14). */
   local?: boolean;
+  /** A replaced unit's retire and creation are one call (`replaceContainer`, issue #14): one round trip less. */
+  replaceInOneCall?: boolean;
 }
 
 /** Why a unit cannot be changed now (it keeps another change's unconfirmed container), or undefined. */
@@ -96,13 +99,15 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   } else if (current) {
     tell({ action: 'replaced', previousId: current.id });
     options.undo.push({ unit: unit.name, what: `put ${current.name} back`, run: () => undoChange({ ...change }, local) });
-    await docker.retireContainer(unit.name, current.id);
+    if (!options.replaceInOneCall) await docker.retireContainer(unit.name, current.id);
   } else {
     tell({ action: 'new' });
     options.undo.push({ unit: unit.name, what: `remove ${unit.name}'s new container`, run: () => undoChange({ ...change }, local) });
   }
   check();
-  const created = await docker.ensureContainer(unit, options.stamp);
+  const created = change.action === 'replaced' && options.replaceInOneCall
+    ? await docker.replaceContainer(unit, options.stamp, current!.id)
+    : await docker.ensureContainer(unit, options.stamp);
   tell({ newId: created.id });
   // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
   const wait = unit.job ? () => waitJob(unit, local) : () => health.waitHealthy(unit);

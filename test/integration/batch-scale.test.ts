@@ -86,7 +86,7 @@ describe('a batch at scale (real Temporal dev server, real Docker engine, stub a
       expect({ a, unitContainers: calls.filter((c) => c.name === 'unitContainers').length, ensureImage: calls.filter((c) => c.name === 'ensureImage').length })
         .toEqual({ a, unitContainers: 1, ensureImage: 1 });
       // Its looks ran on its host's own worker, as local activities; only the changes went through the queue.
-      expect({ a, queued: calls.filter((c) => !c.local).map((c) => c.name) }).toEqual({ a, queued: ['startCandidate', 'removeCandidate', 'retireContainer', 'ensureContainer'] });
+      expect({ a, queued: calls.filter((c) => !c.local).map((c) => c.name) }).toEqual({ a, queued: ['startCandidate', 'removeCandidate', 'replaceContainer'] });
       expect({ a, local: calls.filter((c) => c.local).map((c) => c.name).sort() }).toEqual({ a, local: ['ensureImage', 'sampleBeside', 'sampleLatency', 'sampleLatency', 'unitContainers', 'waitHealthy', 'waitHealthy'] });
       const sent = events.flatMap((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes ?? []);
       const phases = sent.map((s) => (JSON.parse(Buffer.from(s.input!.payloads![0]!.data!).toString()) as AgentProgress).phase);

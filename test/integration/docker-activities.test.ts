@@ -97,6 +97,23 @@ describe('docker activities (real engine)', () => {
     expect((await docker.getContainer(name).inspect()).State.StartedAt).toBe(after.State.StartedAt);
   });
 
+  it('replaceContainer (retire + create in one call) is idempotent: retried after it half-happened, or whole, it ends the same; put-back undoes it', async () => {
+    const v2 = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '2' }).units.Healthy!;
+    const name = containerName(project, 'edge', 'Healthy');
+    const old = (await docker.getContainer(name).inspect()).Id;
+    // A first attempt that died after the retire, before the create.
+    await run(dockerActs.retireContainer, 'Healthy', old);
+    const created = await run(dockerActs.replaceContainer, v2, { release: 'r5', change: 'c5' }, old);
+    expect(created).toMatchObject({ name, reused: false });
+    // Retried once more after it all happened: the same container, nothing created twice.
+    expect(await run(dockerActs.replaceContainer, v2, { release: 'r5', change: 'c5' }, old)).toMatchObject({ id: created.id, reused: true });
+    const units = (await projectContainers()).filter((c) => c.Labels[LABELS.unit] === 'Healthy');
+    expect(units.map((c) => [c.Names[0], c.State]).sort()).toEqual([[`/${name}`, 'running'], [`/${name}.prev`, 'exited']]);
+    expect((await docker.getContainer(`${name}.prev`).inspect()).Id).toBe(old);
+    expect(await run(dockerActs.putBack, 'Healthy', old)).toEqual({ restored: old, removed: [created.id] });
+    expect((await docker.getContainer(name).inspect())).toMatchObject({ Id: old, State: { Running: true } });
+  });
+
   it('put-back retried after its first attempt stopped midway still starts the old container', async () => {
     const v2 = stubPlan(buildPlan(inventory), { image: STUB_IMAGE, version: '2' }).units.Healthy!;
     const name = containerName(project, 'edge', 'Healthy');
