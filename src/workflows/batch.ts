@@ -234,6 +234,11 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   // send every report and wait for each, or wait for every report's delivery before they settle.
   const coalesced = patched('agent-progress-coalesced');
   const unwaited = coalesced && patched('agent-settles-unwaited');
+  // Issue #14: on its host, a report that the next one follows within the same workflow task (the
+  // baseline's numbers, a passing verdict: 'deploying' comes next) or that only local steps follow
+  // ('validating': the result comes next) is kept for the next report and the result, not sent:
+  // each report sent is a signal, and a workflow task in the agent and in the batch.
+  const fewerReports = input.onItsHost === true && unwaited && patched('agent-fewer-reports');
   let told = JSON.stringify({ ...progress, phase: 'baseline' });
   let settled = false;
   let telling: Promise<void> | undefined;
@@ -257,9 +262,10 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       await telling.catch(() => undefined);
     }
   };
-  const report = async (phase: AgentPhase, extra: Partial<AgentProgress> = {}) => {
+  const report = async (phase: AgentPhase, extra: Partial<AgentProgress> = {}, kept = false) => {
     Object.assign(progress, extra, { phase });
     setCurrentDetails(`**${unit.name}** on ${unit.host}: ${phase}${progress.reason ? ` — ${progress.reason}` : ''}${progress.judge && !progress.reason ? `\n\njudge: ${progress.judge.summary}` : ''}`);
+    if (kept && fewerReports) return;
     if (!coalesced) {
       if (parent) await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(agentProgressSignal, { ...progress });
       return;
@@ -288,7 +294,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   let imageReady = false; // the judge made sure of the image: the swap need not ask again
   if (current && current.specHash !== unit.specHash) {
     const baseline = await health.sampleLatency(unit, samples);
-    await report('baseline', { baseline: view(baseline), previousId: current.id });
+    await report('baseline', { baseline: view(baseline), previousId: current.id }, true);
     if (baseline.successRate < 1) {
       // Nothing has changed yet: refuse to migrate an agent that is already failing.
       await report('failed', { reason: `not healthy before migration (${Math.round(baseline.successRate * 100)}% of probes passed: ${baseline.errors.join('; ')}); left as it was` });
@@ -426,7 +432,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         } else {
           await docker.removeCandidate(unit.name);
         }
-        await report('judging', { judge: verdict.evidence });
+        await report('judging', { judge: verdict.evidence }, verdict.evidence.verdict === 'pass');
         if (verdict.evidence.verdict !== 'pass') throw refuse(verdict);
         judged = true;
       } else {
@@ -448,7 +454,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       onChange: (c) => {
         Object.assign(progress, { action: c.action, previousId: c.previousId ?? progress.previousId, newId: c.newId, firstInstall: c.action === 'new' || undefined });
         if (c.action !== 'reused' && (progress.phase === 'baseline' || progress.phase === 'judging')) void report('deploying');
-        if (c.newId && c.action !== 'reused') void report('validating');
+        if (c.newId && c.action !== 'reused') void report('validating', {}, true);
       },
       validate: async () => {
         const after = await health.sampleLatency(unit, samples);
