@@ -16,6 +16,11 @@
  *
  *   npx tsx bench/deploy/run.ts            # BENCH_ROUNDS=1 for a single round (default 3)
  *
+ * Each round also prints the machine's CPU time during the floor and during ours (with ours' split:
+ * this process's workers, the Temporal server). BENCH_OURS_ONLY=1 runs ours alone; DEPLOY_TRACE=1
+ * prints its history's timeline (ms, event type, activity) and when each service became healthy.
+ * BENCH_CONCURRENCY sets the deploy's concurrency (default 16).
+ *
  * Writes bench/deploy/docker-compose.generated.yml (the compose side, generated from the same plan).
  */
 import { execFile } from 'node:child_process';
