@@ -299,7 +299,6 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
       const change = await swapUnit(unit, {
         project,
         known: readsOnce ? { state: known(unit), imageReady: toChange.includes(unit) } : undefined,
-        replaceInOneCall: readsOnce,
         stamp: { release, change: ledger.change },
         undo,
         checkpoint: stopped,
