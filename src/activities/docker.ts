@@ -169,8 +169,9 @@ function statusCode(err: unknown): number | undefined {
 function engineAway(err: unknown): boolean {
   const message = (err as Error)?.message ?? '';
   if (statusCode(err) === undefined) return true; // no HTTP answer at all: socket hang up, ECONNREFUSED, ENOENT
-  // "failed to update store": its network store already closed while it shuts down.
-  return /transport is closing|connection refused|connection reset|failed to update store/i.test(message);
+  // "failed to update store": its network store already closed while it shuts down; "client
+  // connection is closing": its link to containerd, the same.
+  return /transport is closing|connection refused|connection reset|failed to update store|client connection is closing/i.test(message);
 }
 
 /** A container's start failed: retried while the engine was away, otherwise final. */
@@ -355,6 +356,30 @@ export function createDockerActivities(ctx: HostContext) {
   }
 
   /**
+   * Start a container; one already running is fine (false). Right after an engine restart, the
+   * project network may still hold an endpoint under the container's name that no container uses
+   * any more ("endpoint with name … already exists in network …"): that stale
+   * endpoint is disconnected by force and the start tried once more (an endpoint is named after
+   * its container, and container names are unique on an engine, so no live container loses one).
+   */
+  async function startOnce(id: string): Promise<boolean> {
+    try {
+      await docker.getContainer(id).start();
+      return true;
+    } catch (err) {
+      if (statusCode(err) === 304) return false;
+      const stale = /endpoint with name (\S+) already exists in network (\S+)/.exec((err as Error).message ?? '');
+      if (statusCode(err) !== 403 || !stale) throw err;
+      await docker.getNetwork(stale[2]!).disconnect({ Container: stale[1]!, Force: true }).catch((e: unknown) => {
+        if (statusCode(e) !== 404) throw e;
+      });
+      log.warn('a stale network endpoint was disconnected before starting the container', { container: id, endpoint: stale[1], network: stale[2] });
+      await docker.getContainer(id).start().catch((e: unknown) => { if (statusCode(e) !== 304) throw e; });
+      return true;
+    }
+  }
+
+  /**
    * Stop a container so that it stays stopped when its engine restarts. A `docker stop` of a running
    * container marks it stopped by hand (`unless-stopped` then keeps it down); one found already
    * stopped (by its engine shutting down, say) is not marked, and the engine would start it again
@@ -497,7 +522,7 @@ export function createDockerActivities(ctx: HostContext) {
    * another spec hash is a conflict the workflow must resolve first (retire it): nothing is ever
    * replaced silently. A container of another owner under the unit's name is a conflict too.
    */
-  async function ensureContainer(unit: UnitSpec, stamp: ChangeStamp): Promise<ContainerRef> {
+  async function ensureContainer(unit: UnitSpec, stamp: ChangeStamp, remade = false): Promise<ContainerRef> {
     assertUnitAccepted(unit, host);
     let { current } = await unitContainers(unit.name);
     let reused = true;
@@ -532,10 +557,16 @@ export function createDockerActivities(ctx: HostContext) {
     }
     if (!current.running) {
       try {
-        await docker.getContainer(current.id).start();
-        log.info('container started', { container: current.name });
+        if (await startOnce(current.id)) log.info('container started', { container: current.name });
       } catch (err) {
-        if (statusCode(err) !== 304) throw startFailure(current.name, err);
+        // Right after an engine restart, containerd may still hold the task of a container the
+        // engine was starting as it went down ("task … already exists", on every try). One this
+        // very change made, never confirmed, is made anew under a new id (the old task stays
+        // behind with the old id); any other is left to an operator.
+        if (remade || current.change !== stamp.change || !/task \S+ already exists|task \S+: already exists/.test((err as Error).message ?? '')) throw startFailure(current.name, err);
+        log.warn('container made anew: its engine holds a stale task for it', { container: current.name, id: current.id, error: (err as Error).message });
+        await remove(current.id);
+        return ensureContainer(unit, stamp, true);
       }
     }
     return { id: current.id, name: current.name, specHash: unit.specHash, reused };
@@ -619,9 +650,9 @@ export function createDockerActivities(ctx: HostContext) {
         const created = await docker.createContainer(candidateCreateOptions(project, unit, stamp, env, routed));
         log.info('candidate created', { container: name, change: stamp.change, specHash: unit.specHash });
         try {
-          await created.start();
+          await startOnce(created.id);
         } catch (err) {
-          if (statusCode(err) !== 304) throw startFailure(name, err);
+          throw startFailure(name, err);
         }
         found = await docker.getContainer(created.id).inspect();
       }
@@ -677,10 +708,8 @@ export function createDockerActivities(ctx: HostContext) {
     /** Start a container by id (a routed unit's kept one, before traffic returns to it); a running one is success. */
     async startContainer(id: string): Promise<{ started: boolean }> {
       try {
-        await docker.getContainer(id).start();
-        return { started: true };
+        return { started: await startOnce(id) };
       } catch (err) {
-        if (statusCode(err) === 304) return { started: false };
         if (statusCode(err) === 404) throw ApplicationFailure.nonRetryable(`container ${short(id)} on host ${host} is gone`, 'PreviousMissing');
         throw err;
       }
@@ -742,11 +771,7 @@ export function createDockerActivities(ctx: HostContext) {
         await docker.getContainer(old.id).rename({ name: back });
         log.info('previous container put back', { container: back, id: old.id });
       }
-      try {
-        await docker.getContainer(old.id).start();
-      } catch (err) {
-        if (statusCode(err) !== 304) throw err;
-      }
+      await startOnce(old.id);
       return { restored: old.id, removed };
     },
 

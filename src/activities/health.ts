@@ -72,6 +72,9 @@ export interface BesideSample {
   errorsSeen: string[];
 }
 
+/** How long a container its engine may have stopped going down is given to come back (containerState's `mayComeBack`). */
+const COMES_BACK_MS = 5_000;
+
 export function createHealthActivities(ctx: HostContext) {
   const { docker, project, host } = ctx;
 
@@ -108,16 +111,22 @@ export function createHealthActivities(ctx: HostContext) {
     }
   }
 
-  /** The container's state: crashed (gone, exited, restarted), not running yet, or running. */
-  async function containerState(name: string): Promise<{ crashed?: string; notRunning?: string; health?: string }> {
+  /**
+   * The container's state: crashed (gone, exited, restarted), not running yet, or running.
+   * `mayComeBack`: it exited, was never restarted, and its restart policy brings it back when its
+   * engine starts again: its engine may have stopped it going down (a crash would have restarted it).
+   */
+  async function containerState(name: string): Promise<{ crashed?: string; notRunning?: string; health?: string; mayComeBack?: boolean }> {
     let state;
     try {
       state = await docker.getContainer(name).inspect();
-    } catch {
-      return { crashed: `container ${name} does not exist` };
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return { crashed: `container ${name} does not exist` };
+      return { notRunning: `its engine does not answer (${(err as Error).message})` };
     }
     if (state.State.Status === 'exited' || state.State.Status === 'dead' || state.RestartCount > 0) {
-      return { crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}` };
+      const mayComeBack = state.State.Status === 'exited' && state.RestartCount === 0 && ['unless-stopped', 'always'].includes(state.HostConfig.RestartPolicy?.Name ?? '');
+      return { crashed: `container ${name} ${state.RestartCount > 0 ? `restarted ${state.RestartCount} time(s)` : `exited with code ${state.State.ExitCode}`}`, mayComeBack };
     }
     if (!state.State.Running) return { notRunning: `container is ${state.State.Status}` };
     return { health: state.State.Health?.Status };
@@ -167,10 +176,10 @@ export function createHealthActivities(ctx: HostContext) {
     return p.kind === 'http' ? http(p, unit.timing.timeoutMs) : tcp(p as Extract<Probe, { kind: 'tcp' }>, unit.timing.timeoutMs);
   }
 
-  async function probeOnce(unit: UnitSpec, target?: ProbeTarget): Promise<ProbeResult & { crashed?: string }> {
+  async function probeOnce(unit: UnitSpec, target?: ProbeTarget): Promise<ProbeResult & { crashed?: string; mayComeBack?: boolean }> {
     const name = target?.name ?? containerName(project, host, unit.name);
     const state = await containerState(name);
-    if (state.crashed) return { ok: false, latencyMs: 0, crashed: state.crashed };
+    if (state.crashed) return { ok: false, latencyMs: 0, crashed: state.crashed, mayComeBack: state.mayComeBack };
     if (state.notRunning) return { ok: false, latencyMs: 0, detail: state.notRunning };
     if (overNetwork(unit)) return networkProbe(unit, target);
     const p = target?.probe ?? unit.probe;
@@ -217,7 +226,9 @@ export function createHealthActivities(ctx: HostContext) {
       const name = target?.name ?? containerName(project, host, unit.name);
       let inspectedAt = 0;
       let attempts = 0;
-      let last: ProbeResult & { crashed?: string } = { ok: false, latencyMs: 0 };
+      let last: ProbeResult & { crashed?: string; mayComeBack?: boolean } = { ok: false, latencyMs: 0 };
+      /** When the container was first seen exited in a way its engine going down explains (see containerState). */
+      let exitedAt: number | undefined;
       for (;;) {
         attempts++;
         if (!network) {
@@ -226,13 +237,13 @@ export function createHealthActivities(ctx: HostContext) {
           const looked = Date.now() - inspectedAt >= 250;
           const state = looked ? await containerState(name) : {};
           if (looked) inspectedAt = Date.now();
-          last = state.crashed ? { ok: false, latencyMs: 0, crashed: state.crashed }
+          last = state.crashed ? { ok: false, latencyMs: 0, crashed: state.crashed, mayComeBack: state.mayComeBack }
             : state.notRunning ? { ok: false, latencyMs: 0, detail: state.notRunning }
             : await networkProbe(unit, target);
           if (last.ok && !looked) {
             // It answers: healthy only if it is the container that was started (not crashed and restarted).
             const now = await containerState(name);
-            if (now.crashed || now.notRunning) last = { ok: false, latencyMs: 0, crashed: now.crashed, detail: now.notRunning };
+            if (now.crashed || now.notRunning) last = { ok: false, latencyMs: 0, crashed: now.crashed, mayComeBack: now.mayComeBack, detail: now.notRunning };
           }
         }
         if (last.ok) {
@@ -240,7 +251,13 @@ export function createHealthActivities(ctx: HostContext) {
           log.info('unit healthy', { unit: unit.name, host, attempts, elapsedMs: healthyAt - started });
           return { unit: unit.name, attempts, elapsedMs: healthyAt - started, healthyAt };
         }
-        if (last.crashed) {
+        if (!last.crashed) exitedAt = undefined;
+        else if (last.mayComeBack && Date.now() - (exitedAt ??= Date.now()) < COMES_BACK_MS) {
+          // Its engine restarting stops it and starts it again within seconds (a crash shows as a
+          // restart at once): it is given that long to come back before it counts as crashed.
+          inspectedAt = 0;
+          last = { ok: false, latencyMs: 0, detail: `${last.crashed}; waiting for its engine to start it again` };
+        } else {
           throw ApplicationFailure.nonRetryable(`${unit.name} on ${host} crashed while starting: ${last.crashed}`, 'UnitCrashed');
         }
         if (Date.now() - started > budgetMs) {

@@ -58,23 +58,46 @@ export class LedgerEntry {
   }
 }
 
-/** Units whose probes fail now, in words (empty: all healthy). */
-export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
-  const sick: string[] = [];
+/** A unit whose probe fails now. */
+interface Sick {
+  unit: string;
+  host: string;
+  detail: string;
+}
+
+/** Units whose probes fail now (empty: all healthy). */
+async function sickUnits(units: UnitSpec[]): Promise<Sick[]> {
+  const sick: Sick[] = [];
   if (patched('confirm-probes-by-host')) {
     // One call per host probes all of its units at once (issue #14: a call per unit was a round trip each).
     await Promise.all([...new Set(units.map((u) => u.host))].sort().map(async (host) => {
       const mine = units.filter((u) => u.host === host);
       const results = await onHost(host).gate.probeUnits(mine).catch((err: unknown) => mine.map(() => ({ ok: false, detail: rootMessage(err) })));
-      results.forEach((r, i) => { if (!r.ok) sick.push(`${mine[i]!.name} on ${host} (${r.detail ?? 'failing'})`); });
+      results.forEach((r, i) => { if (!r.ok) sick.push({ unit: mine[i]!.name, host, detail: r.detail ?? 'failing' }); });
     }));
-    return sick.sort();
+  } else {
+    await Promise.all(units.map(async (u) => {
+      const r = await onHost(u.host).gate.probeUnit(u).catch((err: unknown) => ({ ok: false, detail: rootMessage(err) }));
+      if (!r.ok) sick.push({ unit: u.name, host: u.host, detail: r.detail ?? 'failing' });
+    }));
   }
-  await Promise.all(units.map(async (u) => {
-    const r = await onHost(u.host).gate.probeUnit(u).catch((err: unknown) => ({ ok: false, detail: rootMessage(err) }));
-    if (!r.ok) sick.push(`${u.name} on ${u.host} (${r.detail ?? 'failing'})`);
-  }));
-  return sick.sort();
+  return sick;
+}
+
+/** Units whose probes fail now, in words (empty: all healthy). */
+export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
+  return (await sickUnits(units)).map((s) => `${s.unit} on ${s.host} (${s.detail})`).sort();
+}
+
+/**
+ * Start again, by id, the containers this change made for these units (a running one is left
+ * alone). An engine restart brings back its `unless-stopped` containers, but not one it was
+ * starting as it went down (issue #15): an automatic confirm puts it back as the change left it.
+ * A routed unit is left to an operator (its proxy would need routing again).
+ */
+async function startAgain(sick: Sick[], changes: UnitChange[]): Promise<void> {
+  const made = sick.flatMap((s) => changes.filter((c) => c.unit === s.unit && c.host === s.host && c.newId && !c.routed && c.action !== 'reused'));
+  await Promise.all(made.map((c) => onHost(c.host).gate.startContainer(c.newId!).catch(() => undefined)));
 }
 
 /** Drop the kept containers of the replaced units (only while each is still the kept one). */
@@ -130,8 +153,10 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
       busy = false;
     }
   };
+  let lastSick: Sick[] = [];
   const confirm = () => serialized(async () => {
-    const sick = await unhealthyUnits(options.units());
+    lastSick = await sickUnits(options.units());
+    const sick = lastSick.map((s) => `${s.unit} on ${s.host} (${s.detail})`).sort();
     if (sick.length) {
       throw ApplicationFailure.nonRetryable(`${options.what} not confirmed: ${sick.join(', ')} ${sick.length === 1 ? 'is' : 'are'} not healthy now, and confirming would drop the way back. Roll it back (migrate rollback), or fix the unit and confirm again`, 'UnitsUnhealthy');
     }
@@ -155,9 +180,13 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
       if (patched('auto-confirm-rechecks')) {
         // A unit may be briefly down right after the swap (its host's engine restarting brings its
         // containers back a few seconds later): re-check for a while before leaving it to an operator.
+        // A container of the change the engine did not bring back is started again (by its id) before
+        // the next look.
+        const revives = patched('auto-confirm-starts-again');
         for (let attempt = 1; decided === undefined; attempt++) {
           const ok = await confirm().then(() => true, () => false);
           if (ok || attempt >= AUTO_CONFIRM_ATTEMPTS) break;
+          if (revives && lastSick.length) await startAgain(lastSick, options.changes());
           if (await condition(() => decided !== undefined, AUTO_CONFIRM_INTERVAL_MS)) break;
         }
       } else {

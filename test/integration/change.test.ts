@@ -6,12 +6,8 @@
  * confirm re-checks health); a follower survives a lost query. Assertions are on containers, the
  * ledger and histories. Its histories are recorded into test/histories when MIGRATE_RECORD_HISTORIES=1.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import Dockerode from 'dockerode';
-import { Client, Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan, type Plan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
@@ -24,6 +20,7 @@ import {
   batchStatus, decideBatch, decideRelease, followBatch, followDeploy, readLedger, startBatch, startDeploy, type BatchStartOptions, type DeployHandle,
 } from '../../src/ops/index.js';
 import { startWorld, type TestWorld } from '../helpers/temporal.js';
+import { recordingHistories, writeHistory } from '../helpers/histories.js';
 import { inspectStub, projectSnapshot, removeProjects } from '../helpers/containers.js';
 
 const docker = new Dockerode();
@@ -77,19 +74,6 @@ async function installV1(s: Setup, batch: string) {
 }
 
 /** A history, protobuf-encoded (base64), with the workflow id beside it: what histories.test.ts replays. */
-async function writeHistory(file: string, workflowId: string, runId?: string): Promise<void> {
-  const dir = path.resolve('test/histories');
-  await mkdir(dir, { recursive: true });
-  const client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
-  try {
-    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const encoded = Buffer.from(temporal.api.history.v1.History.encode(history).finish()).toString('base64');
-    await writeFile(path.join(dir, `${file}.json`), `${JSON.stringify({ workflowId, history: encoded })}\n`);
-  } finally {
-    await client.connection.close();
-  }
-}
-
 function record(file: string, workflowId: string, runId?: string) {
   recorded.push({ file, workflowId, runId });
 }
@@ -99,7 +83,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   try {
-    if (process.env.MIGRATE_RECORD_HISTORIES === '1') for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
+    if (recordingHistories) for (const r of recorded) await writeHistory(r.file, r.workflowId, r.runId);
   } finally {
     await removeProjects(projects);
   }
@@ -129,7 +113,7 @@ describe('one durable shape for every change (real Temporal, real Docker, stub a
     record('batch-rolled-back', batchWorkflowId(b1), b1Run);
     await new Promise((r) => setTimeout(r, 500));
     // Recorded before they are deleted (the replay test reads them from test/histories).
-    if (process.env.MIGRATE_RECORD_HISTORIES === '1') {
+    if (recordingHistories) {
       await writeHistory('batch-confirmed', batchWorkflowId(b2));
       await writeHistory('agent-migrated', agentWorkflowId(b2, 'Agent2'));
     }

@@ -21,6 +21,7 @@ import { confirmUpdate, rollbackUpdate } from '../../src/workflows/change.js';
 import { startWorld, withWorld, type TestWorld } from '../helpers/temporal.js';
 import { createOrchestratorWorker } from '../../src/workers/workers.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
+import { recordingHistories, writeHistory } from '../helpers/histories.js';
 
 const docker = new Dockerode();
 const projects: string[] = [];
@@ -266,6 +267,32 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       expect((await fixed.result()).phase).toBe('confirmed');
     });
   });
+
+  it('an automatic confirm starts again a container of the release found stopped (an engine restart may not bring one back), then confirms', async () => {
+    const inv = inventory(`dep${process.pid}k`, 167);
+    // web starts last and slowly: db is stopped while web is still on its way.
+    const plan = stubbed(buildPlan(inv), { env: { web: { AGENT_START_DELAY: '2' } } });
+    await withWorld(inv, async (world) => {
+      const handle = await startDeploy(world, input(plan, `again-${process.pid}`, { autoConfirm: true }));
+      const healthy = await waitPhase(handle, (p) => p.units.db!.phase === 'healthy');
+      expect(healthy.units.web!.phase).not.toBe('healthy');
+      // Stopped as an engine going down leaves a container it does not restart (a manual stop: no restart policy brings it back).
+      const db = `${plan.project}_mainpc_db`;
+      await docker.getContainer(db).stop({ t: 1 });
+      const result = await Promise.race([
+        handle.result(),
+        new Promise((r) => setTimeout(r, 40_000)).then(async () => {
+          throw new Error(`the deploy is still ${(await handle.query<DeployProgress>('progress')).phase} after 40 s`);
+        }),
+      ]);
+      expect(result.phase).toBe('confirmed');
+      // The very container the release made runs again (started, not made anew), and nothing is kept.
+      const info = await docker.getContainer(db).inspect();
+      expect({ id: info.Id, running: info.State.Running }).toEqual({ id: healthy.units.db!.containerId, running: true });
+      expect((await containers(plan.project)).map((c) => `${c.name} ${c.running}`)).toEqual(['api', 'cache', 'db', 'web'].map((s) => `${plan.project}_${s === 'web' ? 'pc2' : 'mainpc'}_${s} true`));
+      if (recordingHistories) await writeHistory('deploy-starts-again', handle.workflowId);
+    });
+  }, 90_000);
 
   it('--concurrency 1 starts one service at a time, even when several are ready together', async () => {
     const inv = inventory(`dep${process.pid}g`, 161);

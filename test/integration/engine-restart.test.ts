@@ -140,7 +140,12 @@ describe.skipIf(unsupported)(`a Docker engine restart during a deploy, on an iso
     const backAt = Date.now();
     console.log(`engine restart: dockerd stopped (SIGTERM) and started ${delayMs} ms after ${doneBefore} services got healthy in the v2 deploy (${healthyBefore}/${SERVICES.length} services done); it answers again`);
 
-    const outcome = await v2.ended;
+    // An automatic confirm re-checks for a minute (starting again any container of the release the
+    // engine did not bring back): a deploy still open well after that is a failure, said as such.
+    const outcome = await Promise.race([v2.ended, sleep(150_000).then(async () => {
+      const p = await v2.handle.query(progressQuery).catch(() => undefined);
+      throw new Error(`the deploy is still ${p?.phase ?? 'open'} 150 s after the engine came back: ${JSON.stringify(p?.units)}`);
+    })]);
     const progress = await v2.handle.query(progressQuery).catch(() => undefined);
     const phase: DeployPhase | undefined = progress?.phase;
     const d = await v2.handle.describe();
