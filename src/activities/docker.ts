@@ -559,11 +559,11 @@ export function createDockerActivities(ctx: HostContext) {
       try {
         if (await startOnce(current.id)) log.info('container started', { container: current.name });
       } catch (err) {
-        // Right after an engine restart, containerd may still hold the task of a container the
-        // engine was starting as it went down ("task … already exists", on every try). One this
-        // very change made, never confirmed, is made anew under a new id (the old task stays
-        // behind with the old id); any other is left to an operator.
-        if (remade || current.change !== stamp.change || !/task \S+ already exists|task \S+: already exists/.test((err as Error).message ?? '')) throw startFailure(current.name, err);
+        // Right after an engine restart, containerd may still hold the task or the record of a
+        // container the engine was starting as it went down ("task … already exists", "id already
+        // in use", on every try). One this very change made, never confirmed, is made anew under a
+        // new id (the stale one stays behind with the old id); any other is left to an operator.
+        if (remade || current.change !== stamp.change || !/task \S+:? already exists|id already in use/.test((err as Error).message ?? '')) throw startFailure(current.name, err);
         log.warn('container made anew: its engine holds a stale task for it', { container: current.name, id: current.id, error: (err as Error).message });
         await remove(current.id);
         return ensureContainer(unit, stamp, true);
