@@ -521,8 +521,9 @@ export function createDockerActivities(ctx: HostContext) {
    * Create-or-reuse the unit's container, then start it. A current container of the unit with
    * another spec hash is a conflict the workflow must resolve first (retire it): nothing is ever
    * replaced silently. A container of another owner under the unit's name is a conflict too.
+   * `again`: the one more try after a start refused by what an engine restart left behind (below).
    */
-  async function ensureContainer(unit: UnitSpec, stamp: ChangeStamp, remade = false): Promise<ContainerRef> {
+  async function ensureContainer(unit: UnitSpec, stamp: ChangeStamp, again = false): Promise<ContainerRef> {
     assertUnitAccepted(unit, host);
     let { current } = await unitContainers(unit.name);
     let reused = true;
@@ -559,14 +560,27 @@ export function createDockerActivities(ctx: HostContext) {
       try {
         if (await startOnce(current.id)) log.info('container started', { container: current.name });
       } catch (err) {
+        const message = (err as Error).message ?? '';
+        if (again) throw startFailure(current.name, err);
         // Right after an engine restart, containerd may still hold the task or the record of a
         // container the engine was starting as it went down ("task … already exists", "id already
         // in use", on every try). One this very change made, never confirmed, is made anew under a
         // new id (the stale one stays behind with the old id); any other is left to an operator.
-        if (remade || current.change !== stamp.change || !/task \S+:? already exists|id already in use/.test((err as Error).message ?? '')) throw startFailure(current.name, err);
-        log.warn('container made anew: its engine holds a stale task for it', { container: current.name, id: current.id, error: (err as Error).message });
-        await remove(current.id);
-        return ensureContainer(unit, stamp, true);
+        if (current.change === stamp.change && /task \S+:? already exists|id already in use/.test(message)) {
+          log.warn('container made anew: its engine holds a stale task for it', { container: current.name, id: current.id, error: message });
+          await remove(current.id);
+          return ensureContainer(unit, stamp, true);
+        }
+        // The unit's kept container, retired, which its engine started again on its way back up
+        // (it was stopped by the engine going down, not by hand), holds the port: it is stopped
+        // by hand, as a retire leaves it, and the start tried once more.
+        const { previous } = /port is already allocated/.test(message) ? await unitContainers(unit.name) : {};
+        if (previous?.running) {
+          log.warn('the kept container runs again (its engine restarted): stopped before the new one starts', { container: previous.name, id: previous.id });
+          await stopByHand(previous.id);
+          return ensureContainer(unit, stamp, true);
+        }
+        throw startFailure(current.name, err);
       }
     }
     return { id: current.id, name: current.name, specHash: unit.specHash, reused };
@@ -703,6 +717,23 @@ export function createDockerActivities(ctx: HostContext) {
       await docker.getContainer(found.Id).rename({ name: to });
       log.info('candidate promoted', { container: to, id: found.Id, previous: previousId });
       return { id: found.Id };
+    },
+
+    /**
+     * Start the unit's container `id` again, as the change that made it left it (an automatic
+     * confirm, after an engine restart did not bring it back): only while it is still the unit's
+     * current container; a kept `.prev` the engine started again instead (its stop was the engine
+     * going down, so its restart policy brought it back) is stopped by hand first, as its retire
+     * left it. Returns what it did, in words.
+     */
+    async startUnitAgain(unitName: string, id: string): Promise<{ started: boolean; detail: string }> {
+      const { current, previous } = await unitContainers(unitName);
+      if (current?.id !== id) return { started: false, detail: `${unitName}'s container is ${current ? short(current.id) : 'gone'} now, not ${short(id)}: left alone` };
+      if (current.running) return { started: false, detail: `${current.name} runs` };
+      if (previous?.running) await stopByHand(previous.id);
+      await startOnce(id);
+      log.info('container started again', { container: current.name, id, previousStopped: previous?.running === true });
+      return { started: true, detail: `${current.name} started again${previous?.running ? ` (its kept ${previous.name}, started by its engine, stopped again)` : ''}` };
     },
 
     /** Start a container by id (a routed unit's kept one, before traffic returns to it); a running one is success. */

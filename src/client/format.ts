@@ -57,6 +57,7 @@ export function formatProgress(p: DeployProgress): string {
   lines.push(...exactness(p));
   if (p.restore) lines.push(formatDataRestore(p.restore));
   if (p.error) lines.push(`error: ${p.error}`);
+  if (p.notConfirmed) lines.push(`${p.notConfirmed}: \`migrate confirm ${p.release}\` once it is healthy, or \`migrate rollback ${p.release}\``);
   return lines.join('\n');
 }
 

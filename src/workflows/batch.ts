@@ -512,6 +512,9 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   let failures = 0;
   let outcome: BatchResult['outcome'] | undefined;
   let reason: string | undefined;
+  /** Why an automatic confirm gave up, while the batch waits for an operator. */
+  let notConfirmed: string | undefined;
+  const reasons = () => [reason, notConfirmed].filter(Boolean).join('; ') || undefined;
   let backup: BackupOutcome | undefined;
   let decision: DecisionResult | undefined;
 
@@ -523,7 +526,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
     batch,
     outcome: outcome ?? 'migrated',
     status: ledger.record.status,
-    reason,
+    reason: reasons(),
     failures,
     agents: [...agents.values()].map((a) => ({ ...a })),
     backup,
@@ -539,7 +542,7 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
   const refreshDetails = () => {
     const counts = new Map<string, number>();
     for (const a of agents.values()) counts.set(a.phase, (counts.get(a.phase) ?? 0) + 1);
-    setCurrentDetails(`**${batch}** on ${hosts.join(', ')}: ${phase}${paused ? ' (paused)' : ''}\n\n${[...counts].map(([p, n]) => `${p}: ${n}`).join(' · ')}${reason ? `\n\n${reason}` : ''}`);
+    setCurrentDetails(`**${batch}** on ${hosts.join(', ')}: ${phase}${paused ? ' (paused)' : ''}\n\n${[...counts].map(([p, n]) => `${p}: ${n}`).join(' · ')}${reasons() ? `\n\n${reasons()}` : ''}`);
   };
   const migrating = () => ['gates', 'awaiting-approval', 'backing-up', 'migrating', 'paused'].includes(phase);
   const write = (status?: ChangeStatus) => ledger.write({ ...(status ? { status } : {}), outcome, reason, backup, units: changesOf() });
@@ -702,9 +705,14 @@ export async function migrateBatch(input: BatchInput): Promise<BatchResult> {
       await settle();
     },
     onDecided: async (r) => {
+      notConfirmed = undefined;
       if (r.status === 'confirmed') for (const a of agents.values()) if (a.phase === 'migrated' || a.phase === 'unchanged') agents.set(a.agent, { ...a, phase: 'confirmed' });
       setPhase(r.status === 'confirmed' ? 'confirmed' : 'rolled-back');
       await write(r.status);
+    },
+    onNotConfirmed: (why) => {
+      notConfirmed = why;
+      refreshDetails();
     },
   });
   await CancellationScope.nonCancellable(() => condition(allHandlersFinished));

@@ -92,12 +92,13 @@ export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
 /**
  * Start again, by id, the containers this change made for these units (a running one is left
  * alone). An engine restart brings back its `unless-stopped` containers, but not one it was
- * starting as it went down (issue #15): an automatic confirm puts it back as the change left it.
- * A routed unit is left to an operator (its proxy would need routing again).
+ * starting as it went down, and it may bring back a kept `.prev` it stopped going down (issue
+ * #15): an automatic confirm puts each unit back as the change left it. A routed unit is left to
+ * an operator (its proxy would need routing again).
  */
 async function startAgain(sick: Sick[], changes: UnitChange[]): Promise<void> {
   const made = sick.flatMap((s) => changes.filter((c) => c.unit === s.unit && c.host === s.host && c.newId && !c.routed && c.action !== 'reused'));
-  await Promise.all(made.map((c) => onHost(c.host).gate.startContainer(c.newId!).catch(() => undefined)));
+  await Promise.all(made.map((c) => onHost(c.host).gate.startUnitAgain(c.unit, c.newId!).catch(() => undefined)));
 }
 
 /** Drop the kept containers of the replaced units (only while each is still the kept one). */
@@ -123,6 +124,8 @@ export interface PendingOptions {
   onPending?: () => Promise<void>;
   /** Told when the change is decided. */
   onDecided?: (result: DecisionResult) => Promise<void>;
+  /** Told why an automatic confirm gave up (the change stays open for an operator). */
+  onNotConfirmed?: (why: string) => void;
 }
 
 /** An automatic confirm re-checks the units this many times, this far apart, before the change stays open for an operator. */
@@ -184,8 +187,12 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
         // the next look.
         const revives = patched('auto-confirm-starts-again');
         for (let attempt = 1; decided === undefined; attempt++) {
-          const ok = await confirm().then(() => true, () => false);
-          if (ok || attempt >= AUTO_CONFIRM_ATTEMPTS) break;
+          const refused = await confirm().then(() => undefined, (err: unknown) => rootMessage(err));
+          if (refused === undefined) break;
+          if (attempt >= AUTO_CONFIRM_ATTEMPTS) {
+            if (revives && decided === undefined) options.onNotConfirmed?.(`not confirmed automatically after ${attempt} checks ${AUTO_CONFIRM_INTERVAL_MS / 1000} s apart: ${refused}`);
+            break;
+          }
           if (revives && lastSick.length) await startAgain(lastSick, options.changes());
           if (await condition(() => decided !== undefined, AUTO_CONFIRM_INTERVAL_MS)) break;
         }

@@ -107,6 +107,8 @@ export interface DeployProgress {
   backup?: BackupOutcome;
   /** After `rollback` with `restoreData`: the data restore. */
   restore?: DataRestore;
+  /** Why an automatic confirm (`--confirm`) gave up: the release waits for an operator. */
+  notConfirmed?: string;
 }
 
 export const progressQuery = defineQuery<DeployProgress>('progress');
@@ -408,8 +410,13 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
       await ledger.write({ status: 'pending-confirmation' });
     },
     onDecided: async (result) => {
+      progress.notConfirmed = undefined;
       setPhase(result.status === 'confirmed' ? 'confirmed' : 'rolled-back');
       await ledger.write({ status: result.status });
+    },
+    onNotConfirmed: (why) => {
+      progress.notConfirmed = why;
+      progress.updatedAt = now();
     },
   });
   await releaseLock();
