@@ -145,7 +145,7 @@ describe.skipIf(unsupported)(`a Docker engine restart during a deploy, on an iso
     const outcome = await Promise.race([v2.ended, sleep(150_000).then(async () => {
       const p = await v2.handle.query(progressQuery).catch(() => undefined);
       const stuck = (await v2.handle.describe()).raw.pendingActivities?.map((a) => `${a.activityType?.name} (attempt ${a.attempt}: ${a.lastFailure?.message ?? 'no failure yet'})`);
-      throw new Error(`the deploy is still ${p?.phase ?? 'open'} 150 s after the engine came back, at ${stuck?.join(', ') || 'no activity'}: ${JSON.stringify(p?.units)}`);
+      throw new Error(`the deploy is still ${p?.phase ?? 'open'} 150 s after the engine came back, at ${stuck?.join(', ') || 'no activity'}${p?.notConfirmed ? ` (${p.notConfirmed})` : ''}: ${JSON.stringify(p?.units)}`);
     })]);
     const progress = await v2.handle.query(progressQuery).catch(() => undefined);
     const phase: DeployPhase | undefined = progress?.phase;
