@@ -39,7 +39,7 @@ import { backupFirst, restoreAfterRollback, restoreRefusal, type BackupGuard, ty
 import { awaitDecision, LedgerEntry, type DecisionResult, type RollbackOptions } from './change.js';
 import { differences, keptRefusals, readUnits, stateOf, swapUnit, undoChange, undoUnits, type UndoStep, type UnitsState } from './unit-swap.js';
 import { changeKey, type ChangeStatus, type UnitChange } from './ledger.js';
-import { ledgerActivities, onHost } from './profiles.js';
+import { ledgerActivities, localOnHost, onHost } from './profiles.js';
 import { hostQueue } from '../plan/queues.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +419,13 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       await here().image.ensureImage(unit);
       imageReady = true;
       undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => here().undo.removeCandidate(unit.name) });
-      const candidate = await docker.startCandidate(unit, input.stamp);
+      // Issue #14: on its host, the candidate starts as a local activity, with no round trip. It is
+      // not the unit's container (its own label and name, which the rollback's comparison never
+      // reads; undone by name) and its start is idempotent (a running one of the same spec is
+      // reused), so a start run again after a lost task changes nothing. Its removal stays on the
+      // queue: it runs beside the swap, which a local one would hold up.
+      const startHere = input.onItsHost === true && patched('agent-candidate-local');
+      const candidate = await (startHere ? localOnHost().docker : docker).startCandidate(unit, input.stamp);
       if (candidateTarget(unit, candidate)) {
         const beside = { ports: candidate.ports };
         await health.waitHealthy(unit, beside);

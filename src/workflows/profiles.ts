@@ -99,6 +99,14 @@ export function onHost(host: string, local = false): Record<Profile, HostCalls> 
   })) as Record<Profile, HostCalls>;
 }
 
+/**
+ * A host's activities as local activities, every call, for a workflow on the host's own worker:
+ * only for a change a step run again cannot make wrong (the judge's candidate: see migrateAgent).
+ */
+export function localOnHost(): Record<Profile, HostCalls> {
+  return Object.fromEntries((Object.keys(PROFILES) as Profile[]).map((p) => [p, proxyLocalActivities<HostActivities>(LOCAL_PROFILES[p])])) as Record<Profile, HostCalls>;
+}
+
 /** The ledger's activities (they talk to Temporal only), on the orchestrator queue; writes never give up. */
 export const ledgerActivities = proxyActivities<LedgerActivities>({
   taskQueue: ORCHESTRATOR_QUEUE,

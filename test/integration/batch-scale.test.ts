@@ -3,8 +3,9 @@
  * on a real Temporal dev server and the real Docker engine. Asserts every agent runs version 2 and
  * the batch workflow's history stays under the bound of issue 14 (10,240 events); and, from each
  * agent's history, that it asked its host for the unit's containers and the image once (the swap
- * reuses what the baseline and the judge read), that its looks ran as local activities on its host's
- * worker (issue #14: no server round trip for them) and its changes on the host's queue, and that its progress signals carry no
+ * reuses what the baseline and the judge read), that its looks and its candidate's start ran as
+ * local activities on its host's worker (issue #14: no server round trip for them) and the changes
+ * to its containers on the host's queue, and that its progress signals carry no
  * settled phase (the result does, and the batch's view of every agent is the result's).
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -85,9 +86,10 @@ describe('a batch at scale (real Temporal dev server, real Docker engine, stub a
       const calls = historyCalls(events);
       expect({ a, unitContainers: calls.filter((c) => c.name === 'unitContainers').length, ensureImage: calls.filter((c) => c.name === 'ensureImage').length })
         .toEqual({ a, unitContainers: 1, ensureImage: 1 });
-      // Its looks ran on its host's own worker, as local activities; only the changes went through the queue.
-      expect({ a, queued: calls.filter((c) => !c.local).map((c) => c.name) }).toEqual({ a, queued: ['startCandidate', 'removeCandidate', 'replaceContainer'] });
-      expect({ a, local: calls.filter((c) => c.local).map((c) => c.name).sort() }).toEqual({ a, local: ['ensureImage', 'sampleBeside', 'sampleLatency', 'sampleLatency', 'unitContainers', 'waitHealthy', 'waitHealthy'] });
+      // Its looks and its candidate's start ran on its host's own worker, as local activities; only the
+      // changes to the unit's containers and the candidate's removal (beside the swap) went through the queue.
+      expect({ a, queued: calls.filter((c) => !c.local).map((c) => c.name) }).toEqual({ a, queued: ['removeCandidate', 'replaceContainer'] });
+      expect({ a, local: calls.filter((c) => c.local).map((c) => c.name).sort() }).toEqual({ a, local: ['ensureImage', 'sampleBeside', 'sampleLatency', 'sampleLatency', 'startCandidate', 'unitContainers', 'waitHealthy', 'waitHealthy'] });
       const sent = events.flatMap((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes ?? []);
       const phases = sent.map((s) => (JSON.parse(Buffer.from(s.input!.payloads![0]!.data!).toString()) as AgentProgress).phase);
       expect(phases.filter((p) => SETTLED_AGENT_PHASES.includes(p))).toEqual([]);
