@@ -84,10 +84,8 @@ async function sickUnits(units: UnitSpec[]): Promise<Sick[]> {
   return sick;
 }
 
-/** Units whose probes fail now, in words (empty: all healthy). */
-export async function unhealthyUnits(units: UnitSpec[]): Promise<string[]> {
-  return (await sickUnits(units)).map((s) => `${s.unit} on ${s.host} (${s.detail})`).sort();
-}
+/** Sick units, in words. */
+const inWords = (sick: Sick[]): string[] => sick.map((s) => `${s.unit} on ${s.host} (${s.detail})`).sort();
 
 /**
  * Start again, by id, the containers this change made for these units (a running one is left
@@ -159,7 +157,7 @@ export async function awaitDecision(options: PendingOptions): Promise<DecisionRe
   let lastSick: Sick[] = [];
   const confirm = () => serialized(async () => {
     lastSick = await sickUnits(options.units());
-    const sick = lastSick.map((s) => `${s.unit} on ${s.host} (${s.detail})`).sort();
+    const sick = inWords(lastSick);
     if (sick.length) {
       throw ApplicationFailure.nonRetryable(`${options.what} not confirmed: ${sick.join(', ')} ${sick.length === 1 ? 'is' : 'are'} not healthy now, and confirming would drop the way back. Roll it back (migrate rollback), or fix the unit and confirm again`, 'UnitsUnhealthy');
     }
