@@ -17,3 +17,19 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * `work`'s outcome, or, if it has not settled within `timeoutMs`, a failure with the words `late()`
+ * gives (what the world looks like then). The timer is cleared either way: nothing fires after.
+ */
+export async function within<T>(work: Promise<T>, timeoutMs: number, late: () => Promise<string>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => { late().then((m) => reject(new Error(m)), reject); }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -22,6 +22,7 @@ import { startWorld, withWorld, type TestWorld } from '../helpers/temporal.js';
 import { createOrchestratorWorker } from '../../src/workers/workers.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 import { recordingHistories, writeHistory } from '../helpers/histories.js';
+import { within } from '../helpers/eventually.js';
 
 const docker = new Dockerode();
 const projects: string[] = [];
@@ -279,12 +280,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       // Stopped as an engine going down leaves a container it does not restart (a manual stop: no restart policy brings it back).
       const db = `${plan.project}_mainpc_db`;
       await docker.getContainer(db).stop({ t: 1 });
-      const result = await Promise.race([
-        handle.result(),
-        new Promise((r) => setTimeout(r, 40_000)).then(async () => {
-          throw new Error(`the deploy is still ${(await handle.query<DeployProgress>('progress')).phase} after 40 s`);
-        }),
-      ]);
+      const result = await within(handle.result(), 40_000, async () => `the deploy is still ${(await handle.query<DeployProgress>('progress')).phase} after 40 s`);
       expect(result.phase).toBe('confirmed');
       // The very container the release made runs again (started, not made anew), and nothing is kept.
       const info = await docker.getContainer(db).inspect();

@@ -32,6 +32,7 @@ import { containerName, LABELS, previousName } from '../../src/plan/queues.js';
 import { startDeploy } from '../../src/ops/index.js';
 import { deployLockId, progressQuery, type DeployPhase, type DeployProgress } from '../../src/workflows/deploy.js';
 import { rng } from '../helpers/seeded.js';
+import { within } from '../helpers/eventually.js';
 
 const prefix = 'er';
 const subnet = '10.231.60.0/24';
@@ -142,11 +143,11 @@ describe.skipIf(unsupported)(`a Docker engine restart during a deploy, on an iso
 
     // An automatic confirm re-checks for a minute (starting again any container of the release the
     // engine did not bring back): a deploy still open well after that is a failure, said as such.
-    const outcome = await Promise.race([v2.ended, sleep(150_000).then(async () => {
+    const outcome = await within(v2.ended, 150_000, async () => {
       const p = await v2.handle.query(progressQuery).catch(() => undefined);
       const stuck = (await v2.handle.describe()).raw.pendingActivities?.map((a) => `${a.activityType?.name} (attempt ${a.attempt}: ${a.lastFailure?.message ?? 'no failure yet'})`);
-      throw new Error(`the deploy is still ${p?.phase ?? 'open'} 150 s after the engine came back, at ${stuck?.join(', ') || 'no activity'}${p?.notConfirmed ? ` (${p.notConfirmed})` : ''}: ${JSON.stringify(p?.units)}`);
-    })]);
+      return `the deploy is still ${p?.phase ?? 'open'} 150 s after the engine came back, at ${stuck?.join(', ') || 'no activity'}${p?.notConfirmed ? ` (${p.notConfirmed})` : ''}: ${JSON.stringify(p?.units)}`;
+    });
     const progress = await v2.handle.query(progressQuery).catch(() => undefined);
     const phase: DeployPhase | undefined = progress?.phase;
     const d = await v2.handle.describe();
