@@ -14,11 +14,13 @@
  * Overhead per agent = the agent workflow's time − what the engine and the probes take, which no
  * orchestrator can save:
  *   − container start-to-healthy: ensureContainer began (in a replaceContainer, when its retire
- *     was done: the engine's `rename` of the old container) → its waitHealthy returned, and the judge's
+ *     was done: the engine's `rename` of the old container) → its waitHealthy returned (or, a wait that
+ *     samples once healthy, saw it healthy: its `healthyAt`), and the judge's
  *     candidate the same way (startCandidate began → its waitHealthy returned), as the host's worker
  *     ran them (an interceptor times every activity: a local one leaves no start time in history;
  *     a queued one's wait for a worker stays in the overhead);
- *   − the judge's sampling windows: sampleLatency (baseline, validation) and sampleBeside, began → returned;
+ *   − the judge's sampling windows: sampleLatency (baseline, validation) and sampleBeside, began → returned,
+ *     and a wait's own sample (its `healthyAt` → returned);
  *   − the engine's own time to stop the old container (its `kill` → `stop` events) and to remove the
  *     candidate (`kill` → `destroy`), read from the engine's event stream during the migration, each
  *     printed as its own figure. A real agent's graceful stop is its own time (the stub exits on
@@ -46,6 +48,7 @@ import { LABELS } from '../../src/plan/queues.js';
 import { ledgerWorkflowId } from '../../src/workflows/ledger.js';
 import { followAllBatches, followBatch, startAllBatches, type AllBatchesProgress } from '../../src/ops/index.js';
 import { historyCalls } from '../../src/common/history-calls.js';
+import type { HealthyResult } from '../../src/activities/health.js';
 import { machineCpuSeconds, processCpuSeconds, removeProject } from '../common.js';
 
 // a CommonJS module: under tsx, its named exports come through the default one
@@ -87,16 +90,22 @@ const server = await startDevServer({ ui: false });
 const native = await NativeConnection.connect({ address: server.address });
 const client = new Client({ connection: await Connection.connect({ address: server.address }) });
 /** Each activity's run as its worker saw it (a local one leaves no start time in history): workflow id → runs, in order. */
-const spans = new Map<string, { name: string; start: number; end: number }[]>();
+const spans = new Map<string, Run[]>();
+/** An activity's run; a health wait that sampled once healthy (issue #14) says when it began to sample. */
+interface Run { name: string; start: number; end: number; sampledFrom?: number }
 const timing: ActivityInterceptorsFactory = (ctx) => ({
   inbound: {
     async execute(input, next) {
       const start = Date.now();
+      let sampledFrom: number | undefined;
       try {
-        return await next(input);
+        const result = await next(input) as unknown;
+        const healthy = result as Partial<HealthyResult> | undefined;
+        if (ctx.info.activityType === 'waitHealthy' && (healthy?.sample || healthy?.besideSample)) sampledFrom = healthy.healthyAt;
+        return result;
       } finally {
         const id = ctx.info.workflowExecution?.workflowId ?? '';
-        spans.set(id, [...(spans.get(id) ?? []), { name: ctx.info.activityType, start, end: Date.now() }]);
+        spans.set(id, [...(spans.get(id) ?? []), { name: ctx.info.activityType, start, end: Date.now(), sampledFrom }]);
       }
     },
   },
@@ -191,6 +200,34 @@ function covered(spans: Span[], [from, to]: Span): number {
 
 
 
+/**
+ * SCALE_TRACE=1: where the overhead lies, between which two moments of an agent's life (history
+ * events by the server's clock, activity runs by the worker's: one machine, one clock). Each stretch
+ * between two consecutive moments adds what the left-out windows do not cover to `from → to`.
+ */
+const TRACE = process.env.SCALE_TRACE === '1';
+const segments = new Map<string, number>();
+function traceSegments(events: NonNullable<History['events']>, runs: Run[], left: Span[]) {
+  const { EventType } = temporal.api.enums.v1;
+  const scheduledName = new Map<number, string>();
+  const marks: { at: number; label: string }[] = [];
+  for (const e of events) {
+    const type = EventType[e.eventType!]!.replace(/^EVENT_TYPE_/, '').toLowerCase();
+    if (type === 'marker_recorded') continue; // written when its workflow task completed: the runs say when
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduledName.set(Number(e.eventId), s.activityType?.name ?? '');
+    const of = e.activityTaskStartedEventAttributes?.scheduledEventId ?? e.activityTaskCompletedEventAttributes?.scheduledEventId;
+    marks.push({ at: time(e), label: `${type}${s ? `:${s.activityType?.name}` : of ? `:${scheduledName.get(Number(of))}` : ''}` });
+  }
+  for (const r of runs) marks.push({ at: r.start, label: `run ${r.name}` }, { at: r.end, label: `ran ${r.name}` });
+  marks.sort((a, b) => a.at - b.at);
+  for (const [i, m] of marks.slice(0, -1).entries()) {
+    const next = marks[i + 1]!;
+    const gap = next.at - m.at - covered(left, [m.at, next.at]);
+    if (gap > 0) segments.set(`${m.label} → ${next.label}`, (segments.get(`${m.label} → ${next.label}`) ?? 0) + gap);
+  }
+}
+
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 const fetchHistory = async (id: string, runId?: string) => client.workflow.getHandle(id, runId).fetchHistory();
 const time = (e: NonNullable<History['events']>[number]) => Number(e.eventTime!.seconds) * 1000 + e.eventTime!.nanos! / 1e6;
@@ -200,6 +237,7 @@ try {
   const install = await startAll('1', true);
   spans.clear(); // the migration's runs take the install's workflow ids
   const engine = await watchEngine();
+  const eluBefore = performance.eventLoopUtilization();
   const cpuBefore = { bench: process.cpuUsage(), server: await processCpuSeconds(server.process.pid), machine: await machineCpuSeconds() };
   const migration = await startAll('2', false);
   const cpu = {
@@ -207,6 +245,7 @@ try {
     server: (await processCpuSeconds(server.process.pid)) - cpuBefore.server,
     machine: (await machineCpuSeconds()) - cpuBefore.machine,
   };
+  const elu = performance.eventLoopUtilization(eluBefore).utilization;
   engine.close();
   const migrated = migration.all.results.flatMap((r) => r.agents).filter((a) => (a.phase === 'confirmed' || a.phase === 'migrated') && a.action === 'replaced').length;
 
@@ -252,7 +291,10 @@ try {
       // A replace in one call (retire, then ensure): its ensure part begins when the retire is done (the old container renamed).
       if (run.name === 'replaceContainer') windowFrom = { kind: 'startToHealthy', at: engine.renamedAt(previousOf.get(a)) ?? run.end };
       if (run.name === 'startCandidate') windowFrom = { kind: 'candidateStartToHealthy', at: run.start };
-      if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += run.end - windowFrom.at; engineAndProbes.push([windowFrom.at, run.end]); windowFrom = undefined; }
+      // A wait that sampled once healthy: its start-to-healthy ends there, its sampling runs to its end.
+      const healthyAt = run.sampledFrom ?? run.end;
+      if (run.name === 'waitHealthy' && windowFrom) { windows[windowFrom.kind] += healthyAt - windowFrom.at; engineAndProbes.push([windowFrom.at, healthyAt]); windowFrom = undefined; }
+      if (run.sampledFrom !== undefined) { sampling += run.end - run.sampledFrom; engineAndProbes.push([run.sampledFrom, run.end]); }
       if (run.name === 'sampleLatency' || run.name === 'sampleBeside') { sampling += took; engineAndProbes.push([run.start, run.end]); }
       if (!EXCLUDED.has(run.name)) parts.activityRun += took;
     }
@@ -286,6 +328,7 @@ try {
     if (candidateRemoval) { excluded.candidateRemoval.push(candidateRemoval[1] - candidateRemoval[0]); engineAndProbes.push(candidateRemoval); }
     // Each left-out moment once: the candidate's removal runs beside the swap, inside other windows.
     overheads.push(total - covered(engineAndProbes, lifetime));
+    if (TRACE) traceSegments(events, spans.get(id) ?? [], engineAndProbes);
     gaps.push(total - covered(inActivities, lifetime));
     for (const [k, v] of Object.entries(parts)) push(breakdown, k, v);
     for (const [k, v] of Object.entries(n)) push(counts, k, v);
@@ -317,9 +360,10 @@ try {
   process.stdout.write(`activity medians (ms): ${[...perActivity].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')}\n`);
   process.stdout.write(`overhead breakdown, medians per agent (ms): ${[...breakdown].map(([n, xs]) => `${n} ${Math.round(median(xs))}`).join(', ')} (${EXCLUDED_NOTE}; wftQueue/Run: workflow tasks scheduled → started / started → completed; signals: to the batch, initiated → delivered)\n`);
   process.stdout.write(`per agent, medians: ${[...counts].map(([n, xs]) => `${n} ${median(xs)}`).join(', ')}\n`);
-  process.stdout.write(`CPU during the migration (s): bench process (workers, client) ${cpu.bench.toFixed(1)}, Temporal server ${cpu.server.toFixed(1)}, whole machine ${cpu.machine.toFixed(1)} of ${((migration.ms / 1000) * os.cpus().length).toFixed(1)} available\n`);
+  process.stdout.write(`CPU during the migration (s): bench process (workers, client) ${cpu.bench.toFixed(1)}, Temporal server ${cpu.server.toFixed(1)}, whole machine ${cpu.machine.toFixed(1)} of ${((migration.ms / 1000) * os.cpus().length).toFixed(1)} available; the workers' main thread busy ${(elu * 100).toFixed(0)} % of the time\n`);
   process.stdout.write(`activities retried: ${[...retried].map(([n, k]) => `${n} ${k}`).join(', ') || 'none'}\n`);
   process.stdout.write(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores\n`);
+  if (TRACE) process.stdout.write(`overhead by stretch, ms per agent (mean): ${[...segments].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([k, v]) => `\n  ${(v / agents.length).toFixed(1)}  ${k}`).join('')}\n`);
   figure('largest_history_events', largest.events, 'events', '<= 10240');
   figure('largest_history_bytes', largest.bytes, `bytes (${largest.id})`, 'report');
   figure('workers_peak_rss', Math.round(Math.max(peakRss, process.resourceUsage().maxRSS * 1024) / 2 ** 20), 'MiB (in-process workers + client)', 'report');

@@ -32,6 +32,15 @@ export interface HealthyResult {
   healthyAt: number;
   /** A one-shot job's exit code. */
   exitCode?: number;
+  /** Asked for (`then.samples`): the probes taken once it was healthy, in the same call (issue #14). */
+  sample?: LatencySample;
+  /** The same beside a candidate: the running version and the candidate, in turn. */
+  besideSample?: BesideSample;
+}
+
+/** What a health wait does next, in the same call, once the unit is healthy: one round trip less. */
+export interface ThenSample {
+  samples: number;
 }
 
 export interface ExitResult {
@@ -195,6 +204,53 @@ export function createHealthActivities(ctx: HostContext) {
     return crashed ? { ok: false, latencyMs: 0, detail: crashed } : r;
   }
 
+  /**
+   * The running version and its candidate, probed in turn (`count` probes each, the order
+   * alternating every round so neither always goes first): both are measured under the same
+   * load, for the batch's judge.
+   */
+  async function sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
+    // A routed candidate's ports change when it joins the unit's network alias: read where it answers now.
+    const target = (await routedTarget(unit, CANDIDATE_SUFFIX)) ?? candidate(unit, beside);
+    const oldTarget = await routedTarget(unit);
+    const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
+    const probe = async (which: 'old' | 'new') => {
+      const r = await probeOnce(unit, which === 'new' ? target : oldTarget);
+      if (r.ok) out[which].latenciesMs.push(Math.round(r.latencyMs * 1000) / 1000);
+      else {
+        out[which].errors++;
+        out.errorsSeen.push(`${which}: ${r.crashed ?? r.detail ?? 'failed'}`);
+      }
+    };
+    for (let i = 0; i < count; i++) {
+      if (i % 2 === 0) { await probe('old'); await probe('new'); } else { await probe('new'); await probe('old'); }
+      beat({ sampled: i }); // every round: two probes on a loaded machine can take seconds
+    }
+    out.errorsSeen = [...new Set(out.errorsSeen)].slice(0, 5);
+    return out;
+  }
+
+  /** `count` probes in a row: success rate and latency percentiles (baselines and validation). */
+  async function sampleLatency(unit: UnitSpec, count = 20): Promise<LatencySample> {
+    const latencies: number[] = [];
+    const errors: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const r = await probeOnce(unit);
+      if (r.ok) latencies.push(r.latencyMs);
+      else errors.push(r.crashed ?? r.detail ?? 'failed');
+      if (i % 5 === 0) beat({ sampled: i });
+    }
+    latencies.sort((a, b) => a - b);
+    return {
+      unit: unit.name,
+      samples: count,
+      successRate: latencies.length / count,
+      p50Ms: percentile(latencies, 50),
+      p95Ms: percentile(latencies, 95),
+      errors: [...new Set(errors)].slice(0, 5),
+    };
+  }
+
   return {
     /** One probe, now. */
     probeUnit: probeNow,
@@ -209,9 +265,11 @@ export function createHealthActivities(ctx: HostContext) {
 
     /**
      * Wait until the unit passes its probe. Fails (non-retryable) when the container crashes, or
-     * when it is still failing after start_period + retries × interval.
+     * when it is still failing after start_period + retries × interval. With `then`, once healthy
+     * it takes that many probes in the same call (issue #14: an agent's validation, and the judge's
+     * first look beside a candidate): the sample comes back with the result.
      */
-    async waitHealthy(unit: UnitSpec, beside?: CandidatePorts): Promise<HealthyResult> {
+    async waitHealthy(unit: UnitSpec, beside?: CandidatePorts, then?: ThenSample): Promise<HealthyResult> {
       const target = beside && candidate(unit, beside);
       const signal = Context.current().cancellationSignal;
       const started = Date.now();
@@ -249,7 +307,9 @@ export function createHealthActivities(ctx: HostContext) {
         if (last.ok) {
           const healthyAt = Date.now();
           log.info('unit healthy', { unit: unit.name, host, attempts, elapsedMs: healthyAt - started });
-          return { unit: unit.name, attempts, elapsedMs: healthyAt - started, healthyAt };
+          const healthy: HealthyResult = { unit: unit.name, attempts, elapsedMs: healthyAt - started, healthyAt };
+          if (!then) return healthy;
+          return beside ? { ...healthy, besideSample: await sampleBeside(unit, beside, then.samples) } : { ...healthy, sample: await sampleLatency(unit, then.samples) };
         }
         if (!last.crashed) exitedAt = undefined;
         else if (last.mayComeBack && Date.now() - (exitedAt ??= Date.now()) < COMES_BACK_MS) {
@@ -296,52 +356,8 @@ export function createHealthActivities(ctx: HostContext) {
       }
     },
 
-    /**
-     * The running version and its candidate, probed in turn (`count` probes each, the order
-     * alternating every round so neither always goes first): both are measured under the same
-     * load, for the batch's judge.
-     */
-    async sampleBeside(unit: UnitSpec, beside: CandidatePorts, count = 40): Promise<BesideSample> {
-      // A routed candidate's ports change when it joins the unit's network alias: read where it answers now.
-      const target = (await routedTarget(unit, CANDIDATE_SUFFIX)) ?? candidate(unit, beside);
-      const oldTarget = await routedTarget(unit);
-      const out: BesideSample = { old: { latenciesMs: [], errors: 0 }, new: { latenciesMs: [], errors: 0 }, errorsSeen: [] };
-      const probe = async (which: 'old' | 'new') => {
-        const r = await probeOnce(unit, which === 'new' ? target : oldTarget);
-        if (r.ok) out[which].latenciesMs.push(Math.round(r.latencyMs * 1000) / 1000);
-        else {
-          out[which].errors++;
-          out.errorsSeen.push(`${which}: ${r.crashed ?? r.detail ?? 'failed'}`);
-        }
-      };
-      for (let i = 0; i < count; i++) {
-        if (i % 2 === 0) { await probe('old'); await probe('new'); } else { await probe('new'); await probe('old'); }
-        beat({ sampled: i }); // every round: two probes on a loaded machine can take seconds
-      }
-      out.errorsSeen = [...new Set(out.errorsSeen)].slice(0, 5);
-      return out;
-    },
-
-    /** `count` probes in a row: success rate and latency percentiles (baselines and validation). */
-    async sampleLatency(unit: UnitSpec, count = 20): Promise<LatencySample> {
-      const latencies: number[] = [];
-      const errors: string[] = [];
-      for (let i = 0; i < count; i++) {
-        const r = await probeOnce(unit);
-        if (r.ok) latencies.push(r.latencyMs);
-        else errors.push(r.crashed ?? r.detail ?? 'failed');
-        if (i % 5 === 0) beat({ sampled: i });
-      }
-      latencies.sort((a, b) => a - b);
-      return {
-        unit: unit.name,
-        samples: count,
-        successRate: latencies.length / count,
-        p50Ms: percentile(latencies, 50),
-        p95Ms: percentile(latencies, 95),
-        errors: [...new Set(errors)].slice(0, 5),
-      };
-    },
+    sampleBeside,
+    sampleLatency,
   };
 }
 

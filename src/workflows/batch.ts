@@ -29,7 +29,7 @@ import {
   allHandlersFinished,
 } from '@temporalio/workflow';
 import type { ChangeStamp } from '../activities/docker.js';
-import type { CandidatePorts, LatencySample } from '../activities/health.js';
+import type { BesideSample, CandidatePorts, LatencySample } from '../activities/health.js';
 import type { TrafficSteps, UnitSpec } from '../plan/plan.js';
 import { judgedBeside, routable, routedPorts } from '../plan/traffic.js';
 import { candidateTarget, DEFAULT_JUDGE, judge, judgeLook, mergeSamples, moreSamples, type JudgeEvidence, type JudgeSettings, type VersionSample } from '../plan/judge.js';
@@ -209,8 +209,8 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
    * Sample both versions and judge. Issue #13: sequentially — an inconclusive look takes more probes,
    * each look at alpha / looks (src/plan/judge.ts); runs started earlier keep their one look.
    */
-  const sampleAndJudge = async (beside: CandidatePorts, totalLooks?: number): Promise<Judged> => {
-    let sample = await health.sampleBeside(unit, beside, settings.samples);
+  const sampleAndJudge = async (beside: CandidatePorts, totalLooks?: number, first?: BesideSample): Promise<Judged> => {
+    let sample = first ?? await health.sampleBeside(unit, beside, settings.samples);
     if (!patched('judge-sequential')) return { evidence: judge(sample.old, sample.new, settings), sample, look: 1 };
     for (let look = 1; ; look++) {
       const { evidence, again } = judgeLook(sample.old, sample.new, settings, look, totalLooks);
@@ -239,6 +239,10 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
   // ('validating': the result comes next) is kept for the next report and the result, not sent:
   // each report sent is a signal, and a workflow task in the agent and in the batch.
   const fewerReports = input.onItsHost === true && unwaited && patched('agent-fewer-reports');
+  // Issue #14: a health wait that is followed by a sample takes it in the same call (the judge's
+  // first look beside the candidate; the validation): one step less, each a round trip or a local
+  // activity's hand-over between the worker and the workflow. Runs started earlier wait, then sample.
+  const healthyThenSample = patched('healthy-then-sample');
   let told = JSON.stringify({ ...progress, phase: 'baseline' });
   let settled = false;
   let telling: Promise<void> | undefined;
@@ -289,11 +293,26 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
 
   // 1. Pre-migration health check and performance baseline (of the container running now).
   await report('baseline');
-  const unitState = await docker.unitContainers(unit.name);
+  // Issue #14: the three first looks go at once, one step, not three: the unit's containers, the
+  // new image (every path but a reuse needs it; a reused unit runs it already, so the look finds it)
+  // and the baseline sample (needed when the unit runs another spec; otherwise it costs a few
+  // refused connections, a new unit, or probes of a unit left as it is, a reuse, and is dropped).
+  // A host that cannot have the image refuses the agent here, before anything changes. A routed
+  // agent (issue #13) and runs started earlier look in turn.
+  const looksAtOnce = !steps && patched('agent-looks-at-once');
+  const [unitState, noImage, sampledEarly] = await Promise.all([
+    docker.unitContainers(unit.name),
+    looksAtOnce ? here().image.ensureImage(unit).then(() => undefined, (err: unknown) => err) : undefined,
+    looksAtOnce ? health.sampleLatency(unit, samples) : undefined,
+  ]);
+  if (noImage) {
+    await report('failed', { reason: `${rootMessage(noImage)}; left as it was` });
+    return progress;
+  }
   const { current } = unitState;
-  let imageReady = false; // the judge made sure of the image: the swap need not ask again
+  let imageReady = looksAtOnce; // made sure of (here, or by the judge): the swap need not ask again
   if (current && current.specHash !== unit.specHash) {
-    const baseline = await health.sampleLatency(unit, samples);
+    const baseline = sampledEarly ?? await health.sampleLatency(unit, samples);
     await report('baseline', { baseline: view(baseline), previousId: current.id }, true);
     if (baseline.successRate < 1) {
       // Nothing has changed yet: refuse to migrate an agent that is already failing.
@@ -416,7 +435,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
     if (besideJudge && current?.running && current.specHash !== unit.specHash && judgedBeside(unit)) {
       checkAbort();
       await report('judging');
-      await here().image.ensureImage(unit);
+      if (!imageReady) await here().image.ensureImage(unit);
       imageReady = true;
       undo.push({ unit: unit.name, what: `remove ${unit.name}'s candidate`, run: () => here().undo.removeCandidate(unit.name) });
       // Issue #14: on its host, the candidate starts as a local activity, with no round trip. It is
@@ -428,9 +447,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       const candidate = await (startHere ? localOnHost().docker : docker).startCandidate(unit, input.stamp);
       if (candidateTarget(unit, candidate)) {
         const beside = { ports: candidate.ports };
-        await health.waitHealthy(unit, beside);
+        const healthy = healthyThenSample ? await health.waitHealthy(unit, beside, { samples: settings.samples }) : await health.waitHealthy(unit, beside);
         checkAbort();
-        const verdict = await sampleAndJudge(beside);
+        const verdict = await sampleAndJudge(beside, undefined, healthy.besideSample);
         if (verdict.evidence.verdict === 'pass' && removalBeside) {
           // Issue #14: the judged candidate is removed while the swap goes on (it holds no published
           // port); its removal is awaited before the agent settles, and a failed one fails the agent.
@@ -462,8 +481,9 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
         if (c.action !== 'reused' && (progress.phase === 'baseline' || progress.phase === 'judging')) void report('deploying');
         if (c.newId && c.action !== 'reused') void report('validating', {}, true);
       },
-      validate: async () => {
-        const after = await health.sampleLatency(unit, samples);
+      sampleWhenHealthy: healthyThenSample ? samples : undefined,
+      validate: async (_, healthy) => {
+        const after = healthy.sample ?? await health.sampleLatency(unit, samples);
         progress.now = view(after);
         if (after.successRate < 1) throw ApplicationFailure.nonRetryable(`validation: ${Math.round(after.successRate * 100)}% of probes passed (${after.errors.join('; ')})`, 'ValidationFailed');
         // Judged beside the old version: its latency was decided there, under the same load.

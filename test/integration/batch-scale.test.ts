@@ -89,7 +89,9 @@ describe('a batch at scale (real Temporal dev server, real Docker engine, stub a
       // Its looks and its candidate's start ran on its host's own worker, as local activities; only the
       // changes to the unit's containers and the candidate's removal (beside the swap) went through the queue.
       expect({ a, queued: calls.filter((c) => !c.local).map((c) => c.name) }).toEqual({ a, queued: ['removeCandidate', 'replaceContainer'] });
-      expect({ a, local: calls.filter((c) => c.local).map((c) => c.name).sort() }).toEqual({ a, local: ['ensureImage', 'sampleBeside', 'sampleLatency', 'sampleLatency', 'startCandidate', 'unitContainers', 'waitHealthy', 'waitHealthy'] });
+      expect({ a, local: calls.filter((c) => c.local).map((c) => c.name).sort() }).toEqual({ a, local: ['ensureImage', 'sampleLatency', 'startCandidate', 'unitContainers', 'waitHealthy', 'waitHealthy'] });
+      // The first three looks went at once (one step), and each health wait brought its sample back.
+      expect({ a, first: calls.slice(0, 3).map((c) => c.name).sort() }).toEqual({ a, first: ['ensureImage', 'sampleLatency', 'unitContainers'] });
       const sent = events.flatMap((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes ?? []);
       const phases = sent.map((s) => (JSON.parse(Buffer.from(s.input!.payloads![0]!.data!).toString()) as AgentProgress).phase);
       expect(phases.filter((p) => SETTLED_AGENT_PHASES.includes(p))).toEqual([]);

@@ -153,6 +153,27 @@ describe('the stub image and the probes', () => {
     expect(r.elapsedMs).toBeLessThan(5000);
   });
 
+  it('a wait that samples once healthy brings the sample back in the same call; beside a candidate, both versions in turn', async () => {
+    const unit = plan.units.Healthy!;
+    const r = await run(health.waitHealthy, unit, undefined, { samples: 4 });
+    expect(r.sample).toMatchObject({ unit: 'Healthy', samples: 4, successRate: 1, errors: [] });
+    expect(r.besideSample).toBeUndefined();
+    const candidate = await run(dockerActs.startCandidate, unit, { release: 'r1', change: 'c1' });
+    try {
+      const beside = await run(health.waitHealthy, unit, { ports: candidate.ports }, { samples: 3 });
+      expect(beside.sample).toBeUndefined();
+      const sample = beside.besideSample!;
+      expect({ old: sample.old.latenciesMs.length, new: sample.new.latenciesMs.length, errors: [sample.old.errors, sample.new.errors, ...sample.errorsSeen] }).toEqual({ old: 3, new: 3, errors: [0, 0] });
+    } finally {
+      await run(dockerActs.removeCandidate, 'Healthy');
+    }
+  });
+
+  it('a wait that would sample fails as a plain wait does when the unit never gets healthy: nothing sampled', async () => {
+    await run(dockerActs.ensureContainer, plan.units.Sick!, { release: 'r1', change: 'c1' });
+    await expect(run(health.waitHealthy, plan.units.Sick!, undefined, { samples: 3 })).rejects.toMatchObject({ type: 'Unhealthy', nonRetryable: true });
+  });
+
   it('unhealthy: listens but fails its HTTP probe, and the wait gives up with the reason', async () => {
     await run(dockerActs.ensureContainer, plan.units.Sick!, { release: 'r1', change: 'c1' });
     const err = await run(health.waitHealthy, plan.units.Sick!).catch((e: unknown) => e);
