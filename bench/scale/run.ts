@@ -5,7 +5,7 @@
  *
  *   figure <name> = <value> <unit> (goal <op> <value>)
  *
- *   npx tsx bench/scale/run.ts            # SCALE_AGENTS=120 for a shorter run
+ *   npx tsx bench/scale/run.ts            # SCALE_AGENTS=120 for a shorter run; SCALE_TRACE=1: the overhead stretch by stretch
  *
  * Its own Temporal dev server, in-process workers (one per host plus the orchestrator), the stub
  * image on 127.0.22.243 (mainpc) and 127.0.22.244 (pc2) (SCALE_HOSTS=a,b), ports from 29000 (SCALE_PORT_BASE),
