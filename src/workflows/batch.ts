@@ -447,7 +447,7 @@ export async function migrateAgent(input: AgentInput): Promise<AgentProgress> {
       const candidate = await (startHere ? localOnHost().docker : docker).startCandidate(unit, input.stamp);
       if (candidateTarget(unit, candidate)) {
         const beside = { ports: candidate.ports };
-        const healthy = healthyThenSample ? await health.waitHealthy(unit, beside, { samples: settings.samples }) : await health.waitHealthy(unit, beside);
+        const healthy = await health.waitHealthy(unit, beside, healthyThenSample ? { samples: settings.samples } : undefined);
         checkAbort();
         const verdict = await sampleAndJudge(beside, undefined, healthy.besideSample);
         if (verdict.evidence.verdict === 'pass' && removalBeside) {

@@ -116,7 +116,7 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   tell({ newId: created.id });
   // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
   const then = options.sampleWhenHealthy ? { samples: options.sampleWhenHealthy } : undefined;
-  const wait = unit.job ? () => waitJob(unit, local) : () => (then ? health.waitHealthy(unit, undefined, then) : health.waitHealthy(unit));
+  const wait = unit.job ? () => waitJob(unit, local) : () => health.waitHealthy(unit, undefined, then);
   const healthy = await (options.healthScope ? options.healthScope(wait) : wait());
   check();
   await options.validate?.({ ...change }, healthy);
