@@ -82,6 +82,7 @@ export async function runTool(docker: Dockerode, container: string | undefined, 
   const stream = await exec.start({ hijack: true, stdin: Boolean(opts.stdinFile) });
   const onAbort = () => stream.destroy(new Error('cancelled'));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort(); // aborted before the listener was there: no event comes
   try {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -121,6 +122,7 @@ export async function openToolSession(docker: Dockerode, container: string, argv
   const stream = await exec.start({ hijack: true, stdin: true });
   const onAbort = () => stream.destroy(new Error('cancelled'));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort(); // aborted before the listener was there: no event comes
   const stdout = new PassThrough();
   const err = capture();
   docker.modem.demuxStream(stream, stdout, err.sink);

@@ -67,8 +67,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** Resolves after `ms`; rejects when `signal` aborts, or has aborted already (during a probe, before this sleep began). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
     const onAbort = () => { clearTimeout(t); reject(signal!.reason as Error); };
     const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -281,6 +281,10 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     return [n, { p, ...settle }] as const;
   }));
   const stopped = () => { if (failure) throw ApplicationFailure.nonRetryable('stopped: another service failed', 'Stopped'); };
+  // Issue #14: a service is made, started and waited for in one call on its host, unless a
+  // dependent waits only for it to be started (service_started).
+  const startsHealthy = patched('deploy-start-healthy');
+  const startedFor = new Set(names.flatMap((n) => Object.entries(units.get(n)!.dependsOn).flatMap(([d, c]) => (c === 'service_started' ? [d] : []))));
 
   const deployUnit = async (unit: UnitSpec): Promise<void> => {
     // Issue #15: every unit the condition frees in one activation used to start (concurrency 1 ran
@@ -304,6 +308,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
         stamp: { release, change: ledger.change },
         undo,
         checkpoint: stopped,
+        startHealthy: startsHealthy && !startedFor.has(unit.name),
         onChange: (c) => {
           changes.set(unit.name, c);
           setUnit(unit.name, { action: c.action, containerId: c.newId });

@@ -6,6 +6,9 @@
  * - `docker`:  short Docker calls; a host whose worker is gone stalls them, bounded by schedule-to-close.
  * - `image`:   building or finding an image; may take long.
  * - `health`:  probes and waits; they heartbeat, so a dead worker is noticed within seconds.
+ * - `start`:   a container made and started, then waited for (`startHealthy`): as `health`, but a
+ *              cancel waits for the call to end, so that no container is still being made when a
+ *              rollback starts.
  * - `undo`:    put-back, discard, stop-again: retried until the host answers (a rollback is never
  *              given up); permanent errors still fail at once.
  * - `gate`:    asked once, briefly: an unreachable host refuses the change before anything moves.
@@ -19,7 +22,7 @@
  *
  * Pure: safe in workflow code.
  */
-import { proxyActivities, proxyLocalActivities, type ActivityInterfaceFor, type ActivityOptions, type LocalActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type ActivityInterfaceFor, type ActivityOptions, type LocalActivityOptions } from '@temporalio/workflow';
 import type { HostActivities } from '../activities/index.js';
 import type { LedgerActivities } from '../activities/ledger.js';
 import { hostQueue, ORCHESTRATOR_QUEUE } from '../plan/queues.js';
@@ -53,6 +56,7 @@ export const PROFILES = {
   docker: { startToCloseTimeout: '1 minute', heartbeatTimeout: HEARTBEAT, scheduleToCloseTimeout: '10 minutes', retry: quick },
   image: { startToCloseTimeout: '30 minutes', heartbeatTimeout: HEARTBEAT, scheduleToCloseTimeout: '40 minutes', retry: { ...quick, maximumAttempts: 3 } },
   health: { startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry: quick },
+  start: { startToCloseTimeout: '15 minutes', heartbeatTimeout: '5 seconds', scheduleToCloseTimeout: '20 minutes', retry: quick, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED },
   undo: { startToCloseTimeout: '1 minute', heartbeatTimeout: HEARTBEAT, retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', nonRetryableErrorTypes: [ERRORS.previousMissing, ERRORS.containerConflict] } },
   gate: { scheduleToCloseTimeout: '10 seconds', retry: { maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT } },
   backup: { startToCloseTimeout: '2 hours', heartbeatTimeout: '10 seconds', scheduleToCloseTimeout: '3 hours', retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: BACKUP_ERRORS } },

@@ -22,7 +22,7 @@ import { startWorld, withWorld, type TestWorld } from '../helpers/temporal.js';
 import { createOrchestratorWorker } from '../../src/workers/workers.js';
 import { STUB_IMAGE } from '../helpers/stub-image.js';
 import { recordingHistories, writeHistory } from '../helpers/histories.js';
-import { within } from '../helpers/eventually.js';
+import { eventually, within } from '../helpers/eventually.js';
 
 const docker = new Dockerode();
 const projects: string[] = [];
@@ -74,6 +74,11 @@ async function containers(project: string) {
   return list
     .map((c) => ({ name: c.Names[0]!.slice(1), id: c.Id, image: c.Image, specHash: c.Labels[LABELS.specHash], running: c.State === 'running' }))
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The project's running container whose name ends so, once there is one. */
+function runningContainer(project: string, suffix: string) {
+  return eventually(`a running ${suffix} container of ${project}`, async () => (await containers(project)).find((c) => c.name.endsWith(suffix) && c.running));
 }
 
 function startedAt(iso: string): number {
@@ -160,8 +165,9 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
     const plan = stubbed(buildPlan(inv), { env: { db: { AGENT_START_DELAY: '3' } } });
     await withWorld(inv, async (world) => {
       const handle = await startDeploy(world, input(plan, `restart-${process.pid}`));
-      // db's container exists and its health wait is under way: kill mainpc's worker now.
-      await waitPhase(handle, (p) => p.units.db!.containerId !== undefined && p.units.db!.phase === 'starting');
+      // db's container runs and its health wait is under way: kill mainpc's worker now.
+      await waitPhase(handle, (p) => p.units.db!.phase === 'starting');
+      const made = await runningContainer(plan.project, '_db');
       await world.stopHost('mainpc');
       await new Promise((r) => setTimeout(r, 1000));
       await world.startHost('mainpc');
@@ -171,7 +177,8 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const live = await containers(plan.project);
       expect(live.map((c) => c.name)).toEqual([`${plan.project}_mainpc_api`, `${plan.project}_mainpc_cache`, `${plan.project}_mainpc_db`, `${plan.project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
-      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(progress.units.db!.containerId);
+      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(made.id); // the same container, not a second one
+      expect(progress.units.db!.containerId).toBe(made.id);
       await handle.executeUpdate(confirmUpdate);
     });
   });
@@ -200,8 +207,10 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
     try {
       first = spawnWorker();
       const handle = await startDeploy(world, input(plan, `kill-${process.pid}`));
-      // db's container exists and its health wait runs in the worker process: kill it, no goodbye.
-      const during = await waitPhase(handle, (p) => p.units.db!.containerId !== undefined && p.units.db!.phase === 'starting');
+      // db's container runs and its health wait runs in the worker process (the call that made the
+      // container waits for it: issue #14): kill it, no goodbye.
+      await waitPhase(handle, (p) => p.units.db!.phase === 'starting');
+      const made = await runningContainer(project, '_db');
       first.kill('SIGKILL');
       await new Promise((r) => first!.once('exit', r));
       second = spawnWorker();
@@ -210,10 +219,11 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const live = await containers(project);
       expect(live.map((c) => c.name)).toEqual([`${project}_mainpc_db`, `${project}_pc2_web`]);
       expect(live.every((c) => c.running)).toBe(true);
-      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(during.units.db!.containerId); // the same container, not a second one
-      // The health wait ran twice: once on the killed process, once on its successor.
+      expect(live.find((c) => c.name.endsWith('_db'))!.id).toBe(made.id); // the same container, not a second one
+      expect(progress.units.db!.containerId).toBe(made.id);
+      // The call that made db's container and waits for it ran twice: once on the killed process, once on its successor.
       const history = await world.client.workflow.getHandle(handle.workflowId).fetchHistory();
-      const waits = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes && (history.events ?? []).find((s) => String(s.eventId) === String(e.activityTaskStartedEventAttributes!.scheduledEventId))?.activityTaskScheduledEventAttributes?.activityType?.name === 'waitHealthy');
+      const waits = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes && (history.events ?? []).find((s) => String(s.eventId) === String(e.activityTaskStartedEventAttributes!.scheduledEventId))?.activityTaskScheduledEventAttributes?.activityType?.name === 'startHealthy');
       expect(waits.some((e) => (e.activityTaskStartedEventAttributes!.attempt ?? 1) >= 2)).toBe(true);
       await handle.executeUpdate(confirmUpdate);
     } finally {
@@ -289,6 +299,30 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       if (recordingHistories) await writeHistory('deploy-starts-again', handle.workflowId);
     });
   }, 90_000);
+
+  it('a crash stops a service still being started and waited for: the rollback waits for that call to end, and leaves nothing behind', async () => {
+    // slow answers only after a minute (its start period allows two); db crashes after a second.
+    const inv = inventory(`dep${process.pid}l`, 169, { slow: { image: 'slow:1', placement: { host: 'pc2' }, ports: ['8002:8002'], healthcheck: { ...hc, start_period: '120s' } } });
+    const plan = stubbed(buildPlan(inv), { env: { slow: { AGENT_START_DELAY: '60' }, db: { AGENT_MODE: 'crash', AGENT_CRASH_AFTER: '1' } } });
+    await withWorld(inv, async (world) => {
+      const handle = await startDeploy(world, input(plan, `stop-${process.pid}`));
+      const err = await handle.result().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/db on mainpc crashed while starting.*rolled back: every host runs exactly what it ran before/s);
+      expect(await containers(plan.project)).toEqual([]);
+      const progress = await handle.query<DeployProgress>('progress');
+      expect(progress.units.slow).toMatchObject({ phase: 'failed', error: 'stopped: another service failed' });
+      // slow's call (it made the container, then waited for it) was cancelled, not waited out, and
+      // had ended before the first undo went out: no container is being made while the rollback runs.
+      const events = (await world.client.workflow.getHandle(handle.workflowId).fetchHistory()).events ?? [];
+      const typeOf = (scheduledId: unknown) => events.find((e) => String(e.eventId) === String(scheduledId))?.activityTaskScheduledEventAttributes?.activityType?.name;
+      const cancelled = events.findIndex((e) => e.activityTaskCanceledEventAttributes && typeOf(e.activityTaskCanceledEventAttributes.scheduledEventId) === 'startHealthy');
+      const firstUndo = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'putBack');
+      expect(cancelled).toBeGreaterThan(0);
+      expect(firstUndo).toBeGreaterThan(cancelled);
+      if (recordingHistories) await writeHistory('deploy-start-healthy', handle.workflowId);
+    });
+  });
 
   it('--concurrency 1 starts one service at a time, even when several are ready together', async () => {
     const inv = inventory(`dep${process.pid}g`, 161);

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import Dockerode from 'dockerode';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { parseInventory } from '../../src/inventory/load.js';
 import { buildPlan } from '../../src/plan/plan.js';
 import { stubPlan } from '../../src/plan/stub.js';
@@ -188,6 +188,14 @@ describe('the stub image and the probes', () => {
     const r = await run(health.waitHealthy, plan.units.Slow!);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
     expect(r.attempts).toBeGreaterThan(1);
+  });
+
+  it('a wait whose cancel came before it (while its container was made, in the same call) ends as cancelled, not healthy later', async () => {
+    await run(dockerActs.ensureContainer, plan.units.Slow!, { release: 'r1', change: 'c1' });
+    await docker.getContainer(containerName(project, 'edge', 'Slow')).restart({ t: 0 }); // 2 s from answering again
+    const env = new MockActivityEnvironment();
+    env.cancel();
+    await expect(env.run(health.waitHealthy, plan.units.Slow!)).rejects.toBeInstanceOf(CancelledFailure);
   });
 
   it('crash: detected as a crash, not waited out', async () => {

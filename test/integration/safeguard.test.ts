@@ -107,7 +107,7 @@ async function order(world: TestWorld, workflowId: string): Promise<{ backupDone
       childIds.push(started.workflowId!);
     }
     if (e.childWorkflowExecutionCompletedEventAttributes?.workflowType?.name === 'backupDatabases') backupDone ??= id;
-    if (e.activityTaskScheduledEventAttributes?.activityType?.name === 'ensureContainer') firstContainer ??= id;
+    if (['ensureContainer', 'startHealthy'].includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? '')) firstContainer ??= id;
   }
   return { backupDone, firstContainer, children, childIds };
 }
