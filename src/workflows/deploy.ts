@@ -136,6 +136,17 @@ export async function deployLock(holder: string): Promise<string> {
 // ------------------------------------------------------------------------------------------------
 // The deploy
 
+/** Make sure of the units' images, one call per host: each unit whose image cannot be had (key `host/unit`), in words. */
+function imageProblems(units: UnitSpec[]): Promise<{ key: string; problem: string }[]> {
+  return Promise.all([...new Set(units.map((u) => u.host))].sort().map((h) => {
+    const mine = units.filter((u) => u.host === h);
+    return onHost(h).image.ensureImages(mine).then(
+      (results) => results.flatMap((r) => (r.problem ? [{ key: `${h}/${r.unit}`, problem: r.problem }] : [])),
+      (err: unknown) => mine.map((u) => ({ key: `${h}/${u.name}`, problem: `${u.name} on ${h}: ${rootMessage(err)}` })),
+    );
+  })).then((found) => found.flat());
+}
+
 export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   const { release, project } = input;
   const units = new Map(input.units.map((u) => [u.name, u]));
@@ -201,11 +212,17 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   let lock: ChildWorkflowHandle<typeof deployLock>;
   let state: Record<string, UnitContainers>;
   const backingUp = input.backup !== undefined && 'take' in input.backup;
+  // With no backup to wait for, the images that are only looked up (no build, or one only when the
+  // host lacks the image) are made sure of beside the lock and the read too (issue #14: a step less
+  // before the first container). A unit found running its spec already just had its image looked at.
+  const imagesAtOnce = readsOnce && !backingUp && patched('deploy-images-at-once');
+  const lookedUp = imagesAtOnce ? input.units.filter((u) => !u.build || u.build.ifMissing) : [];
+  const early = imageProblems(lookedUp);
   if (readsOnce) {
     // No backup to take: its outcome (none, or skipped for a reason) is known at once, and recorded first.
     if (!backingUp) progress.backup = await backupFirst(input.backup, `deploy ${release}`);
     // Read beside the lock: once the lock is taken, the deploy that held it has finished its changes.
-    const [, locked, read] = await Promise.allSettled([ledger.write({ backup: progress.backup }), takeLock(), readUnits(input.units)]);
+    const [, locked, read] = await Promise.allSettled([ledger.write({ backup: progress.backup }), takeLock(), readUnits(input.units), early]);
     if (locked.status === 'rejected') return lockedOut(locked.reason);
     lock = locked.value;
     if (read.status === 'rejected') throw read.reason;
@@ -235,13 +252,9 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
   //    change are made sure of meanwhile.
   const known = (u: UnitSpec): UnitContainers => state[`${u.host}/${u.name}`] ?? { others: [] };
   const toChange = readsOnce ? input.units.filter((u) => !runsSpec(known(u), u)) : [];
-  const images = Promise.all([...new Set(toChange.map((u) => u.host))].sort().map((h) => {
-    const mine = toChange.filter((u) => u.host === h);
-    return onHost(h).image.ensureImages(mine).then(
-      (results) => results.flatMap((r) => (r.problem ? [r.problem] : [])),
-      (err: unknown) => mine.map((u) => `${u.name} on ${h}: ${rootMessage(err)}`),
-    );
-  }));
+  const changing = new Set(toChange.map((u) => `${u.host}/${u.name}`));
+  const images = Promise.all([early, imageProblems(toChange.filter((u) => !lookedUp.includes(u)))])
+    .then((found) => found.flat().filter((p) => changing.has(p.key)).map((p) => p.problem));
   if (backingUp) setPhase('backing-up');
   if (!readsOnce || backingUp) {
     try {
@@ -252,7 +265,7 @@ export async function deployStack(input: DeployInput): Promise<DeployProgress> {
     }
   }
   if (readsOnce) {
-    const missing = (await images).flat();
+    const missing = await images;
     if (missing.length) {
       await releaseLock();
       await fail(`deploy ${release} refused before any change: ${missing.join('; ')}`, 'ImageUnavailable');

@@ -320,7 +320,7 @@ describe('deployStack (real Temporal, real Docker, stub images)', () => {
       const firstUndo = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'putBack');
       expect(cancelled).toBeGreaterThan(0);
       expect(firstUndo).toBeGreaterThan(cancelled);
-      if (recordingHistories) await writeHistory('deploy-start-healthy', handle.workflowId);
+      if (recordingHistories) await writeHistory('deploy-images-at-once', handle.workflowId);
     });
   });
 
