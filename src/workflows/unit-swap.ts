@@ -6,7 +6,7 @@
  *   retire   — the running container is stopped and kept as `.prev` (its undo, put-back, is logged
  *              first: if the retire half-happens, putting back is still right);
  *   ensure   — the new container, created and started (with `replaceInOneCall`, the retire and this
- *              are one call on the host);
+ *              are one call on the host; with `startHealthy`, this and the wait below are);
  *   wait healthy (a one-shot job: wait for its exit 0), then validate (the caller's check: a batch's latency judge);
  *   keep `.prev` until the change is confirmed — or put back.
  *
@@ -118,22 +118,21 @@ export async function swapUnit(unit: UnitSpec, options: SwapOptions): Promise<Un
   check();
   const then = options.sampleWhenHealthy ? { samples: options.sampleWhenHealthy } : undefined;
   const inScope = (wait: () => Promise<HealthyResult>) => (options.healthScope ? options.healthScope(wait) : wait());
+  let healthy: HealthyResult;
   if (options.startHealthy && !unit.job && !(change.action === 'replaced' && options.replaceInOneCall)) {
-    const healthy = await inScope(async () => {
+    healthy = await inScope(async () => {
       const started = await onHost(unit.host, local).start.startHealthy(unit, options.stamp, then);
       tell({ newId: started.container.id });
       return started;
     });
-    check();
-    await options.validate?.({ ...change }, healthy);
-    return change;
+  } else {
+    const created = change.action === 'replaced' && options.replaceInOneCall
+      ? await docker.replaceContainer(unit, options.stamp, current!.id)
+      : await docker.ensureContainer(unit, options.stamp);
+    tell({ newId: created.id });
+    // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
+    healthy = await inScope(unit.job ? () => waitJob(unit, local) : () => health.waitHealthy(unit, undefined, then));
   }
-  const created = change.action === 'replaced' && options.replaceInOneCall
-    ? await docker.replaceContainer(unit, options.stamp, current!.id)
-    : await docker.ensureContainer(unit, options.stamp);
-  tell({ newId: created.id });
-  // A one-shot job is not probed: its exit 0 is its success (and a non-zero exit its failure).
-  const healthy = await inScope(unit.job ? () => waitJob(unit, local) : () => health.waitHealthy(unit, undefined, then));
   check();
   await options.validate?.({ ...change }, healthy);
   return change;
